@@ -1,0 +1,201 @@
+// kvserver configuration: TOML -> typed Options, with every error naming its key.
+#include "config/server_config.h"
+
+#include <fmt/format.h>
+
+#include "config/toml_reader.h"
+
+namespace fm::config {
+namespace {
+
+void read_eal(TableReader& r, EalOptions& o) {
+  r.get(std::string_view("lcores"), o.lcores, 0, 1023);
+  r.get_enum("hugepages", o.hugepages,
+             {{"auto", HugepageMode::kAuto}, {"on", HugepageMode::kOn}, {"off", HugepageMode::kOff}});
+  r.get("memory_mb", o.memory_mb, 16, 1 << 20);
+  r.get("file_prefix", o.file_prefix);
+  r.get("pci_allow", o.pci_allow);
+  r.get("log_level", o.log_level);
+  r.get("extra_args", o.extra_args);
+  r.reject_unknown();
+  if (r.ok() && o.lcores.empty()) r.fail("lcores", "must name at least one lcore");
+  if (r.ok()) {
+    for (size_t i = 0; i < o.lcores.size(); ++i)
+      for (size_t j = i + 1; j < o.lcores.size(); ++j)
+        if (o.lcores[i] == o.lcores[j])
+          r.fail("lcores", "lcore " + std::to_string(o.lcores[i]) + " is listed twice");
+  }
+}
+
+void read_dataplane(TableReader& r, IdleOptions& o) {
+  r.get("idle_backoff", o.backoff);
+  r.get("idle_spin_us", o.spin_us, 0, 10'000'000);
+  r.get("idle_sleep_us", o.sleep_us, 1, 1'000'000);
+  r.reject_unknown();
+}
+
+void read_port(TableReader& r, net::PortOptions& o) {
+  r.get("vdev", o.vdev);
+  r.get("pci", o.pci);
+  r.get("rx_desc", o.rx_desc, 32, 32768);
+  r.get("tx_desc", o.tx_desc, 32, 32768);
+  r.get("mbufs", o.mbufs, 1023, 16 << 20);
+  r.get("mbuf_cache", o.mbuf_cache, 0, 512);
+  r.reject_unknown();
+  if (r.ok() && o.vdev.empty() && o.pci.empty()) r.fail("vdev", "set port.vdev or port.pci");
+}
+
+void read_net(TableReader& r, net::NetOptions& o) {
+  std::string ip = o.ip.to_string();
+  r.get("ip", ip);
+  if (r.ok()) {
+    auto parsed = net::parse_ipv4(ip, r.name("ip"));
+    if (!parsed) r.fail("ip", parsed.status().message());
+    else o.ip = *parsed;
+  }
+  r.get("mac", o.mac);
+  if (r.ok() && !o.mac.empty()) {
+    if (auto m = net::parse_mac(o.mac, r.name("mac")); !m) r.fail("mac", m.status().message());
+  }
+  r.get("udp_port", o.udp_port, 1, 65535);
+  r.get("udp_checksum", o.udp_checksum);
+  auto neigh = r.tables("neighbors");
+  for (size_t i = 0; i < neigh.size() && r.ok(); ++i) {
+    Status st;
+    TableReader nr(neigh[i], r.name("neighbors") + "[" + std::to_string(i) + "]", "", &st);
+    std::string nip, nmac;
+    nr.get("ip", nip);
+    nr.get("mac", nmac);
+    nr.reject_unknown();
+    net::Neighbor n;
+    if (st.is_ok()) {
+      auto a = net::parse_ipv4(nip, nr.name("ip"));
+      auto m = net::parse_mac(nmac, nr.name("mac"));
+      if (!a) st = a.status();
+      else if (!m) st = m.status();
+      else n = {*a, *m};
+    }
+    if (!st.is_ok()) {
+      r.fail("neighbors", st.message());
+      break;
+    }
+    o.neighbors.push_back(n);
+  }
+  r.reject_unknown();
+}
+
+void read_kv(TableReader& r, kv::StoreOptions& s, kv::ProtocolOptions& p) {
+  r.get("memory_mb", s.memory_mb, 1, 1 << 20);
+  r.get("item_size_max", s.item_size_max, 1024, 1 << 30);
+  r.get("slab_growth_factor", s.slab_growth_factor, 1.01, 4.0);
+  r.get("evict", s.evict);
+  r.get("hash_power", s.hash_power, 8, 32);
+  r.get("udp_max_payload", p.udp_max_payload, 64, 65507);
+  r.get("reply_buffer_kb", p.reply_buffer_kb, 4, 1 << 20);
+  r.reject_unknown();
+}
+
+std::string kv_to_toml(const kv::StoreOptions& s, const kv::ProtocolOptions& p) {
+  return fmt::format("[kv]\nmemory_mb = {}\nitem_size_max = {}\nslab_growth_factor = {}\nevict = {}\n"
+                     "hash_power = {}\nudp_max_payload = {}\nreply_buffer_kb = {}\n",
+                     s.memory_mb, s.item_size_max, s.slab_growth_factor, s.evict ? "true" : "false",
+                     s.hash_power, p.udp_max_payload, p.reply_buffer_kb);
+}
+
+}  // namespace
+
+Result<ServerConfig> parse_server_config(std::string_view text, std::string_view source) {
+  auto parsed = parse_toml(text, source);
+  if (!parsed) return parsed.status();
+  const toml::table& root = *parsed;
+  ServerConfig c;
+  Status err;
+  TableReader top(&root, "", source, &err);
+  {
+    TableReader r(top.table("eal"), "eal", source, &err);
+    read_eal(r, c.eal);
+  }
+  {
+    TableReader r(top.table("dataplane"), "dataplane", source, &err);
+    read_dataplane(r, c.idle);
+  }
+  {
+    TableReader r(top.table("port"), "port", source, &err);
+    read_port(r, c.port);
+  }
+  {
+    TableReader r(top.table("net"), "net", source, &err);
+    read_net(r, c.net);
+  }
+  {
+    TableReader r(top.table("kv"), "kv", source, &err);
+    read_kv(r, c.store, c.protocol);
+  }
+  {
+    TableReader r(top.table("log"), "log", source, &err);
+    r.get("level", c.log_level);
+    r.reject_unknown();
+    if (err.is_ok() && c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+        c.log_level != "error")
+      r.fail("level", "\"" + c.log_level + "\" is not one of \"debug\", \"info\", \"warn\", \"error\"");
+  }
+  top.reject_unknown();
+  if (!err.is_ok()) return err;
+  return c;
+}
+
+Result<ServerConfig> load_server_config(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) return text.status();
+  return parse_server_config(*text, path);
+}
+
+namespace {
+std::string quote(const std::string& s) {
+  std::string o = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') o += '\\';
+    o += ch;
+  }
+  return o + "\"";
+}
+template <typename T>
+std::string list(const std::vector<T>& v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) o += ", ";
+    if constexpr (std::is_same_v<T, std::string>) o += quote(v[i]);
+    else o += std::to_string(v[i]);
+  }
+  return o + "]";
+}
+const char* b(bool v) { return v ? "true" : "false"; }
+}  // namespace
+
+std::string to_toml(const ServerConfig& c) {
+  const char* huge = c.eal.hugepages == HugepageMode::kAuto ? "auto"
+                     : c.eal.hugepages == HugepageMode::kOn ? "on" : "off";
+  std::string s;
+  s += fmt::format("[eal]\nlcores = {}\nhugepages = \"{}\"\nmemory_mb = {}\nfile_prefix = {}\n"
+                   "pci_allow = {}\nlog_level = {}\nextra_args = {}\n\n",
+                   list(c.eal.lcores), huge, c.eal.memory_mb, quote(c.eal.file_prefix),
+                   list(c.eal.pci_allow), quote(c.eal.log_level), list(c.eal.extra_args));
+  s += fmt::format("[dataplane]\nidle_backoff = {}\nidle_spin_us = {}\nidle_sleep_us = {}\n\n",
+                   b(c.idle.backoff), c.idle.spin_us, c.idle.sleep_us);
+  s += fmt::format("[port]\nvdev = {}\npci = {}\nrx_desc = {}\ntx_desc = {}\nmbufs = {}\n"
+                   "mbuf_cache = {}\n\n",
+                   quote(c.port.vdev), quote(c.port.pci), c.port.rx_desc, c.port.tx_desc,
+                   c.port.mbufs, c.port.mbuf_cache);
+  s += fmt::format("[net]\nip = \"{}\"\nmac = {}\nudp_port = {}\nudp_checksum = {}\nneighbors = [",
+                   c.net.ip.to_string(), quote(c.net.mac), c.net.udp_port, b(c.net.udp_checksum));
+  for (size_t i = 0; i < c.net.neighbors.size(); ++i) {
+    s += fmt::format("{}{{ ip = \"{}\", mac = \"{}\" }}", i ? ", " : "",
+                     c.net.neighbors[i].ip.to_string(), c.net.neighbors[i].mac.to_string());
+  }
+  s += "]\n\n";
+  s += kv_to_toml(c.store, c.protocol);
+  s += fmt::format("\n[log]\nlevel = {}\n", quote(c.log_level));
+  return s;
+}
+
+}  // namespace fm::config

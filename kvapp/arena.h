@@ -1,0 +1,79 @@
+// The memory that holds item bytes, addressed by offset, and its local-memory implementation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "dataplane/result.h"
+
+namespace fm::kv {
+
+/// How a pinned range will be used; lets a far-memory arena skip fetches and track dirty pages.
+enum class Access : uint8_t {
+  kRead,       // read only
+  kWrite,      // read-modify-write: fetch, then mark dirty
+  kOverwrite,  // every byte will be written before it is read: no fetch needed for whole pages
+};
+
+/// Item memory addressed by byte offset, so that a far-memory implementation can map offsets to
+/// 4 KiB pages and fetch them on demand. The store never keeps a pointer beyond the pin that
+/// produced it: pin() opens a deref scope, unpin() closes it (AIFM's deref scope). While pinned,
+/// the pages under the range must stay put. Ranges never straddle a page boundary unless they
+/// are larger than a page, in which case they start on a page boundary.
+/// Thread-safe: any core may pin any range; pins of one range may overlap.
+class Arena {
+ public:
+  virtual ~Arena() = default;
+
+  /// Total bytes addressable; offsets are in [0, size_bytes()).
+  virtual uint64_t size_bytes() const = 0;
+
+  /// Makes [offset, offset + len) addressable and returns its first byte. A far-memory arena may
+  /// fetch (and, later, yield the calling fiber); the local arena returns at once.
+  virtual std::byte* pin(uint64_t offset, uint32_t len, Access access) = 0;
+
+  /// Ends the deref scope opened by the matching pin().
+  virtual void unpin(uint64_t offset, uint32_t len) = 0;
+};
+
+/// An Arena in ordinary local memory: one anonymous mapping, committed lazily by the kernel.
+class LocalArena final : public Arena {
+ public:
+  /// Maps `size_bytes` of anonymous memory. Control path; may fail with kResourceExhausted.
+  static Result<std::unique_ptr<LocalArena>> create(uint64_t size_bytes);
+  ~LocalArena() override;
+  LocalArena(const LocalArena&) = delete;
+  LocalArena& operator=(const LocalArena&) = delete;
+
+  uint64_t size_bytes() const override { return size_; }
+  std::byte* pin(uint64_t offset, uint32_t /*len*/, Access /*access*/) override {
+    return base_ + offset;
+  }
+  void unpin(uint64_t /*offset*/, uint32_t /*len*/) override {}
+
+ private:
+  LocalArena(std::byte* base, uint64_t size) : base_(base), size_(size) {}
+  std::byte* base_;
+  uint64_t size_;
+};
+
+/// RAII deref scope: pins a range for the lifetime of this object.
+class ArenaPin {
+ public:
+  ArenaPin(Arena& arena, uint64_t offset, uint32_t len, Access access)
+      : arena_(arena), offset_(offset), len_(len), data_(arena.pin(offset, len, access)) {}
+  ~ArenaPin() { arena_.unpin(offset_, len_); }
+  ArenaPin(const ArenaPin&) = delete;
+  ArenaPin& operator=(const ArenaPin&) = delete;
+
+  std::byte* data() const { return data_; }
+
+ private:
+  Arena& arena_;
+  uint64_t offset_;
+  uint32_t len_;
+  std::byte* data_;
+};
+
+}  // namespace fm::kv

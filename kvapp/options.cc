@@ -1,0 +1,75 @@
+// Validation of the key-value app's options, naming each offending config key.
+#include "kvapp/options.h"
+
+#include <string>
+
+#include "kvapp/slab.h"
+#include "kvapp/tuning.h"
+
+namespace fm::kv {
+namespace {
+constexpr uint64_t kMiB = 1ull << 20;
+}  // namespace
+
+Status StoreOptions::validate() const {
+  if (memory_mb == 0) return error(Errc::kInvalidArgument, "kv.memory_mb must be > 0");
+  if (memory_mb > (1u << 20)) {
+    return error(Errc::kInvalidArgument, "kv.memory_mb must be <= 1048576 (1 TiB)");
+  }
+  if (item_size_max < kPageSize || item_size_max > (128u << 20)) {
+    return error(Errc::kInvalidArgument, "kv.item_size_max must be between " +
+                                             std::to_string(kPageSize) + " and " +
+                                             std::to_string(128u << 20) + " bytes");
+  }
+  if (hash_power < 8 || hash_power > 30) {
+    return error(Errc::kInvalidArgument, "kv.hash_power must be between 8 and 30");
+  }
+  auto geometry = SlabGeometry::build(item_size_max, slab_growth_factor);
+  if (!geometry) return geometry.status();
+  const uint64_t slabs = uint64_t{memory_mb} * kMiB / geometry->slab_bytes();
+  if (slabs == 0) {
+    return error(Errc::kInvalidArgument,
+                 "kv.memory_mb (" + std::to_string(memory_mb) +
+                     " MiB) must hold at least one slab of kv.item_size_max (" +
+                     std::to_string(geometry->slab_bytes()) + " bytes)");
+  }
+  const uint32_t index_bits = geometry->index_bits();
+  if (index_bits >= 32 || slabs > (uint64_t{1} << (32 - index_bits)) - 2) {
+    return error(Errc::kInvalidArgument,
+                 "kv.memory_mb is too large for kv.item_size_max: " + std::to_string(slabs) +
+                     " slabs exceed the entry id space; raise kv.item_size_max");
+  }
+  return Status::ok();
+}
+
+Status ProtocolOptions::validate() const {
+  if (udp_max_payload < 64 || udp_max_payload > 65507) {
+    return error(Errc::kInvalidArgument, "kv.udp_max_payload must be between 64 and 65507");
+  }
+  if (reply_buffer_kb < 4) return error(Errc::kInvalidArgument, "kv.reply_buffer_kb must be >= 4");
+  const uint64_t slots = uint64_t{reply_buffer_kb} * 1024 / udp_max_payload;
+  if (slots > 65535) {
+    return error(Errc::kInvalidArgument,
+                 "kv.reply_buffer_kb is too large: a reply may span at most 65535 datagrams of "
+                 "kv.udp_max_payload bytes");
+  }
+  return Status::ok();
+}
+
+Status validate(const StoreOptions& store, const ProtocolOptions& protocol) {
+  FM_RETURN_IF_ERROR(store.validate());
+  FM_RETURN_IF_ERROR(protocol.validate());
+  const uint64_t slots = uint64_t{protocol.reply_buffer_kb} * 1024 / protocol.udp_max_payload;
+  const uint64_t text = slots * (protocol.udp_max_payload - kUdpFrameHeaderSize) - kReplyReserve;
+  // One VALUE line (key and numbers), the value with its \r\n, and END.
+  const uint64_t need = uint64_t{store.item_size_max} + kKeyMaxLength + 64;
+  if (text < need) {
+    return error(Errc::kInvalidArgument,
+                 "kv.reply_buffer_kb (" + std::to_string(protocol.reply_buffer_kb) +
+                     ") must hold a get reply of one kv.item_size_max item (" +
+                     std::to_string((need + kReplyReserve) / 1024 + 2) + " KiB or more)");
+  }
+  return Status::ok();
+}
+
+}  // namespace fm::kv

@@ -1,0 +1,37 @@
+// Options of the key-value app (the [kv] config table): store and protocol.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/result.h"
+
+namespace fm::kv {
+
+/// Store configuration; config/ fills it from the [kv] table (keys named as the fields).
+struct StoreOptions {
+  uint32_t memory_mb = 64;            // item memory (the arena); memcached's -m default
+  uint32_t item_size_max = 1u << 20;  // largest key + value in bytes; memcached's -I default
+  double slab_growth_factor = 1.25;   // chunk size ratio between slab classes; memcached's -f
+  bool evict = true;                  // full memory: evict by CLOCK, or (false) fail like -M
+  uint32_t hash_power = 20;           // log2 of hash buckets; fixed, so size it for ~1 item each
+
+  /// Checks every field; the message names the offending key, e.g. "kv.memory_mb must be > 0".
+  /// Control path.
+  Status validate() const;
+};
+
+/// Protocol configuration; config/ fills it from the [kv] table (keys named as the fields).
+struct ProtocolOptions {
+  uint32_t udp_max_payload = 1400;  // reply datagram bytes incl. the 8-byte frame header;
+                                    // memcached's UDP_MAX_PAYLOAD_SIZE
+  uint32_t reply_buffer_kb = 2048;  // per-core reply buffer; must hold a get of the largest item
+
+  /// Checks every field; the message names the offending key. Control path.
+  Status validate() const;
+};
+
+/// Both structs and the rules across them (the reply buffer must hold one largest item).
+/// Control path.
+Status validate(const StoreOptions& store, const ProtocolOptions& protocol);
+
+}  // namespace fm::kv

@@ -1,0 +1,108 @@
+// memcached's text protocol: executes the commands of one request and writes their replies.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "dataplane/result.h"
+#include "kvapp/options.h"
+#include "kvapp/reply_buffer.h"
+#include "kvapp/stats.h"
+#include "kvapp/store.h"
+
+namespace fm::kv {
+
+/// Writes "STAT <name> <value>\r\n" lines into a stats reply. Bounded: once a line does not fit,
+/// it stops writing and the protocol replaces the whole reply with
+/// "SERVER_ERROR out of memory writing stats". Owner core only.
+class StatsWriter {
+ public:
+  explicit StatsWriter(ReplyBuffer& out) : out_(out) {}
+  void stat(std::string_view name, std::string_view value);
+  void stat(std::string_view name, uint64_t value);
+  void stat_signed(std::string_view name, int64_t value);
+  /// False once any line did not fit.
+  bool ok() const { return ok_; }
+
+ private:
+  ReplyBuffer& out_;
+  bool ok_ = true;
+};
+
+/// Lets the server add its own lines (network drop counters, later paging statistics) to every
+/// "stats" reply, after the kv app's and before END.
+class StatsHook {
+ public:
+  virtual ~StatsHook() = default;
+  /// Called on the core that received "stats". Must not block or yield; may read other cores'
+  /// counters; writes only through `out`.
+  virtual void append_stats(StatsWriter& out) const = 0;
+};
+
+/// Executes memcached text-protocol requests against a Store. One per dataplane core, owned by
+/// its Session; owner core only. Never allocates.
+///
+/// Parsing rules (memcached 1.6's, with these deliberate differences, each so a datagram stands
+/// alone and a bad one cannot corrupt the store):
+///  - Lines end in "\r\n" or a bare "\n" (as memcached accepts). A data block must be followed
+///    by "\r\n" exactly. A last line without '\n' is answered "CLIENT_ERROR bad command line
+///    format" (memcached waits for the rest, which over UDP never comes).
+///  - A storage command whose data block is short or not "\r\n"-terminated is answered
+///    "CLIENT_ERROR bad data chunk" and stores nothing; parsing resumes after the first '\n' at
+///    or after the declared end of the block. A rejected storage command line whose <bytes>
+///    token is a valid length has its data block skipped the same way; when the length is
+///    unknown the rest of the datagram is dropped (memcached would run the value as commands).
+///  - Keys containing NUL are rejected with "CLIENT_ERROR bad command line format" (memcached
+///    cuts the line at the NUL). Flags above 2^32-1 and exptime/bytes outside int32 are rejected
+///    with the same error (memcached truncates them).
+///  - A non-get line longer than kMaxLineLength gets "CLIENT_ERROR line too long".
+///  - "quit" stops processing the datagram; replies so far are still sent.
+///  - Meta commands (mg/ms/...) and stats sub-commands other than "reset" answer "ERROR".
+class Protocol {
+ public:
+  /// `hook` may be null. `store`, `counters` and `hook` must outlive this object.
+  Protocol(Store& store, SessionCounters& counters, const StatsHook* hook);
+
+  /// Executes every command in `request` (a datagram's text after its frame header) in order
+  /// and appends the replies to `out`. `now` is unix seconds. Owner core; no allocation.
+  void execute(std::span<const uint8_t> request, int64_t now, ReplyBuffer& out);
+
+ private:
+  struct Tokens;
+  // Where to continue after a command: `next` in the request, or stop the datagram.
+  struct Flow {
+    const char* next;
+    bool stop;
+  };
+
+  Flow execute_line(std::string_view line, const char* data, const char* end, int64_t now,
+                    ReplyBuffer& out);
+  Flow do_storage(Command cmd, const Tokens& t, const char* data, const char* end, int64_t now,
+                  ReplyBuffer& out);
+  bool do_get(Command cmd, const Tokens& t, std::string_view line, int64_t now,
+              ReplyBuffer& out);
+  bool do_delta(Command cmd, const Tokens& t, int64_t now, ReplyBuffer& out);
+  bool do_touch(const Tokens& t, int64_t now, ReplyBuffer& out);
+  bool do_delete(const Tokens& t, int64_t now, ReplyBuffer& out);
+  bool do_flush_all(const Tokens& t, int64_t now, ReplyBuffer& out);
+  bool do_verbosity(const Tokens& t, ReplyBuffer& out);
+  bool do_stats(const Tokens& t, int64_t now, ReplyBuffer& out);
+  void write_stats(int64_t now, StatsWriter& w);
+
+  // Reply helpers: return false once the reply buffer is full (the datagram then stops).
+  bool reply(ReplyBuffer& out, std::string_view line);
+  bool reply_unless(bool noreply, ReplyBuffer& out, std::string_view line);
+  bool client_error(bool noreply, ReplyBuffer& out, std::string_view line);
+  bool overflow(ReplyBuffer& out);
+  Flow skip_block(const char* data, const char* end, uint64_t len);
+  Flow skip_declared_block(const Tokens& t, const char* data, const char* end);
+
+  Store& store_;
+  SessionCounters& counters_;
+  const StatsHook* hook_;
+  const int64_t pid_;
+};
+
+}  // namespace fm::kv

@@ -1,0 +1,34 @@
+// ReplyBuffer: slot allocation and text extraction.
+#include "kvapp/reply_buffer.h"
+
+#include "dataplane/check.h"
+#include "kvapp/tuning.h"
+
+namespace fm::kv {
+
+ReplyBuffer::ReplyBuffer(size_t capacity_bytes, size_t datagram_size)
+    : slot_size_(datagram_size), per_slot_(datagram_size - kUdpFrameHeaderSize) {
+  FM_CHECK(datagram_size > kUdpFrameHeaderSize);
+  const size_t slots = capacity_bytes / datagram_size;
+  FM_CHECK(slots >= 1);
+  total_ = slots * per_slot_;
+  FM_CHECK(total_ > kReplyReserve);
+  limit_ = total_ - kReplyReserve;
+  storage_ = std::make_unique<uint8_t[]>(slots * slot_size_);
+}
+
+std::string ReplyBuffer::text() const {
+  std::string s;
+  s.reserve(size_);
+  for (size_t done = 0; done < size_;) {
+    const size_t slot = done / per_slot_;
+    const size_t take = std::min(per_slot_, size_ - done);
+    s.append(reinterpret_cast<const char*>(storage_.get() + slot * slot_size_ +
+                                           kUdpFrameHeaderSize),
+             take);
+    done += take;
+  }
+  return s;
+}
+
+}  // namespace fm::kv

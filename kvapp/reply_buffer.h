@@ -1,0 +1,90 @@
+// A bounded, preallocated reply buffer laid out as ready-to-send UDP datagrams.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "kvapp/udp_frame.h"
+
+namespace fm::kv {
+
+/// Reply text for one request, written straight into datagram slots of `datagram_size` bytes
+/// with an 8-byte gap in front of each slot's text for its frame header, so sending needs no
+/// copy. Appends that would not fit fail whole (nothing written); the last kReplyReserve bytes
+/// are kept for append_reserved(), so an error line always fits after a rollback.
+/// Owner core only; never allocates after construction.
+class ReplyBuffer {
+ public:
+  /// Allocates the slots: `capacity_bytes` rounded down to whole datagrams. Control path.
+  ReplyBuffer(size_t capacity_bytes, size_t datagram_size);
+  ReplyBuffer(const ReplyBuffer&) = delete;
+  ReplyBuffer& operator=(const ReplyBuffer&) = delete;
+
+  void clear() { size_ = 0; }
+  /// Reply text bytes written so far.
+  size_t size() const { return size_; }
+  /// Text bytes ordinary appends may fill (the reserve excluded).
+  size_t capacity() const { return limit_; }
+
+  bool append(std::string_view s) { return append_bytes(s.data(), s.size(), limit_); }
+  bool append(std::span<const uint8_t> s) {
+    return append_bytes(reinterpret_cast<const char*>(s.data()), s.size(), limit_);
+  }
+  /// Appends into the reserve too; for the one error line that ends a truncated reply.
+  bool append_reserved(std::string_view s) { return append_bytes(s.data(), s.size(), total_); }
+
+  /// A position to roll back to.
+  size_t mark() const { return size_; }
+  void rollback(size_t mark) { size_ = mark < size_ ? mark : size_; }
+
+  /// Datagrams the current text needs.
+  size_t datagram_count() const { return datagrams_for(size_, slot_size_); }
+
+  /// Writes each datagram's frame header (`request_id`, sequence i, total n) and calls
+  /// `fn(std::span<const uint8_t>)` for it in order. Returns n.
+  template <typename Fn>
+  size_t for_each_datagram(uint16_t request_id, Fn&& fn) {
+    const size_t n = datagram_count();
+    for (size_t i = 0; i < n; ++i) {
+      uint8_t* slot = storage_.get() + i * slot_size_;
+      write_frame_header(UdpFrameHeader{request_id, static_cast<uint16_t>(i),
+                                        static_cast<uint16_t>(n), 0},
+                         std::span<uint8_t>(slot, kUdpFrameHeaderSize));
+      const size_t text = i + 1 < n ? per_slot_ : size_ - i * per_slot_;
+      fn(std::span<const uint8_t>(slot, kUdpFrameHeaderSize + text));
+    }
+    return n;
+  }
+
+  /// The reply text as one string (tests and debugging; allocates).
+  std::string text() const;
+
+ private:
+  bool append_bytes(const char* p, size_t n, size_t limit) {
+    if (n > limit - size_) return false;
+    while (n > 0) {
+      const size_t slot = size_ / per_slot_;
+      const size_t off = size_ % per_slot_;
+      const size_t take = n < per_slot_ - off ? n : per_slot_ - off;
+      std::memcpy(storage_.get() + slot * slot_size_ + kUdpFrameHeaderSize + off, p, take);
+      size_ += take;
+      p += take;
+      n -= take;
+    }
+    return true;
+  }
+
+  size_t slot_size_;   // bytes per datagram, header included
+  size_t per_slot_;    // text bytes per datagram
+  size_t total_;       // text bytes in all slots
+  size_t limit_;       // total_ minus the reserve
+  size_t size_ = 0;
+  std::unique_ptr<uint8_t[]> storage_;
+};
+
+}  // namespace fm::kv

@@ -1,0 +1,50 @@
+// The per-core entry point of the key-value app: one UDP payload in, reply datagrams out.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "kvapp/protocol.h"
+#include "kvapp/reply_buffer.h"
+#include "kvapp/stats.h"
+#include "kvapp/store.h"
+
+namespace fm::kv {
+
+/// Called for every reply datagram: frame header included, at most udp_max_payload bytes. The
+/// bytes are valid only during the call (copy them into the packet being sent).
+using EmitFn = void (*)(void* ctx, std::span<const uint8_t> datagram);
+
+/// One dataplane core's memcached UDP endpoint. Owner core only (not thread-safe); the Store
+/// behind it is shared by all cores. Construction allocates the reply buffer and registers the
+/// core's counters with the store, so "stats" on any core sums all cores.
+class Session {
+ public:
+  /// `options` must have passed validate(); `hook` may be null and must outlive the session, as
+  /// must `store`. Control path (allocates).
+  Session(Store& store, const ProtocolOptions& options, const StatsHook* hook);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  /// Handles one UDP payload (8-byte frame header + request text) received at `now_unix`
+  /// seconds and calls `emit(ctx, datagram)` for each reply datagram, in sequence order. A
+  /// payload shorter than the header is dropped and counted (no reply is possible); a
+  /// multi-datagram request (total != 1 or sequence != 0) is answered with
+  /// "SERVER_ERROR multi-packet request not supported". Returns the datagrams emitted.
+  /// Owner core; no allocation; does not block beyond the store's spinlocks.
+  size_t handle_datagram(std::span<const uint8_t> payload, int64_t now_unix, EmitFn emit,
+                         void* ctx);
+
+  /// This core's counters: datagrams, malformed requests, per-command counts.
+  const SessionCounters& counters() const { return counters_; }
+
+ private:
+  Store& store_;
+  SessionCounters counters_;
+  ReplyBuffer reply_;
+  Protocol protocol_;
+};
+
+}  // namespace fm::kv

@@ -1,0 +1,165 @@
+// The per-queue stack: run-to-completion receive path and batched transmit.
+#include "net/stack.h"
+
+#include <cstring>
+
+#include "dataplane/log.h"
+
+namespace fm::net {
+namespace {
+constexpr const char* kTag = "net";
+constexpr size_t kMaxFrame = RTE_ETHER_MAX_LEN - RTE_ETHER_CRC_LEN;  // 1514
+}  // namespace
+
+Stack::Stack(Port& port, uint16_t queue, const Identity& me, const NetOptions& opts,
+             UdpHandler* handler)
+    : port_(port),
+      queue_(queue),
+      me_(me),
+      udp_checksum_(opts.udp_checksum),
+      handler_(handler),
+      neighbors_(opts.neighbors) {
+  neighbors_.reserve(neighbors_.size() + 64);
+}
+
+Stack::~Stack() {
+  for (uint16_t i = 0; i < tx_n_; ++i) rte_pktmbuf_free(tx_[i]);
+}
+
+uint32_t Stack::poll() {
+  std::array<rte_mbuf*, kBurst> rx;
+  const uint16_t n = port_.rx_burst(queue_, rx.data(), kBurst);
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
+    handle(rx[i]);
+  }
+  flush();
+  return n;
+}
+
+void Stack::handle(rte_mbuf* m) {
+  counters_.rx_packets.add();
+  counters_.rx_bytes.add(rte_pktmbuf_pkt_len(m));
+  if (m->nb_segs != 1) {  // we configure no scatter: a chained mbuf is a frame we cannot hold
+    counters_.drops[size_t(DropReason::kTruncated)].add();
+    rte_pktmbuf_free(m);
+    return;
+  }
+  auto* data = rte_pktmbuf_mtod(m, uint8_t*);
+  std::span<uint8_t> frame(data, rte_pktmbuf_data_len(m));
+  const bool hw_l4_ok =
+      port_.rx_cksum_offload() && (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+  const Classified c = classify(frame, me_, !hw_l4_ok);
+  switch (c.kind) {
+    case Classified::Kind::kUdp: {
+      counters_.udp_in.add();
+      const UdpPeer from{c.src_mac, c.src_ip, c.src_port};
+      handler_->on_udp(*this, from, frame.subspan(c.payload_off, c.payload_len));
+      rte_pktmbuf_free(m);
+      return;
+    }
+    case Classified::Kind::kArpRequest: {
+      learn(c.src_ip, c.arp_sender_mac);
+      rte_mbuf* r = rte_pktmbuf_alloc(port_.pool());
+      if (r == nullptr) {
+        counters_.drops[size_t(DropReason::kNoBuffer)].add();
+        break;
+      }
+      auto* out = rte_pktmbuf_mtod(r, uint8_t*);
+      const size_t len = build_arp_reply(frame, me_, std::span<uint8_t>(out, rte_pktmbuf_tailroom(r)));
+      r->data_len = r->pkt_len = uint32_t(len);
+      counters_.arp_replies.add();
+      enqueue_tx(r);
+      break;
+    }
+    case Classified::Kind::kArpReply:
+      learn(c.src_ip, c.arp_sender_mac);
+      break;
+    case Classified::Kind::kIcmpEcho: {
+      const size_t len = make_icmp_echo_reply_in_place(frame, c, me_);
+      m->data_len = m->pkt_len = uint32_t(len);
+      counters_.icmp_replies.add();
+      enqueue_tx(m);
+      return;  // the mbuf is reused for the reply
+    }
+    case Classified::Kind::kDrop:
+      counters_.drops[size_t(c.reason)].add();
+      FM_LOG_FIRST_N(LogLevel::kDebug, 10, kTag, "queue {}: dropped a frame: {}", queue_,
+                     drop_reason_name(c.reason));
+      break;
+  }
+  rte_pktmbuf_free(m);
+}
+
+void Stack::learn(Ipv4Addr ip, const MacAddr& mac) {
+  for (auto& n : neighbors_) {
+    if (n.ip == ip) {
+      n.mac = mac;
+      return;
+    }
+  }
+  if (neighbors_.size() < neighbors_.capacity()) {  // never reallocate on the data path
+    neighbors_.push_back({ip, mac});
+    counters_.arp_learned.add();
+  }
+}
+
+const MacAddr* Stack::neighbor(Ipv4Addr ip) const {
+  for (const auto& n : neighbors_) {
+    if (n.ip == ip) return &n.mac;
+  }
+  return nullptr;
+}
+
+bool Stack::send_udp(const UdpPeer& to, std::span<const uint8_t> payload) {
+  if (payload.size() + kUdpHeadersLen > kMaxFrame) {
+    counters_.drops[size_t(DropReason::kNoBuffer)].add();
+    return false;
+  }
+  rte_mbuf* m = rte_pktmbuf_alloc(port_.pool());
+  if (m == nullptr) {
+    counters_.drops[size_t(DropReason::kNoBuffer)].add();
+    return false;
+  }
+  auto* out = rte_pktmbuf_mtod(m, uint8_t*);
+  std::memcpy(out + kUdpHeadersLen, payload.data(), payload.size());
+  const UdpEndpoint src{me_.mac, me_.ip, me_.udp_port};
+  const size_t len = write_udp_headers(std::span<uint8_t>(out, kUdpHeadersLen + payload.size()),
+                                       src, to, payload.size(), ip_id_++, udp_checksum_);
+  m->data_len = m->pkt_len = uint32_t(len);
+  enqueue_tx(m);
+  return true;
+}
+
+bool Stack::send_raw(std::span<const uint8_t> frame) {
+  rte_mbuf* m = frame.size() <= kMaxFrame ? rte_pktmbuf_alloc(port_.pool()) : nullptr;
+  if (m == nullptr) {
+    counters_.drops[size_t(DropReason::kNoBuffer)].add();
+    return false;
+  }
+  std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), frame.data(), frame.size());
+  m->data_len = m->pkt_len = uint32_t(frame.size());
+  enqueue_tx(m);
+  return true;
+}
+
+void Stack::enqueue_tx(rte_mbuf* m) {
+  tx_[tx_n_++] = m;
+  if (tx_n_ == kBurst) flush();
+}
+
+void Stack::flush() {
+  if (tx_n_ == 0) return;
+  uint16_t sent = port_.tx_burst(queue_, tx_.data(), tx_n_);
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < sent; ++i) bytes += rte_pktmbuf_pkt_len(tx_[i]);
+  counters_.tx_packets.add(sent);
+  counters_.tx_bytes.add(bytes);
+  if (sent < tx_n_) {
+    counters_.drops[size_t(DropReason::kNoBuffer)].add(tx_n_ - sent);
+    for (uint16_t i = sent; i < tx_n_; ++i) rte_pktmbuf_free(tx_[i]);
+  }
+  tx_n_ = 0;
+}
+
+}  // namespace fm::net

@@ -1,0 +1,107 @@
+// kvserver configuration: the shipped files parse, defaults match, and every bad input names
+// its key and file.
+#include <gtest/gtest.h>
+
+#include "config/server_config.h"
+
+namespace fm::config {
+namespace {
+
+std::string source_file(const std::string& rel) { return std::string(FM_SOURCE_ROOT) + "/" + rel; }
+
+std::string error_of(std::string_view text) {
+  auto r = parse_server_config(text, "test.toml");
+  EXPECT_FALSE(r.is_ok()) << "accepted: " << text;
+  return r.is_ok() ? "" : r.status().message();
+}
+
+TEST(ServerConfig, EmbeddedDefaultFileEqualsBuiltInDefaults) {
+  auto loaded = load_server_config(source_file("config/kvserver.toml"));
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  EXPECT_EQ(to_toml(*loaded), to_toml(ServerConfig{}));
+}
+
+TEST(ServerConfig, VethExampleParses) {
+  auto loaded = load_server_config(source_file("config/kvserver-veth.toml"));
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->port.vdev.rfind("net_af_packet0", 0), 0u);
+  EXPECT_EQ(loaded->net.ip.to_string(), "10.78.0.1");
+}
+
+TEST(ServerConfig, EmptyFileGivesDefaults) {
+  auto r = parse_server_config("", "empty.toml");
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(to_toml(*r), to_toml(ServerConfig{}));
+}
+
+TEST(ServerConfig, EffectiveConfigRoundTrips) {
+  auto r = parse_server_config(
+      "[eal]\nlcores = [2, 3]\nhugepages = \"off\"\n[net]\nip = \"192.0.2.7\"\n"
+      "neighbors = [{ ip = \"192.0.2.8\", mac = \"02:00:00:00:00:08\" }]\n[kv]\nmemory_mb = 32\n",
+      "a.toml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  auto again = parse_server_config(to_toml(*r), "b.toml");
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  EXPECT_EQ(to_toml(*again), to_toml(*r));
+  EXPECT_EQ(again->net.neighbors.size(), 1u);
+  EXPECT_EQ(again->eal.lcores, (std::vector<uint32_t>{2, 3}));
+}
+
+TEST(ServerConfig, UnknownKeysAreNamed) {
+  EXPECT_EQ(error_of("[eal]\nlcoress = [1]\n"),
+            "test.toml: eal.lcoress: unknown key (see docs/config.md for the keys this table takes)");
+  EXPECT_NE(error_of("[nope]\nx = 1\n").find("test.toml: nope: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("toplevel = 1\n").find("test.toml: toplevel: unknown key"), std::string::npos);
+}
+
+TEST(ServerConfig, WrongTypesAreNamed) {
+  EXPECT_EQ(error_of("[eal]\nmemory_mb = \"lots\"\n"),
+            "test.toml: eal.memory_mb: expected an integer, got a string");
+  EXPECT_EQ(error_of("[dataplane]\nidle_backoff = 1\n"),
+            "test.toml: dataplane.idle_backoff: expected true or false, got an integer");
+  EXPECT_EQ(error_of("eal = 3\n"), "test.toml: eal: expected a table, got an integer");
+  EXPECT_EQ(error_of("[eal]\nlcores = [1, \"2\"]\n"),
+            "test.toml: eal.lcores: expected an array of integers, found an element of type a string");
+}
+
+TEST(ServerConfig, ImpossibleValuesAreNamed) {
+  EXPECT_EQ(error_of("[eal]\nmemory_mb = 0\n"),
+            "test.toml: eal.memory_mb: 0 is out of range [16, 1048576]");
+  EXPECT_EQ(error_of("[net]\nudp_port = 70000\n"),
+            "test.toml: net.udp_port: 70000 is out of range [1, 65535]");
+  EXPECT_NE(error_of("[eal]\nhugepages = \"maybe\"\n").find("eal.hugepages: \"maybe\" is not one of"),
+            std::string::npos);
+  EXPECT_NE(error_of("[net]\nip = \"10.0.0.300\"\n").find("net.ip"), std::string::npos);
+  EXPECT_NE(error_of("[net]\nmac = \"zz:00:00:00:00:00\"\n").find("net.mac"), std::string::npos);
+  EXPECT_NE(error_of("[eal]\nlcores = []\n").find("eal.lcores: must name at least one lcore"),
+            std::string::npos);
+  EXPECT_NE(error_of("[eal]\nlcores = [1, 1]\n").find("listed twice"), std::string::npos);
+  EXPECT_NE(error_of("[port]\nvdev = \"\"\n").find("port.vdev"), std::string::npos);
+  EXPECT_NE(error_of("[net]\nneighbors = [{ ip = \"1.2.3.4\" , mac = \"bad\" }]\n")
+                .find("net.neighbors[0].mac"),
+            std::string::npos);
+  EXPECT_NE(error_of("[log]\nlevel = \"loud\"\n").find("log.level"), std::string::npos);
+  EXPECT_NE(error_of("[kv]\nmemory_mb = 0\n").find("kv.memory_mb"), std::string::npos);
+}
+
+TEST(ServerConfig, KvCrossFieldRulesNameTheKey) {
+  auto r = parse_server_config("[kv]\nitem_size_max = 4194304\nreply_buffer_kb = 64\n", "t.toml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  Status st = kv::validate(r->store, r->protocol);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("kv."), std::string::npos) << st.message();
+}
+
+TEST(ServerConfig, SyntaxErrorsNameFileLineAndColumn) {
+  const std::string e = error_of("[eal]\nmemory_mb = = 3\n");
+  EXPECT_EQ(e.rfind("test.toml:2:", 0), 0u) << e;
+}
+
+TEST(ServerConfig, MissingFileIsNamed) {
+  auto r = load_server_config("/nonexistent/kv.toml");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "cannot open config file '/nonexistent/kv.toml'");
+}
+
+}  // namespace
+}  // namespace fm::config

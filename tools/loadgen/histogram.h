@@ -1,0 +1,89 @@
+// Log-linear latency histogram (HdrHistogram-style): bounded relative error, O(1) record.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace fm::loadgen {
+
+/// Records non-negative integer values (ns) with relative error < 2/kSub (0.78% at 8 bits).
+/// Values below 2^kSubBits are exact. Single-threaded; merge() combines per-core histograms.
+class Histogram {
+ public:
+  static constexpr int kSubBits = 8;
+  static constexpr uint64_t kSub = 1ull << kSubBits;
+  static constexpr int kGroups = 64 - kSubBits + 1;
+  static constexpr double kRelativeError = 2.0 / double(kSub);
+
+  Histogram() : counts_(size_t(kGroups) * kSub, 0) {}
+
+  void record(uint64_t v, uint64_t n = 1) {
+    counts_[index(v)] += n;
+    total_ += n;
+    min_ = std::min(min_, v);
+    max_ = std::max(max_, v);
+    sum_ += double(v) * double(n);
+  }
+  /// A value that never came back (dropped, timed out): infinite latency in every percentile.
+  void record_infinite(uint64_t n = 1) { infinite_ += n; }
+
+  void merge(const Histogram& o) {
+    for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += o.counts_[i];
+    total_ += o.total_;
+    infinite_ += o.infinite_;
+    min_ = std::min(min_, o.min_);
+    max_ = std::max(max_, o.max_);
+    sum_ += o.sum_;
+  }
+
+  uint64_t count() const { return total_; }      // finite samples
+  uint64_t infinite() const { return infinite_; }
+  uint64_t min() const { return total_ ? min_ : 0; }
+  uint64_t max() const { return infinite_ ? std::numeric_limits<uint64_t>::max() : max_; }
+  double mean() const { return total_ ? sum_ / double(total_) : 0.0; }
+
+  /// The value at quantile q in [0,1] over finite and infinite samples; UINT64_MAX when it
+  /// falls among the infinite ones. Reports the bucket's upper edge, clamped to max.
+  uint64_t percentile(double q) const {
+    const uint64_t all = total_ + infinite_;
+    if (all == 0) return 0;
+    uint64_t rank = uint64_t(q * double(all) + 0.5);
+    rank = std::clamp<uint64_t>(rank, 1, all);
+    if (rank > total_) return std::numeric_limits<uint64_t>::max();
+    uint64_t seen = 0;
+    for (size_t i = 0; i < counts_.size(); ++i) {
+      seen += counts_[i];
+      if (seen >= rank) return std::min(upper(i), max_);
+    }
+    return max_;
+  }
+
+  /// Bucket of v: exact below kSub; above, the top kSubBits bits of v (a value in
+  /// [kSub/2, kSub)) in group `shift`, so a bucket spans < 1/(kSub/2) of its values.
+  static size_t index(uint64_t v) {
+    if (v < kSub) return size_t(v);
+    const int shift = (63 - std::countl_zero(v)) - kSubBits + 1;
+    return size_t(shift) * kSub + size_t(v >> shift);
+  }
+
+  /// Largest value that lands in bucket i.
+  static uint64_t upper(size_t i) {
+    const size_t shift = i / kSub;
+    const uint64_t bucket = i % kSub;
+    return ((bucket + 1) << shift) - 1;
+  }
+
+ private:
+  std::vector<uint64_t> counts_;
+  uint64_t total_ = 0;
+  uint64_t infinite_ = 0;
+  uint64_t min_ = std::numeric_limits<uint64_t>::max();
+  uint64_t max_ = 0;
+  double sum_ = 0;
+};
+
+}  // namespace fm::loadgen
