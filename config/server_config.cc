@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "config/paging_tables.h"
 #include "config/toml_reader.h"
 
 namespace fm::config {
@@ -104,6 +105,64 @@ std::string kv_to_toml(const kv::StoreOptions& s, const kv::ProtocolOptions& p) 
 
 }  // namespace
 
+void read_verbs(TableReader& r, paging::VerbsOptions& v) {
+  r.get("device", v.device);
+  r.get("ib_port", v.ib_port, 1, 255);
+  r.get("gid_index", v.gid_index, -1, 255);
+  r.get("max_outstanding", v.max_outstanding, 1, 16384);
+  r.reject_unknown();
+}
+
+void read_paging(TableReader& r, std::string_view source, Status* err, paging::PagingOptions& p) {
+  r.get_enum("mode", p.mode, {{"far", paging::PagingMode::kFar}, {"local", paging::PagingMode::kLocal}});
+  r.get("local_fraction", p.local_fraction, 0.0001, 1.0);
+  r.get("local_mb", p.local_mb, 0, 1 << 24);
+  r.get_enum("transport", p.transport,
+             {{"emulated", paging::TransportKind::kEmulated}, {"verbs", paging::TransportKind::kVerbs}});
+  r.get("memnode", p.memnode);
+  r.get("connect_timeout_ms", p.connect_timeout_ms, 0, 600000);
+  {
+    TableReader e(r.table("emulated"), r.name("emulated"), source, err);
+    auto& o = p.emulated;
+    e.get("latency_ns", o.latency_ns, 0, 100'000'000);
+    e.get_enum("jitter", o.jitter,
+               {{"none", paging::JitterKind::kNone}, {"exponential", paging::JitterKind::kExponential},
+                {"uniform", paging::JitterKind::kUniform}});
+    e.get("jitter_ns", o.jitter_ns, 0, 100'000'000);
+    e.get("link_gbps", o.link_gbps, 0.001, 10000.0);
+    e.get("max_outstanding", o.max_outstanding, 1, 16384);
+    e.get("seed", o.seed);
+    e.reject_unknown();
+  }
+  {
+    TableReader v(r.table("verbs"), r.name("verbs"), source, err);
+    read_verbs(v, p.verbs);
+  }
+  r.reject_unknown();
+  if (err->is_ok() && p.mode == paging::PagingMode::kFar) {
+    const bool unix_addr = p.memnode.rfind("unix:", 0) == 0;
+    if (p.transport == paging::TransportKind::kEmulated && !unix_addr)
+      r.fail("memnode", "the emulated transport needs unix:/path (the pool's memfd is passed over it)");
+    if (p.transport == paging::TransportKind::kVerbs && p.memnode.rfind("tcp:", 0) != 0)
+      r.fail("memnode", "the verbs transport needs tcp:host:port");
+  }
+}
+
+std::string paging_to_toml(const paging::PagingOptions& p) {
+  const auto& e = p.emulated;
+  const char* jitter = e.jitter == paging::JitterKind::kNone ? "none"
+                       : e.jitter == paging::JitterKind::kExponential ? "exponential" : "uniform";
+  return fmt::format(
+      "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
+      "memnode = \"{}\"\nconnect_timeout_ms = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
+      "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
+      "[paging.verbs]\ndevice = \"{}\"\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
+      p.mode == paging::PagingMode::kFar ? "far" : "local", p.local_fraction, p.local_mb,
+      p.transport == paging::TransportKind::kEmulated ? "emulated" : "verbs", p.memnode,
+      p.connect_timeout_ms, e.latency_ns, jitter, e.jitter_ns, e.link_gbps, e.max_outstanding,
+      e.seed, p.verbs.device, p.verbs.ib_port, p.verbs.gid_index, p.verbs.max_outstanding);
+}
+
 Result<ServerConfig> parse_server_config(std::string_view text, std::string_view source) {
   auto parsed = parse_toml(text, source);
   if (!parsed) return parsed.status();
@@ -130,6 +189,10 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
   {
     TableReader r(top.table("kv"), "kv", source, &err);
     read_kv(r, c.store, c.protocol);
+  }
+  {
+    TableReader r(top.table("paging"), "paging", source, &err);
+    read_paging(r, source, &err, c.paging);
   }
   {
     TableReader r(top.table("log"), "log", source, &err);
@@ -194,6 +257,7 @@ std::string to_toml(const ServerConfig& c) {
   }
   s += "]\n\n";
   s += kv_to_toml(c.store, c.protocol);
+  s += "\n" + paging_to_toml(c.paging);
   s += fmt::format("\n[log]\nlevel = {}\n", quote(c.log_level));
   return s;
 }

@@ -10,6 +10,7 @@
 #include "kvapp/options.h"
 #include "net/port.h"
 #include "net/stack.h"
+#include "paging/options.h"
 
 namespace fm::config {
 
@@ -21,6 +22,7 @@ struct ServerConfig {
   net::NetOptions net;
   kv::StoreOptions store;
   kv::ProtocolOptions protocol;
+  paging::PagingOptions paging;
   std::string log_level = "info";  // [log] level: debug | info | warn | error
 };
 

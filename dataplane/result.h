@@ -16,6 +16,7 @@ enum class Errc : uint8_t {
   kUnavailable,      // a peer or device is not there or died
   kResourceExhausted,// hugepages, memory, queue slots
   kInternal,         // a library call failed unexpectedly
+  kTimeout,          // a peer did not answer in time
 };
 
 /// A status: ok, or an error class and a message. Cheap when ok.

@@ -16,9 +16,9 @@ Result<std::unique_ptr<LocalArena>> LocalArena::create(uint64_t size_bytes) {
   void* p = mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
-    return error(Errc::kResourceExhausted, "mmap of " + std::to_string(size_bytes) +
-                                               " bytes for the kv arena failed: " +
-                                               std::strerror(errno));
+    return error(Errc::kResourceExhausted,
+                 "mmap of " + std::to_string(size_bytes) +
+                     " bytes for the kv arena failed: " + std::strerror(errno));
   }
   return std::unique_ptr<LocalArena>(new LocalArena(static_cast<std::byte*>(p), size_bytes));
 }

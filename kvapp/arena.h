@@ -33,8 +33,13 @@ class Arena {
   /// fetch (and, later, yield the calling fiber); the local arena returns at once.
   virtual std::byte* pin(uint64_t offset, uint32_t len, Access access) = 0;
 
-  /// Ends the deref scope opened by the matching pin().
-  virtual void unpin(uint64_t offset, uint32_t len) = 0;
+  /// Ends the deref scope opened by the matching pin(); `data` is what that pin() returned.
+  virtual void unpin(uint64_t offset, uint32_t len, std::byte* data) = 0;
+
+  /// True when pin() may have to fetch (and, later, yield). Callers that hold a spinlock across
+  /// a pin (the store's key check, append/prepend, incr/decr) must not do so for such arenas
+  /// once pins can yield.
+  virtual bool may_fault() const { return false; }
 };
 
 /// An Arena in ordinary local memory: one anonymous mapping, committed lazily by the kernel.
@@ -50,7 +55,7 @@ class LocalArena final : public Arena {
   std::byte* pin(uint64_t offset, uint32_t /*len*/, Access /*access*/) override {
     return base_ + offset;
   }
-  void unpin(uint64_t /*offset*/, uint32_t /*len*/) override {}
+  void unpin(uint64_t /*offset*/, uint32_t /*len*/, std::byte* /*data*/) override {}
 
  private:
   LocalArena(std::byte* base, uint64_t size) : base_(base), size_(size) {}
@@ -63,7 +68,7 @@ class ArenaPin {
  public:
   ArenaPin(Arena& arena, uint64_t offset, uint32_t len, Access access)
       : arena_(arena), offset_(offset), len_(len), data_(arena.pin(offset, len, access)) {}
-  ~ArenaPin() { arena_.unpin(offset_, len_); }
+  ~ArenaPin() { arena_.unpin(offset_, len_, data_); }
   ArenaPin(const ArenaPin&) = delete;
   ArenaPin& operator=(const ArenaPin&) = delete;
 

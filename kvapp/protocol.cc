@@ -129,8 +129,7 @@ Protocol::Flow Protocol::skip_block(const char* data, const char* end, uint64_t 
   return {end, true};
 }
 
-Protocol::Flow Protocol::skip_declared_block(const Tokens& t, const char* data,
-                                             const char* end) {
+Protocol::Flow Protocol::skip_declared_block(const Tokens& t, const char* data, const char* end) {
   int32_t len = 0;
   if (t.n > 4 && t.n < kMaxTokens && parse_i32(t.v[4], &len) && len >= 0) {
     return skip_block(data, end, static_cast<uint64_t>(len));
@@ -235,8 +234,8 @@ Protocol::Flow Protocol::execute_line(std::string_view line, const char* data, c
 
 // set/add/replace/append/prepend <key> <flags> <exptime> <bytes> [noreply]
 // cas <key> <flags> <exptime> <bytes> <cas unique> [noreply]
-Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* data,
-                                    const char* end, int64_t now, ReplyBuffer& out) {
+Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* data, const char* end,
+                                    int64_t now, ReplyBuffer& out) {
   const Flow stop{end, true};
   const bool is_cas = cmd == Command::kCas;
   const size_t want = is_cas ? 6 : 5;
@@ -277,12 +276,24 @@ Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* da
 
   StoreRequest r;
   switch (cmd) {
-    case Command::kAdd: r.mode = StoreMode::kAdd; break;
-    case Command::kReplace: r.mode = StoreMode::kReplace; break;
-    case Command::kAppend: r.mode = StoreMode::kAppend; break;
-    case Command::kPrepend: r.mode = StoreMode::kPrepend; break;
-    case Command::kCas: r.mode = StoreMode::kCas; break;
-    default: r.mode = StoreMode::kSet; break;
+    case Command::kAdd:
+      r.mode = StoreMode::kAdd;
+      break;
+    case Command::kReplace:
+      r.mode = StoreMode::kReplace;
+      break;
+    case Command::kAppend:
+      r.mode = StoreMode::kAppend;
+      break;
+    case Command::kPrepend:
+      r.mode = StoreMode::kPrepend;
+      break;
+    case Command::kCas:
+      r.mode = StoreMode::kCas;
+      break;
+    default:
+      r.mode = StoreMode::kSet;
+      break;
   }
   r.key = key;
   r.value = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data), len);
@@ -373,11 +384,11 @@ bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64
         p = put_u64(p, v.cas);
       }
       p = put(p, kCrlf);
-      fits = out.append(std::string_view(head, p - head)) && out.append(v.value) &&
-             out.append(kCrlf);
+      fits =
+          out.append(std::string_view(head, p - head)) && out.append(v.value) && out.append(kCrlf);
     };
-    const Lookup r = touch ? store_.get_and_touch(key, new_expiry, now, emit)
-                           : store_.get(key, now, emit);
+    const Lookup r =
+        touch ? store_.get_and_touch(key, new_expiry, now, emit) : store_.get(key, now, emit);
     if (touch) {
       counters_.add(Stat::kCmdTouch);
       counters_.add(r == Lookup::kHit ? Stat::kTouchHits : Stat::kTouchMisses);
@@ -464,12 +475,11 @@ bool Protocol::do_delete(const Tokens& t, int64_t now, ReplyBuffer& out) {
   if (t.n > 2) {
     const bool hold_is_zero = t.v[2] == "0";
     noreply = t.noreply();
-    const bool valid = (t.n == 3 && (hold_is_zero || noreply)) ||
-                       (t.n == 4 && hold_is_zero && noreply);
+    const bool valid =
+        (t.n == 3 && (hold_is_zero || noreply)) || (t.n == 4 && hold_is_zero && noreply);
     if (!valid) {
       return client_error(
-          noreply, out,
-          "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n");
+          noreply, out, "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n");
     }
   }
   const std::string_view key = t.v[1];

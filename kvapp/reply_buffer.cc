@@ -23,9 +23,9 @@ std::string ReplyBuffer::text() const {
   for (size_t done = 0; done < size_;) {
     const size_t slot = done / per_slot_;
     const size_t take = std::min(per_slot_, size_ - done);
-    s.append(reinterpret_cast<const char*>(storage_.get() + slot * slot_size_ +
-                                           kUdpFrameHeaderSize),
-             take);
+    s.append(
+        reinterpret_cast<const char*>(storage_.get() + slot * slot_size_ + kUdpFrameHeaderSize),
+        take);
     done += take;
   }
   return s;

@@ -52,9 +52,9 @@ class ReplyBuffer {
     const size_t n = datagram_count();
     for (size_t i = 0; i < n; ++i) {
       uint8_t* slot = storage_.get() + i * slot_size_;
-      write_frame_header(UdpFrameHeader{request_id, static_cast<uint16_t>(i),
-                                        static_cast<uint16_t>(n), 0},
-                         std::span<uint8_t>(slot, kUdpFrameHeaderSize));
+      write_frame_header(
+          UdpFrameHeader{request_id, static_cast<uint16_t>(i), static_cast<uint16_t>(n), 0},
+          std::span<uint8_t>(slot, kUdpFrameHeaderSize));
       const size_t text = i + 1 < n ? per_slot_ : size_ - i * per_slot_;
       fn(std::span<const uint8_t>(slot, kUdpFrameHeaderSize + text));
     }
@@ -79,10 +79,10 @@ class ReplyBuffer {
     return true;
   }
 
-  size_t slot_size_;   // bytes per datagram, header included
-  size_t per_slot_;    // text bytes per datagram
-  size_t total_;       // text bytes in all slots
-  size_t limit_;       // total_ minus the reserve
+  size_t slot_size_;  // bytes per datagram, header included
+  size_t per_slot_;   // text bytes per datagram
+  size_t total_;      // text bytes in all slots
+  size_t limit_;      // total_ minus the reserve
   size_t size_ = 0;
   std::unique_ptr<uint8_t[]> storage_;
 };

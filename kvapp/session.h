@@ -32,8 +32,12 @@ class Session {
   /// seconds and calls `emit(ctx, datagram)` for each reply datagram, in sequence order. A
   /// payload shorter than the header is dropped and counted (no reply is possible); a
   /// multi-datagram request (total != 1 or sequence != 0) is answered with
-  /// "SERVER_ERROR multi-packet request not supported". Returns the datagrams emitted.
-  /// Owner core; no allocation; does not block beyond the store's spinlocks.
+  /// "SERVER_ERROR multi-packet request not supported" (memcached 1.6.18 drops those silently;
+  /// it only looks at total, we also reject sequence != 0). All replies to one request datagram
+  /// form one message: sequence 0..n-1 of total n, each datagram at most udp_max_payload bytes.
+  /// (memcached 1.6 sends one message per command of a multi-command datagram, each numbered
+  /// from 0; for the usual one command per datagram the two are the same.) Returns the
+  /// datagrams emitted. Owner core; no allocation; does not block beyond the store's spinlocks.
   size_t handle_datagram(std::span<const uint8_t> payload, int64_t now_unix, EmitFn emit,
                          void* ctx);
 

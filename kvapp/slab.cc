@@ -25,7 +25,8 @@ Result<SlabGeometry> SlabGeometry::build(uint32_t item_size_max, double growth_f
   double want = kMinChunkSize;
   uint32_t last = 0;
   while (last < kPageSize) {
-    uint32_t size = std::min<uint32_t>(kPageSize, (static_cast<uint32_t>(std::ceil(want)) + 7) & ~7u);
+    uint32_t size =
+        std::min<uint32_t>(kPageSize, (static_cast<uint32_t>(std::ceil(want)) + 7) & ~7u);
     const uint32_t per_page = kPageSize / size;
     const uint32_t chunk = (kPageSize / per_page) & ~7u;
     if (chunk > last) {

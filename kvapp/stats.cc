@@ -9,69 +9,126 @@ namespace fm::kv {
 
 std::string_view stat_name(Stat s) {
   switch (s) {
-    case Stat::kCmdGet: return "cmd_get";
-    case Stat::kCmdSet: return "cmd_set";
-    case Stat::kCmdFlush: return "cmd_flush";
-    case Stat::kCmdTouch: return "cmd_touch";
-    case Stat::kGetHits: return "get_hits";
-    case Stat::kGetMisses: return "get_misses";
-    case Stat::kGetExpired: return "get_expired";
-    case Stat::kGetFlushed: return "get_flushed";
-    case Stat::kDeleteMisses: return "delete_misses";
-    case Stat::kDeleteHits: return "delete_hits";
-    case Stat::kIncrMisses: return "incr_misses";
-    case Stat::kIncrHits: return "incr_hits";
-    case Stat::kDecrMisses: return "decr_misses";
-    case Stat::kDecrHits: return "decr_hits";
-    case Stat::kCasMisses: return "cas_misses";
-    case Stat::kCasHits: return "cas_hits";
-    case Stat::kCasBadval: return "cas_badval";
-    case Stat::kTouchHits: return "touch_hits";
-    case Stat::kTouchMisses: return "touch_misses";
-    case Stat::kStoreTooLarge: return "store_too_large";
-    case Stat::kStoreNoMemory: return "store_no_memory";
-    case Stat::kBytesRead: return "bytes_read";
-    case Stat::kBytesWritten: return "bytes_written";
-    case Stat::kDatagramsIn: return "kv_datagrams_in";
-    case Stat::kDatagramsOut: return "kv_datagrams_out";
-    case Stat::kRuntDatagrams: return "kv_runt_datagrams";
-    case Stat::kMultiPacket: return "kv_multi_packet_requests";
-    case Stat::kCommands: return "kv_commands";
-    case Stat::kUnknownCommands: return "kv_unknown_commands";
-    case Stat::kClientErrors: return "kv_client_errors";
-    case Stat::kBadDataChunks: return "kv_bad_data_chunks";
-    case Stat::kLinesTooLong: return "kv_lines_too_long";
-    case Stat::kUnterminatedLines: return "kv_unterminated_lines";
-    case Stat::kAbandoned: return "kv_abandoned_datagrams";
-    case Stat::kReplyOverflows: return "kv_reply_overflows";
-    case Stat::kCount: break;
+    case Stat::kCmdGet:
+      return "cmd_get";
+    case Stat::kCmdSet:
+      return "cmd_set";
+    case Stat::kCmdFlush:
+      return "cmd_flush";
+    case Stat::kCmdTouch:
+      return "cmd_touch";
+    case Stat::kGetHits:
+      return "get_hits";
+    case Stat::kGetMisses:
+      return "get_misses";
+    case Stat::kGetExpired:
+      return "get_expired";
+    case Stat::kGetFlushed:
+      return "get_flushed";
+    case Stat::kDeleteMisses:
+      return "delete_misses";
+    case Stat::kDeleteHits:
+      return "delete_hits";
+    case Stat::kIncrMisses:
+      return "incr_misses";
+    case Stat::kIncrHits:
+      return "incr_hits";
+    case Stat::kDecrMisses:
+      return "decr_misses";
+    case Stat::kDecrHits:
+      return "decr_hits";
+    case Stat::kCasMisses:
+      return "cas_misses";
+    case Stat::kCasHits:
+      return "cas_hits";
+    case Stat::kCasBadval:
+      return "cas_badval";
+    case Stat::kTouchHits:
+      return "touch_hits";
+    case Stat::kTouchMisses:
+      return "touch_misses";
+    case Stat::kStoreTooLarge:
+      return "store_too_large";
+    case Stat::kStoreNoMemory:
+      return "store_no_memory";
+    case Stat::kBytesRead:
+      return "bytes_read";
+    case Stat::kBytesWritten:
+      return "bytes_written";
+    case Stat::kDatagramsIn:
+      return "kv_datagrams_in";
+    case Stat::kDatagramsOut:
+      return "kv_datagrams_out";
+    case Stat::kRuntDatagrams:
+      return "kv_runt_datagrams";
+    case Stat::kMultiPacket:
+      return "kv_multi_packet_requests";
+    case Stat::kCommands:
+      return "kv_commands";
+    case Stat::kUnknownCommands:
+      return "kv_unknown_commands";
+    case Stat::kClientErrors:
+      return "kv_client_errors";
+    case Stat::kBadDataChunks:
+      return "kv_bad_data_chunks";
+    case Stat::kLinesTooLong:
+      return "kv_lines_too_long";
+    case Stat::kUnterminatedLines:
+      return "kv_unterminated_lines";
+    case Stat::kAbandoned:
+      return "kv_abandoned_datagrams";
+    case Stat::kReplyOverflows:
+      return "kv_reply_overflows";
+    case Stat::kCount:
+      break;
   }
   return "?";
 }
 
 std::string_view command_name(Command c) {
   switch (c) {
-    case Command::kUnknown: return "unknown";
-    case Command::kGet: return "get";
-    case Command::kGets: return "gets";
-    case Command::kGat: return "gat";
-    case Command::kGats: return "gats";
-    case Command::kSet: return "set";
-    case Command::kAdd: return "add";
-    case Command::kReplace: return "replace";
-    case Command::kAppend: return "append";
-    case Command::kPrepend: return "prepend";
-    case Command::kCas: return "cas";
-    case Command::kDelete: return "delete";
-    case Command::kIncr: return "incr";
-    case Command::kDecr: return "decr";
-    case Command::kTouch: return "touch";
-    case Command::kFlushAll: return "flush_all";
-    case Command::kVersion: return "version";
-    case Command::kVerbosity: return "verbosity";
-    case Command::kStats: return "stats";
-    case Command::kQuit: return "quit";
-    case Command::kCount: break;
+    case Command::kUnknown:
+      return "unknown";
+    case Command::kGet:
+      return "get";
+    case Command::kGets:
+      return "gets";
+    case Command::kGat:
+      return "gat";
+    case Command::kGats:
+      return "gats";
+    case Command::kSet:
+      return "set";
+    case Command::kAdd:
+      return "add";
+    case Command::kReplace:
+      return "replace";
+    case Command::kAppend:
+      return "append";
+    case Command::kPrepend:
+      return "prepend";
+    case Command::kCas:
+      return "cas";
+    case Command::kDelete:
+      return "delete";
+    case Command::kIncr:
+      return "incr";
+    case Command::kDecr:
+      return "decr";
+    case Command::kTouch:
+      return "touch";
+    case Command::kFlushAll:
+      return "flush_all";
+    case Command::kVersion:
+      return "version";
+    case Command::kVerbosity:
+      return "verbosity";
+    case Command::kStats:
+      return "stats";
+    case Command::kQuit:
+      return "quit";
+    case Command::kCount:
+      break;
   }
   return "?";
 }

@@ -45,7 +45,7 @@ uint32_t clamp_time(int64_t t) {
 struct Store::Entry {
   uint64_t hash = 0;
   uint64_t cas = 0;
-  uint64_t offset = 0;  // arena offset of the chunk; fixed when the slab is carved
+  uint64_t offset = 0;         // arena offset of the chunk; fixed when the slab is carved
   uint32_t chain_next = kNil;  // hash chain while linked; free list while free
   uint32_t lru_prev = kNil;
   uint32_t lru_next = kNil;
@@ -95,13 +95,11 @@ Result<std::unique_ptr<Store>> Store::create(const StoreOptions& options,
     if (!local) return local.status();
     arena = std::move(local).value();
   } else if (arena->size_bytes() < bytes) {
-    return error(Errc::kInvalidArgument,
-                 "kv.memory_mb (" + std::to_string(options.memory_mb) +
-                     " MiB) exceeds the arena given (" + std::to_string(arena->size_bytes()) +
-                     " bytes)");
+    return error(Errc::kInvalidArgument, "kv.memory_mb (" + std::to_string(options.memory_mb) +
+                                             " MiB) exceeds the arena given (" +
+                                             std::to_string(arena->size_bytes()) + " bytes)");
   }
-  return std::unique_ptr<Store>(
-      new Store(options, std::move(geometry).value(), std::move(arena)));
+  return std::unique_ptr<Store>(new Store(options, std::move(geometry).value(), std::move(arena)));
 }
 
 Store::Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr<Arena> arena)
@@ -111,8 +109,7 @@ Store::Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr
       seed_((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
       started_at_(static_cast<int64_t>(std::time(nullptr))) {
   index_bits_ = geometry_.index_bits();
-  slab_count_ =
-      static_cast<uint32_t>(uint64_t{options_.memory_mb} * kMiB / geometry_.slab_bytes());
+  slab_count_ = static_cast<uint32_t>(uint64_t{options_.memory_mb} * kMiB / geometry_.slab_bytes());
   const uint64_t buckets = uint64_t{1} << options_.hash_power;
   bucket_mask_ = buckets - 1;
   const uint64_t stripes = std::min<uint64_t>(buckets, kMaxLockStripes);
@@ -351,8 +348,8 @@ uint32_t Store::alloc(uint32_t size, uint64_t hash, int64_t now) {
 }
 
 void Store::fill_item(uint32_t id, std::string_view key, std::span<const uint8_t> a,
-                      std::span<const uint8_t> b, uint32_t pad, uint32_t flags,
-                      int64_t expires_at, int64_t now) {
+                      std::span<const uint8_t> b, uint32_t pad, uint32_t flags, int64_t expires_at,
+                      int64_t now) {
   Entry& e = entry(id);
   const uint32_t value_len = static_cast<uint32_t>(a.size() + b.size()) + pad;
   const uint32_t len = static_cast<uint32_t>(key.size()) + value_len;
@@ -546,8 +543,8 @@ DeltaResult Store::apply_delta(std::string_view key, bool incr, uint64_t delta, 
   bool numeric = false;
   if (o.value_len > 0) {
     ArenaPin pin(*arena_, o.offset + o.key_len, o.value_len, Access::kRead);
-    numeric = parse_u64(
-        std::string_view(reinterpret_cast<const char*>(pin.data()), o.value_len), &value);
+    numeric =
+        parse_u64(std::string_view(reinterpret_cast<const char*>(pin.data()), o.value_len), &value);
   }
   if (!numeric) {
     s.lock.unlock();

@@ -58,9 +58,9 @@ struct StoreRequest {
 /// How a lookup ended.
 enum class Lookup : uint8_t {
   kHit,
-  kMiss,      // no such key
-  kExpired,   // the key was there but past its expiry (now reclaimed)
-  kFlushed,   // the key was there but invalidated by flush_all (now reclaimed)
+  kMiss,     // no such key
+  kExpired,  // the key was there but past its expiry (now reclaimed)
+  kFlushed,  // the key was there but invalidated by flush_all (now reclaimed)
 };
 
 /// incr/decr outcome.
@@ -95,12 +95,17 @@ struct StoreStats {
 };
 
 /// The item store. Thread-safe: every dataplane core calls it concurrently. Items (key and
-/// value bytes) live in slab chunks of an Arena addressed by offset; their metadata (hash, cas,
-/// flags, expiry, links) lives in local entries, so misses, deletes, touches, cas mismatches and
-/// evictions never touch item memory. Locks: one spinlock per hash stripe (never a global lock)
-/// and one per slab class; values are read outside every lock, under a reference count and an
-/// arena pin. No allocation on request paths except when a slab is first given to a class (at
-/// most once per slab for the life of the store).
+/// value bytes) live in slab chunks of an Arena addressed by offset; their metadata (64-bit key
+/// hash, cas, flags, expiry, links) lives in local entries, so misses, expiry checks, cas
+/// mismatches and eviction decisions never touch item memory; a hash match reads the key bytes
+/// once to confirm it. Locks: one spinlock per hash stripe (never a global lock) and one per slab
+/// class; get() copies values outside every lock, under a reference count and an arena pin.
+/// No allocation on request paths except when a slab is first given to a class (at most once
+/// per slab for the life of the store).
+///
+/// For the far-memory arena: the key confirmation, append/prepend and incr/decr pin item memory
+/// while holding their stripe lock, so a pin that has to fetch must not yield there (or those
+/// paths should become read-copy-retry); get() and the value copy of set are already lock-free.
 class Store {
  public:
   /// Builds a store over `arena`, or over a new LocalArena of memory_mb when null. Control path.
@@ -229,8 +234,7 @@ class Store {
   void fill_item(uint32_t id, std::string_view key, std::span<const uint8_t> a,
                  std::span<const uint8_t> b, uint32_t pad, uint32_t flags, int64_t expires_at,
                  int64_t now);
-  StoreOutcome store_concat(const StoreRequest& r, uint64_t hash, int64_t now,
-                            uint64_t* cas_out);
+  StoreOutcome store_concat(const StoreRequest& r, uint64_t hash, int64_t now, uint64_t* cas_out);
   StoreStats collect() const;  // stats() before the reset baseline is applied
   uint64_t next_cas() { return cas_counter_.fetch_add(1, std::memory_order_relaxed) + 1; }
 

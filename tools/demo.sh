@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job end to end on the embedded default: set-up, build, kvserver on a memif port
-# (lcore 1), the DPDK loadgen as memif client (lcore 0) — preload, then an open-loop GET run —
-# and the server's per-core statistics at the end.
+# The main job end to end on the embedded default: set-up, build, the memory node (emulated
+# one-sided transport), kvserver on a memif port (lcore 1) with its values in far memory (20%
+# local), the DPDK loadgen as memif client (lcore 0) — preload, then an open-loop GET run — and
+# the server's per-core and paging statistics at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -11,8 +12,11 @@ RATE=${RATE:-100000}
 DURATION=${DURATION:-3}
 WORK=$(mktemp -d /tmp/farmem-demo.XXXXXX)
 SOCK=$WORK/memif.sock
+MNSOCK=$WORK/memnode.sock
 LOG=$WORK/kvserver.log
+MNLOG=$WORK/memnode.log
 server_pid=""
+memnode_pid=""
 
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -20,13 +24,21 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$server_pid" 2>/dev/null || true
   fi
-  rm -f "$SOCK"
+  if [ -n "$memnode_pid" ]; then kill -TERM "$memnode_pid" 2>/dev/null || true; wait "$memnode_pid" 2>/dev/null || true; fi
+  rm -f "$SOCK" "$MNSOCK"
 }
 trap cleanup EXIT
 
-# The embedded default config, with this run's own memif socket.
-sed "s|/tmp/farmem-memif.sock|$SOCK|" config/kvserver.toml >"$WORK/kvserver.toml"
-echo "demo: starting kvserver (config/kvserver.toml, memif socket $SOCK)"
+# The embedded default configs, with this run's own sockets.
+sed "s|/tmp/farmem-memnode.sock|$MNSOCK|" config/memnode.toml >"$WORK/memnode.toml"
+sed -e "s|/tmp/farmem-memif.sock|$SOCK|" -e "s|/tmp/farmem-memnode.sock|$MNSOCK|" \
+  config/kvserver.toml >"$WORK/kvserver.toml"
+echo "demo: starting memnode (config/memnode.toml: emulated one-sided transport)"
+"$BUILD/memnode/memnode" --config "$WORK/memnode.toml" 2>"$MNLOG" &
+memnode_pid=$!
+for _ in $(seq 100); do [ -S "$MNSOCK" ] && break; kill -0 "$memnode_pid" 2>/dev/null || break; sleep 0.05; done
+[ -S "$MNSOCK" ] || { echo "demo: memnode did not come up:" >&2; cat "$MNLOG" >&2; exit 1; }
+echo "demo: starting kvserver (config/kvserver.toml: far memory, 20% local, memif socket $SOCK)"
 "$BUILD/kvapp/kvserver" --config "$WORK/kvserver.toml" 2>"$LOG" &
 server_pid=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -46,5 +58,5 @@ kill -INT "$server_pid"
 wait "$server_pid" || true
 server_pid=""
 echo "demo: kvserver statistics:"
-grep -E "^core |^  drop " "$LOG" || cat "$LOG"
+grep -E "^core |^  drop |^paging: " "$LOG" || cat "$LOG"
 exit $rc

@@ -31,6 +31,19 @@ for path in glob.glob(os.path.join(sys.argv[1], "gtest-results", "*.json")):
                 failed += 1
             else:
                 passed += 1
+# Script tests (meson tests named script_*) count once each, from meson's own logs.
+for name in ("testlog.json", "serial.json"):
+    path = os.path.join(sys.argv[1], "meson-logs", name)
+    if not os.path.exists(path):
+        continue
+    for line in open(path):
+        t = json.loads(line)
+        if not t.get("name", "").startswith("script_"):
+            continue
+        r = t.get("result")
+        if r == "OK": passed += 1
+        elif r == "SKIP": skipped += 1
+        else: failed += 1
 if sys.argv[2] != "0" and failed == 0:
     failed = 1  # a test binary crashed or timed out before writing its results
 print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")

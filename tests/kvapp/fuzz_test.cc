@@ -20,9 +20,9 @@ using namespace std::string_literals;
 
 // "" when `text` is a sequence of well-formed memcached replies; otherwise what is wrong.
 std::string check_reply(std::string_view text) {
-  static const std::set<std::string_view> kExact = {
-      "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "END", "ERROR",
-      "RESET"};
+  static const std::set<std::string_view> kExact = {"STORED",  "NOT_STORED", "EXISTS", "NOT_FOUND",
+                                                    "DELETED", "TOUCHED",    "OK",     "END",
+                                                    "ERROR",   "RESET"};
   size_t pos = 0;
   while (pos < text.size()) {
     const size_t e = text.find("\r\n", pos);
@@ -90,8 +90,8 @@ class FuzzTest : public ::testing::Test {
       ASSERT_LE(ds[k].size, 1400u);
       text += ds[k].text;
     }
-    ASSERT_EQ(check_reply(text), "") << "input #" << i << ": "
-                                     << ::testing::PrintToString(payload.substr(8));
+    ASSERT_EQ(check_reply(text), "")
+        << "input #" << i << ": " << ::testing::PrintToString(payload.substr(8));
   }
 
   static std::string header(std::mt19937_64& rng) {
@@ -138,13 +138,34 @@ TEST_F(FuzzTest, TokenSoupNeverTouchesOtherKeys) {
   // Commands and arguments that look right, glued with every kind of separator. No flush_all
   // and no protected key names, so the protected items must come through untouched.
   const std::vector<std::string> cmds = {
-      "get", "gets", "gat", "gats", "set", "add", "replace", "append", "prepend", "cas",
-      "delete", "incr", "decr", "touch", "version", "verbosity", "stats", "quit", "bogus", "mg",
-      "", "set\0"s, "GET", "bget"};
-  const std::vector<std::string> args = {
-      "fz0", "fz1", "fz2", "fz3", "0", "1", "2", "5", "10", "-1", "4294967295", "4294967296",
-      "18446744073709551615", "18446744073709551616", "2147483647", "-2147483648", "abc", "+3",
-      "0x1f", "", "noreply", std::string(251, 'k'), "fz\0x"s, "1\t", "99999999999999999999"};
+      "get",     "gets", "gat",    "gats", "set",  "add",    "replace", "append",
+      "prepend", "cas",  "delete", "incr", "decr", "touch",  "version", "verbosity",
+      "stats",   "quit", "bogus",  "mg",   "",     "set\0"s, "GET",     "bget"};
+  const std::vector<std::string> args = {"fz0",
+                                         "fz1",
+                                         "fz2",
+                                         "fz3",
+                                         "0",
+                                         "1",
+                                         "2",
+                                         "5",
+                                         "10",
+                                         "-1",
+                                         "4294967295",
+                                         "4294967296",
+                                         "18446744073709551615",
+                                         "18446744073709551616",
+                                         "2147483647",
+                                         "-2147483648",
+                                         "abc",
+                                         "+3",
+                                         "0x1f",
+                                         "",
+                                         "noreply",
+                                         std::string(251, 'k'),
+                                         "fz\0x"s,
+                                         "1\t",
+                                         "99999999999999999999"};
   const std::vector<std::string> seps = {" ", "  ", "\t", "\0"s, ""};
   const std::vector<std::string> ends = {"\r\n", "\r\n", "\r\n", "\n", "", "\r", "\r\r\n"};
   std::mt19937_64 rng(777);
@@ -194,11 +215,21 @@ TEST_F(FuzzTest, MutatedValidRequestsNeverTouchOtherKeys) {
     for (int m = 0; m < mutations && !body.empty(); ++m) {
       const size_t at = rng() % body.size();
       switch (rng() % 5) {
-        case 0: body[at] = char(rng()); break;                       // flip a byte
-        case 1: body.erase(at, 1); break;                            // drop a byte
-        case 2: body.insert(at, 1, char(rng())); break;              // insert a byte
-        case 3: body.resize(at); break;                              // truncate
-        default: body.insert(at, body.substr(at, rng() % 8)); break;  // duplicate a run
+        case 0:
+          body[at] = char(rng());
+          break;  // flip a byte
+        case 1:
+          body.erase(at, 1);
+          break;  // drop a byte
+        case 2:
+          body.insert(at, 1, char(rng()));
+          break;  // insert a byte
+        case 3:
+          body.resize(at);
+          break;  // truncate
+        default:
+          body.insert(at, body.substr(at, rng() % 8));
+          break;  // duplicate a run
       }
     }
     std::string payload = header(rng) + body;

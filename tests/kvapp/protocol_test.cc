@@ -1,10 +1,11 @@
 // Unit tests of the memcached text protocol: exact reply bytes for every command and error.
+#include "kvapp/protocol.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "kv_test_util.h"
-#include "kvapp/protocol.h"
 #include "kvapp/tuning.h"
 
 namespace fm::kv {
@@ -30,8 +31,8 @@ class ProtocolTest : public ::testing::Test {
   };
   Snapshot snapshot() {
     const StoreStats s = store_->stats();
-    return {s.curr_items, s.total_items, s.bytes, peek(*store_, "a"), peek(*store_, "b"),
-            peek(*store_, "n")};
+    return {s.curr_items,       s.total_items,      s.bytes,
+            peek(*store_, "a"), peek(*store_, "b"), peek(*store_, "n")};
   }
   void seed() {
     ASSERT_EQ(c_.req("set a 1 0 3\r\nabc\r\nset b 2 0 3\r\nxyz\r\nset n 0 0 2\r\n10\r\n"),
@@ -42,8 +43,8 @@ class ProtocolTest : public ::testing::Test {
     seed();
     const Snapshot before = snapshot();
     EXPECT_EQ(c_.req(body), reply) << "request: " << ::testing::PrintToString(std::string(body));
-    EXPECT_TRUE(snapshot() == before) << "store changed by: "
-                                      << ::testing::PrintToString(std::string(body));
+    EXPECT_TRUE(snapshot() == before)
+        << "store changed by: " << ::testing::PrintToString(std::string(body));
   }
   uint64_t stat(Stat s) const { return c_.session.counters().get(s); }
 
@@ -238,12 +239,12 @@ TEST_F(ProtocolTest, TooLargeValue) {
 
 TEST_F(ProtocolTest, BadDataChunk) {
   const std::string chunk = "CLIENT_ERROR bad data chunk\r\n";
-  expect_rejected("set a 0 0 3\r\nab\r\n", chunk);       // short
-  expect_rejected("set a 0 0 3\r\nabcd\r\n", chunk);     // long
-  expect_rejected("set a 0 0 3\r\nabc", chunk);          // no \r\n after the block
-  expect_rejected("set a 0 0 3\r\nabc\n", chunk);        // bare \n after the block
+  expect_rejected("set a 0 0 3\r\nab\r\n", chunk);    // short
+  expect_rejected("set a 0 0 3\r\nabcd\r\n", chunk);  // long
+  expect_rejected("set a 0 0 3\r\nabc", chunk);       // no \r\n after the block
+  expect_rejected("set a 0 0 3\r\nabc\n", chunk);     // bare \n after the block
   expect_rejected("set a 0 0 3\r\nabc\rX", chunk);
-  expect_rejected("set a 0 0 3\r\n", chunk);             // no block at all
+  expect_rejected("set a 0 0 3\r\n", chunk);  // no block at all
   expect_rejected("set a 0 0 3 noreply\r\nabcd\r\n", "");
   expect_rejected("append a 0 0 3\r\nab\r\n", chunk);
   expect_rejected("cas a 0 0 3 1\r\nab\r\n", chunk);
@@ -338,7 +339,7 @@ TEST_F(ProtocolTest, Delete) {
 TEST_F(ProtocolTest, IncrDecr) {
   ASSERT_EQ(c_.req("set n 5 0 2\r\n10\r\n"), "STORED\r\n");
   EXPECT_EQ(c_.req("incr n 5\r\n"), "15\r\n");
-  EXPECT_EQ(c_.req("decr n 100\r\n"), "0\r\n");  // decr stops at zero
+  EXPECT_EQ(c_.req("decr n 100\r\n"), "0\r\n");                    // decr stops at zero
   EXPECT_EQ(c_.req("get n\r\n"), "VALUE n 5 2\r\n0 \r\nEND\r\n");  // padded like memcached
   EXPECT_EQ(c_.req("incr n 1000\r\nget n\r\n"), "1000\r\nVALUE n 5 4\r\n1000\r\nEND\r\n");
   EXPECT_EQ(c_.req("incr n 5 noreply\r\nget n\r\n"), "VALUE n 5 4\r\n1005\r\nEND\r\n");
@@ -347,7 +348,8 @@ TEST_F(ProtocolTest, IncrDecr) {
   EXPECT_EQ(c_.req("decr nokey 1\r\n"), "NOT_FOUND\r\n");
   EXPECT_EQ(c_.req("incr n 18446744073709551615\r\n"), "1005\r\n");  // wraps modulo 2^64
   ASSERT_EQ(c_.req("set w 0 0 20\r\n18446744073709551615\r\n"), "STORED\r\n");
-  EXPECT_EQ(c_.req("incr w 2\r\nget w\r\n"), "1\r\nVALUE w 0 20\r\n1                   \r\nEND\r\n");
+  EXPECT_EQ(c_.req("incr w 2\r\nget w\r\n"),
+            "1\r\nVALUE w 0 20\r\n1                   \r\nEND\r\n");
   EXPECT_EQ(c_.req("set s 0 0 3\r\n 12\r\nincr s 1\r\n"), "STORED\r\n13\r\n");
   EXPECT_EQ(c_.req("set s 0 0 4\r\n0012\r\nincr s 1\r\n"), "STORED\r\n13\r\n");
   EXPECT_EQ(c_.req("set s 0 0 2\r\n9\0\r\nincr s 1\r\n"s), "STORED\r\n10\r\n");
@@ -464,7 +466,8 @@ TEST_F(ProtocolTest, FlushAllWithDelay) {
   EXPECT_EQ(c_.req("get late\r\n", kNow + 120), "END\r\n");
 }
 
-// --- several commands, quit, noreply, stats --------------------------------------------------------
+// --- several commands, quit, noreply, stats
+// --------------------------------------------------------
 
 TEST_F(ProtocolTest, SeveralCommandsInOneDatagramRunInOrder) {
   EXPECT_EQ(c_.req("set p 0 0 1\r\n1\r\nincr p 1\r\nget p\r\ndelete p\r\nget p\r\nversion\r\n"),

@@ -1,11 +1,12 @@
 // Unit tests of the slab geometry: class sizes, and no chunk ever straddling a 4 KiB page.
+#include "kvapp/slab.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <string>
 
 #include "kv_test_util.h"
-#include "kvapp/slab.h"
 
 namespace fm::kv {
 namespace {

@@ -202,7 +202,8 @@ TEST(StoreConcurrencyTest, EvictionUnderConcurrentLoad) {
     threads.emplace_back([&, t] {
       std::mt19937 rng(50 + t);
       for (int i = 0; i < 30000; ++i) {
-        const std::string key = "e" + std::to_string(rng() % 5000);
+        // 20000 keys of ~300 bytes: several times the 2 MiB arena, so eviction must happen.
+        const std::string key = "e" + std::to_string(rng() % 20000);
         if (rng() % 3 == 0) {
           s->get(key, kNow, [&](const ItemView& v) {
             if (!well_formed(std::string_view(reinterpret_cast<const char*>(v.value.data()),
@@ -212,8 +213,10 @@ TEST(StoreConcurrencyTest, EvictionUnderConcurrentLoad) {
           });
         } else {
           const StoreOutcome out = put(*s, key, make_value(t, i, 100 + rng() % 400));
-          if (out == StoreOutcome::kNoMemory) no_memory++;
-          else if (out != StoreOutcome::kStored) bad++;
+          if (out == StoreOutcome::kNoMemory)
+            no_memory++;
+          else if (out != StoreOutcome::kStored)
+            bad++;
         }
       }
     });
@@ -224,7 +227,7 @@ TEST(StoreConcurrencyTest, EvictionUnderConcurrentLoad) {
   EXPECT_GT(st.evictions, 0u);
   // Items and bytes add up: every linked item is reachable and well formed.
   uint64_t found = 0;
-  for (int k = 0; k < 5000; ++k) {
+  for (int k = 0; k < 20000; ++k) {
     s->get("e" + std::to_string(k), kNow, [&](const ItemView&) { ++found; });
   }
   EXPECT_EQ(found, st.curr_items);

@@ -1,11 +1,12 @@
 // Unit tests of the Store: storage semantics, expiry, flush_all, eviction, options.
+#include "kvapp/store.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "kv_test_util.h"
-#include "kvapp/store.h"
 
 namespace fm::kv {
 namespace {
@@ -17,9 +18,9 @@ using testing::make_store;
 using testing::peek;
 using testing::small_options;
 
-StoreOutcome put(Store& s, std::string_view key, std::string_view value, StoreMode mode =
-                 StoreMode::kSet, int64_t expires_at = 0, uint32_t flags = 0, uint64_t cas = 0,
-                 int64_t now = kNow) {
+StoreOutcome put(Store& s, std::string_view key, std::string_view value,
+                 StoreMode mode = StoreMode::kSet, int64_t expires_at = 0, uint32_t flags = 0,
+                 uint64_t cas = 0, int64_t now = kNow) {
   StoreRequest r;
   r.mode = mode;
   r.key = key;
@@ -31,12 +32,12 @@ StoreOutcome put(Store& s, std::string_view key, std::string_view value, StoreMo
 }
 
 TEST(AbsoluteExpiryTest, MemcachedRules) {
-  EXPECT_EQ(absolute_expiry(0, kNow), 0);                       // never
-  EXPECT_EQ(absolute_expiry(1, kNow), kNow + 1);                // relative
-  EXPECT_EQ(absolute_expiry(2592000, kNow), kNow + 2592000);    // 30 days: still relative
-  EXPECT_EQ(absolute_expiry(2592001, kNow), 2592001);           // absolute (long past)
-  EXPECT_EQ(absolute_expiry(kNow + 5, kNow), kNow + 5);         // absolute
-  EXPECT_EQ(absolute_expiry(-1, kNow), 1);                      // already expired
+  EXPECT_EQ(absolute_expiry(0, kNow), 0);                     // never
+  EXPECT_EQ(absolute_expiry(1, kNow), kNow + 1);              // relative
+  EXPECT_EQ(absolute_expiry(2592000, kNow), kNow + 2592000);  // 30 days: still relative
+  EXPECT_EQ(absolute_expiry(2592001, kNow), 2592001);         // absolute (long past)
+  EXPECT_EQ(absolute_expiry(kNow + 5, kNow), kNow + 5);       // absolute
+  EXPECT_EQ(absolute_expiry(-1, kNow), 1);                    // already expired
   EXPECT_EQ(absolute_expiry(INT32_MIN, kNow), 1);
 }
 
@@ -109,8 +110,9 @@ TEST(StoreTest, GetAndTouch) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "a", "1", StoreMode::kSet, kNow + 5), StoreOutcome::kStored);
   int64_t seen = -1;
-  EXPECT_EQ(s->get_and_touch("a", kNow + 100, kNow, [&](const ItemView& v) { seen = v.expires_at; }),
-            Lookup::kHit);
+  EXPECT_EQ(
+      s->get_and_touch("a", kNow + 100, kNow, [&](const ItemView& v) { seen = v.expires_at; }),
+      Lookup::kHit);
   EXPECT_EQ(seen, kNow + 100);
   EXPECT_EQ(peek(*s, "a", kNow + 99), "1");
   EXPECT_EQ(peek(*s, "a", kNow + 100), "<miss>");
@@ -194,8 +196,8 @@ TEST(StoreTest, ReadersKeepTheirBytesWhileTheItemChanges) {
   s->get("n", kNow, [&](const ItemView& v) {
     EXPECT_EQ(s->apply_delta("n", true, 1, kNow).value, 1235u);  // not in place: a reader
     EXPECT_EQ(s->remove("n", kNow), Lookup::kHit);
-    for (int i = 0; i < 100; ++i) ASSERT_EQ(put(*s, "o" + std::to_string(i), "9999"),
-                                            StoreOutcome::kStored);
+    for (int i = 0; i < 100; ++i)
+      ASSERT_EQ(put(*s, "o" + std::to_string(i), "9999"), StoreOutcome::kStored);
     EXPECT_EQ(std::string(v.value.begin(), v.value.end()), "1234");
     EXPECT_EQ(v.key, "n");
   });
@@ -221,7 +223,8 @@ TEST(StoreTest, StatsCountItemsAndBytes) {
   EXPECT_EQ(st.curr_items, 2u);
 }
 
-// --- memory full ----------------------------------------------------------------------------------
+// --- memory full
+// ----------------------------------------------------------------------------------
 
 StoreOptions tiny_options(bool evict) {
   StoreOptions o;
@@ -244,8 +247,8 @@ TEST(StoreEvictionTest, EvictsOldestOfTheClassWhenFull) {
   EXPECT_GT(st.evictions, 0u);
   EXPECT_EQ(st.used_slabs, st.total_slabs);
   EXPECT_EQ(st.curr_items + st.evictions, 20000u);
-  EXPECT_EQ(peek(*s, "k0"), "<miss>");           // the oldest went first
-  EXPECT_EQ(peek(*s, "k19999"), value);          // the newest stayed
+  EXPECT_EQ(peek(*s, "k0"), "<miss>");   // the oldest went first
+  EXPECT_EQ(peek(*s, "k19999"), value);  // the newest stayed
   // Other classes still work: each takes its chunks from its own slabs, or evicts its own.
   EXPECT_EQ(put(*s, "big", std::string(30000, 'b')), StoreOutcome::kNoMemory);  // no slab left
 }
@@ -262,8 +265,8 @@ TEST(StoreEvictionTest, RecentlyReadItemsGetASecondChance) {
   for (int j = 0; j < 5; ++j) {
     ASSERT_EQ(put(*s, "n" + std::to_string(j), value), StoreOutcome::kStored);
   }
-  EXPECT_EQ(peek(*s, "k1"), value);         // spared: its CLOCK bit was set
-  EXPECT_EQ(peek(*s, "k2"), "<miss>");      // evicted instead
+  EXPECT_EQ(peek(*s, "k1"), value);     // spared: its CLOCK bit was set
+  EXPECT_EQ(peek(*s, "k2"), "<miss>");  // evicted instead
 }
 
 TEST(StoreEvictionTest, NoEvictionFailsLikeMemcachedDashM) {
@@ -311,8 +314,8 @@ TEST(StoreEvictionTest, ReferencedItemsAreNotEvicted) {
   auto s = make_store(tiny_options(true));
   const std::string value(200, 'v');
   int i = 0;
-  while (s->stats().evictions == 0) ASSERT_EQ(put(*s, "k" + std::to_string(i++), value),
-                                              StoreOutcome::kStored);
+  while (s->stats().evictions == 0)
+    ASSERT_EQ(put(*s, "k" + std::to_string(i++), value), StoreOutcome::kStored);
   const uint64_t items = s->stats().curr_items;
   // k1 is the oldest. While a reader holds it, cycle the whole class twice: its CLOCK bit only
   // saves it once; the reference must save it after that.
@@ -326,7 +329,8 @@ TEST(StoreEvictionTest, ReferencedItemsAreNotEvicted) {
   EXPECT_EQ(peek(*s, "k2"), "<miss>");
 }
 
-// --- options ---------------------------------------------------------------------------------------
+// --- options
+// ---------------------------------------------------------------------------------------
 
 TEST(StoreOptionsTest, ValidationNamesTheKey) {
   EXPECT_TRUE(StoreOptions{}.validate().is_ok());
@@ -338,12 +342,12 @@ TEST(StoreOptionsTest, ValidationNamesTheKey) {
   EXPECT_EQ(message([](StoreOptions& o) { o.memory_mb = 0; }), "kv.memory_mb must be > 0");
   EXPECT_NE(message([](StoreOptions& o) { o.item_size_max = 100; }).find("kv.item_size_max"),
             std::string::npos);
-  EXPECT_NE(message([](StoreOptions& o) { o.slab_growth_factor = 1.0; })
-                .find("kv.slab_growth_factor"),
-            std::string::npos);
-  EXPECT_NE(message([](StoreOptions& o) { o.slab_growth_factor = 1.0001; })
-                .find("kv.slab_growth_factor"),
-            std::string::npos);
+  EXPECT_NE(
+      message([](StoreOptions& o) { o.slab_growth_factor = 1.0; }).find("kv.slab_growth_factor"),
+      std::string::npos);
+  EXPECT_NE(
+      message([](StoreOptions& o) { o.slab_growth_factor = 1.0001; }).find("kv.slab_growth_factor"),
+      std::string::npos);
   EXPECT_NE(message([](StoreOptions& o) { o.hash_power = 4; }).find("kv.hash_power"),
             std::string::npos);
   EXPECT_NE(message([](StoreOptions& o) {

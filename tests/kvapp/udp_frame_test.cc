@@ -1,11 +1,12 @@
 // Unit tests of the UDP frame header and of Session's datagram handling and reply splitting.
+#include "kvapp/udp_frame.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "kv_test_util.h"
-#include "kvapp/udp_frame.h"
 
 namespace fm::kv {
 namespace {

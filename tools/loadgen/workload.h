@@ -1,14 +1,24 @@
-// Deterministic keys and values, and memcached request encoding for the load generator.
+// Deterministic keys and values, and memcached UDP request encoding and reply checking.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <string_view>
 
+#include "tools/loadgen/distributions.h"
+#include "tools/loadgen/rng.h"
+
 namespace fm::loadgen {
 
+/// The request kinds the loadgen sends.
+enum class Op : uint8_t { kGet = 0, kSet = 1 };
+inline constexpr int kOpCount = 2;
+inline constexpr const char* op_name(Op op) { return op == Op::kGet ? "get" : "set"; }
+
 /// memcached's UDP frame header, as the client writes it (network byte order).
+inline constexpr size_t kFrameHeaderLen = 8;
 inline void put_frame_header(uint8_t* p, uint16_t request_id) {
   p[0] = uint8_t(request_id >> 8);
   p[1] = uint8_t(request_id);
@@ -17,38 +27,77 @@ inline void put_frame_header(uint8_t* p, uint16_t request_id) {
   p[6] = 0; p[7] = 0;
 }
 
+/// Bytes a request may take: "set" + key + header line + kMaxValueSize + CRLF, with margin.
+inline constexpr size_t kMaxRequestLen = kFrameHeaderLen + 48 + kMaxValueSize;
+
 /// Key i as text: "k" + 10 decimal digits (11 bytes), into `out`. Returns its length.
+/// Keys >= 10^10 wrap (the key space is capped below that by the flags).
+inline constexpr size_t kKeyLen = 11;
 inline size_t key_text(uint64_t i, char* out) {
   out[0] = 'k';
   for (int d = 10; d >= 1; --d) {
     out[d] = char('0' + i % 10);
     i /= 10;
   }
-  return 11;
+  return kKeyLen;
 }
 
-/// Byte j of key i's value (printable, depends on both so a swapped value is caught).
-inline char value_byte(uint64_t key, uint32_t j) {
-  uint64_t x = key * 0x9E3779B97F4A7C15ull + j * 0xBF58476D1CE4E5B9ull;
-  x ^= x >> 29;
-  return char('a' + x % 26);
+namespace detail {
+inline constexpr size_t kPatternLen = 16384;
+/// A fixed printable pattern (same in every process and run) that values are cut from.
+inline const char* value_pattern() {
+  static const std::array<char, kPatternLen + kMaxValueSize> pattern = [] {
+    std::array<char, kPatternLen + kMaxValueSize> p{};
+    uint64_t st = 0x243F6A8885A308D3ull;
+    for (auto& c : p) c = char('a' + splitmix64(st) % 26);
+    return p;
+  }();
+  return pattern.data();
+}
+inline uint64_t value_hash(uint64_t key) {
+  uint64_t st = key * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  return splitmix64(st);
+}
+}  // namespace detail
+
+/// Writes key `key`'s value of `len` bytes: up to 8 characters naming a 40-bit hash of the key
+/// (so a value returned for the wrong key is caught), then the pattern from a key-dependent
+/// offset. Deterministic: every SET of a key writes the same bytes. No allocation; ~memcpy.
+inline void write_value(char* out, uint64_t key, uint32_t len) {
+  const uint64_t h = detail::value_hash(key);
+  const uint32_t tag = len < 8 ? len : 8;
+  for (uint32_t j = 0; j < tag; ++j) out[j] = char('A' + ((h >> (5 * j)) & 31) % 26);
+  const size_t off = size_t(h >> 40) % detail::kPatternLen;
+  if (len > tag) std::memcpy(out + tag, detail::value_pattern() + off + tag, len - tag);
+}
+
+/// True when `v` is exactly key `key`'s value of length `len`.
+inline bool value_matches(std::string_view v, uint64_t key, uint32_t len) {
+  if (v.size() != len) return false;
+  const uint64_t h = detail::value_hash(key);
+  const uint32_t tag = len < 8 ? len : 8;
+  for (uint32_t j = 0; j < tag; ++j)
+    if (v[j] != char('A' + ((h >> (5 * j)) & 31) % 26)) return false;
+  const size_t off = size_t(h >> 40) % detail::kPatternLen;
+  return len <= tag || std::memcmp(v.data() + tag, detail::value_pattern() + off + tag, len - tag) == 0;
 }
 
 /// Writes "get <key>\r\n" after the frame header. Returns the payload length.
 inline size_t encode_get(uint8_t* buf, uint16_t request_id, uint64_t key) {
   put_frame_header(buf, request_id);
-  char* p = reinterpret_cast<char*>(buf + 8);
+  char* p = reinterpret_cast<char*>(buf + kFrameHeaderLen);
   std::memcpy(p, "get ", 4);
   size_t n = 4 + key_text(key, p + 4);
   p[n++] = '\r';
   p[n++] = '\n';
-  return 8 + n;
+  return kFrameHeaderLen + n;
 }
 
 /// Writes "set <key> 0 0 <len>\r\n<value>\r\n" after the frame header. Returns the length.
+/// `value_len` <= kMaxValueSize.
 inline size_t encode_set(uint8_t* buf, uint16_t request_id, uint64_t key, uint32_t value_len) {
   put_frame_header(buf, request_id);
-  char* p = reinterpret_cast<char*>(buf + 8);
+  char* p = reinterpret_cast<char*>(buf + kFrameHeaderLen);
   std::memcpy(p, "set ", 4);
   size_t n = 4 + key_text(key, p + 4);
   std::memcpy(p + n, " 0 0 ", 5);
@@ -63,35 +112,64 @@ inline size_t encode_set(uint8_t* buf, uint16_t request_id, uint64_t key, uint32
   while (d) p[n++] = digits[--d];
   p[n++] = '\r';
   p[n++] = '\n';
-  for (uint32_t j = 0; j < value_len; ++j) p[n++] = value_byte(key, j);
+  write_value(p + n, key, value_len);
+  n += value_len;
   p[n++] = '\r';
   p[n++] = '\n';
-  return 8 + n;
+  return kFrameHeaderLen + n;
 }
 
-/// What a GET reply said.
-enum class GetOutcome : uint8_t { kHit, kMiss, kWrongValue, kServerError, kMalformed };
+/// What a reply said.
+enum class ReplyOutcome : uint8_t {
+  kOk,           // GET hit with the right value (or unverified), SET stored
+  kMiss,         // GET: END with no value
+  kWrongValue,   // GET: a value, but not this key's (length or bytes), or another key's name
+  kServerError,  // ERROR, CLIENT_ERROR, SERVER_ERROR, NOT_STORED
+  kMalformed,    // none of the above
+};
 
-/// Checks a single-datagram GET reply body (after the frame header) for key `key`.
-inline GetOutcome check_get_reply(std::string_view body, uint64_t key, uint32_t value_len,
-                                  bool verify) {
-  if (body == "END\r\n") return GetOutcome::kMiss;
-  if (body.starts_with("SERVER_ERROR") || body.starts_with("CLIENT_ERROR") ||
-      body.starts_with("ERROR"))
-    return GetOutcome::kServerError;
-  if (!body.starts_with("VALUE ")) return GetOutcome::kMalformed;
+namespace detail {
+inline bool is_error_reply(std::string_view body) {
+  return body.starts_with("SERVER_ERROR") || body.starts_with("CLIENT_ERROR") ||
+         body.starts_with("ERROR") || body.starts_with("NOT_STORED");
+}
+}  // namespace detail
+
+/// Checks a single-datagram GET reply body (after the frame header) for key `key`, whose
+/// value is `value_len` bytes. With `verify` false a well-formed VALUE counts as a hit.
+inline ReplyOutcome check_get_reply(std::string_view body, uint64_t key, uint32_t value_len,
+                                    bool verify) {
+  if (body == "END\r\n") return ReplyOutcome::kMiss;
+  if (!body.starts_with("VALUE ")) {
+    return detail::is_error_reply(body) ? ReplyOutcome::kServerError : ReplyOutcome::kMalformed;
+  }
   const size_t eol = body.find("\r\n");
-  if (eol == std::string_view::npos) return GetOutcome::kMalformed;
-  const std::string_view data = body.substr(eol + 2);
-  if (data.size() < size_t(value_len) + 7 || data.substr(value_len) != "\r\nEND\r\n")
-    return verify ? GetOutcome::kWrongValue : GetOutcome::kHit;
-  if (!verify) return GetOutcome::kHit;
-  char k[11];
+  if (eol == std::string_view::npos) return ReplyOutcome::kMalformed;
+  // "VALUE <key> <flags> <bytes>": the byte count is the last field of the line.
+  const std::string_view line = body.substr(0, eol);
+  const size_t sp = line.rfind(' ');
+  uint64_t bytes = 0;
+  if (sp == std::string_view::npos || sp + 1 == line.size()) return ReplyOutcome::kMalformed;
+  for (char c : line.substr(sp + 1)) {
+    if (c < '0' || c > '9' || bytes > 1'000'000'000) return ReplyOutcome::kMalformed;
+    bytes = bytes * 10 + uint64_t(c - '0');
+  }
+  const std::string_view rest = body.substr(eol + 2);
+  if (rest.size() != bytes + 7 || rest.substr(bytes) != "\r\nEND\r\n") return ReplyOutcome::kMalformed;
+  if (!verify) return ReplyOutcome::kOk;
+  char k[kKeyLen];
   key_text(key, k);
-  if (body.substr(6, 11) != std::string_view(k, 11)) return GetOutcome::kWrongValue;
-  for (uint32_t j = 0; j < value_len; ++j)
-    if (data[j] != value_byte(key, j)) return GetOutcome::kWrongValue;
-  return GetOutcome::kHit;
+  if (line.size() < 6 + kKeyLen + 1 || line.substr(6, kKeyLen) != std::string_view(k, kKeyLen) ||
+      line[6 + kKeyLen] != ' ')
+    return ReplyOutcome::kWrongValue;
+  return value_matches(rest.substr(0, bytes), key, value_len) ? ReplyOutcome::kOk
+                                                              : ReplyOutcome::kWrongValue;
+}
+
+/// Checks a SET reply body.
+inline ReplyOutcome check_set_reply(std::string_view body) {
+  if (body == "STORED\r\n") return ReplyOutcome::kOk;
+  return detail::is_error_reply(body) ? ReplyOutcome::kServerError : ReplyOutcome::kMalformed;
 }
 
 }  // namespace fm::loadgen

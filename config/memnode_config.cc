@@ -1,0 +1,67 @@
+// memnode configuration: TOML -> MemnodeConfig with errors naming their key.
+#include "config/memnode_config.h"
+
+#include <fmt/format.h>
+
+#include "config/paging_tables.h"
+#include "config/toml_reader.h"
+
+namespace fm::config {
+
+Result<MemnodeConfig> parse_memnode_config(std::string_view text, std::string_view source) {
+  auto parsed = parse_toml(text, source);
+  if (!parsed) return parsed.status();
+  MemnodeConfig c;
+  Status err;
+  TableReader top(&*parsed, "", source, &err);
+  {
+    TableReader r(top.table("memnode"), "memnode", source, &err);
+    r.get("pool_mb", c.pool_mb, 1, 1 << 24);
+    r.get_enum("hugepages", c.hugepages,
+               {{"auto", HugepageMode::kAuto}, {"on", HugepageMode::kOn}, {"off", HugepageMode::kOff}});
+    r.get("listen", c.listen);
+    r.get_enum("transport", c.transport,
+               {{"emulated", paging::TransportKind::kEmulated}, {"verbs", paging::TransportKind::kVerbs}});
+    r.get("heartbeat_ms", c.heartbeat_ms, 0, 600000);
+    r.reject_unknown();
+    if (err.is_ok() && c.transport == paging::TransportKind::kEmulated && c.listen.rfind("unix:", 0) != 0)
+      r.fail("listen", "the emulated transport passes the pool's memfd over a Unix socket: use unix:/path");
+    if (err.is_ok() && c.transport == paging::TransportKind::kVerbs && c.listen.rfind("tcp:", 0) != 0)
+      r.fail("listen", "the verbs transport exchanges queue pairs over TCP: use tcp:host:port");
+  }
+  {
+    TableReader r(top.table("verbs"), "verbs", source, &err);
+    read_verbs(r, c.verbs);
+  }
+  {
+    TableReader r(top.table("log"), "log", source, &err);
+    r.get("level", c.log_level);
+    r.reject_unknown();
+    if (err.is_ok() && c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+        c.log_level != "error")
+      r.fail("level", "\"" + c.log_level + "\" is not one of \"debug\", \"info\", \"warn\", \"error\"");
+  }
+  top.reject_unknown();
+  if (!err.is_ok()) return err;
+  return c;
+}
+
+Result<MemnodeConfig> load_memnode_config(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) return text.status();
+  return parse_memnode_config(*text, path);
+}
+
+std::string to_toml(const MemnodeConfig& c) {
+  const char* huge = c.hugepages == HugepageMode::kAuto ? "auto"
+                     : c.hugepages == HugepageMode::kOn ? "on" : "off";
+  return fmt::format(
+      "[memnode]\npool_mb = {}\nhugepages = \"{}\"\nlisten = \"{}\"\ntransport = \"{}\"\n"
+      "heartbeat_ms = {}\n\n[verbs]\ndevice = \"{}\"\nib_port = {}\ngid_index = {}\n"
+      "max_outstanding = {}\n\n[log]\nlevel = \"{}\"\n",
+      c.pool_mb, huge, c.listen,
+      c.transport == paging::TransportKind::kEmulated ? "emulated" : "verbs", c.heartbeat_ms,
+      c.verbs.device, c.verbs.ib_port, c.verbs.gid_index, c.verbs.max_outstanding, c.log_level);
+}
+
+}  // namespace fm::config

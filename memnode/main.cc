@@ -1,0 +1,67 @@
+// memnode: the memory node. Owns the pool that compute nodes page from with one-sided
+// READ/WRITE; its own CPU only runs the control plane.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "config/memnode_config.h"
+#include "dataplane/core_loop.h"
+#include "dataplane/log.h"
+#include "memnode/pool.h"
+#include "memnode/server.h"
+#include "memnode/verbs_acceptor.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"memnode: the memory node compute nodes page far memory from"};
+  std::string config_path;
+  bool print_config = false;
+  app.add_option("--config", config_path,
+                 "TOML config file (default: built-in defaults, identical to config/memnode.toml)");
+  app.add_flag("--print-config", print_config, "print the effective configuration and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  fm::config::MemnodeConfig cfg;
+  if (!config_path.empty()) {
+    auto loaded = fm::config::load_memnode_config(config_path);
+    if (!loaded) {
+      std::fprintf(stderr, "memnode: %s\n", loaded.status().message().c_str());
+      return 1;
+    }
+    cfg = std::move(loaded.value());
+  }
+  if (print_config) {
+    std::fputs(fm::config::to_toml(cfg).c_str(), stdout);
+    return 0;
+  }
+  fm::set_log_level(cfg.log_level == "debug" ? fm::LogLevel::kDebug
+                    : cfg.log_level == "warn" ? fm::LogLevel::kWarn
+                    : cfg.log_level == "error" ? fm::LogLevel::kError : fm::LogLevel::kInfo);
+  FM_LOG_INFO("config", "effective configuration ({}):\n{}",
+              config_path.empty() ? "built-in defaults" : config_path, fm::config::to_toml(cfg));
+
+  auto pool = fm::memnode::Pool::create(uint64_t(cfg.pool_mb) << 20, cfg.hugepages);
+  if (!pool) {
+    std::fprintf(stderr, "memnode: %s\n", pool.status().message().c_str());
+    return 1;
+  }
+  std::unique_ptr<fm::memnode::VerbsAcceptor> verbs;
+  if (cfg.transport == fm::paging::TransportKind::kVerbs) {
+    auto v = fm::memnode::make_verbs_acceptor(cfg.verbs, (*pool)->base(), (*pool)->bytes());
+    if (!v) {
+      std::fprintf(stderr, "memnode: %s\n", v.status().message().c_str());
+      return 1;
+    }
+    verbs = std::move(v.value());
+  }
+  fm::memnode::Server server(cfg, **pool, verbs.get());
+  if (fm::Status st = server.listen(); !st) {
+    std::fprintf(stderr, "memnode: %s\n", st.message().c_str());
+    return 1;
+  }
+  fm::install_stop_signals();
+  FM_LOG_INFO("memnode", "serving a {} MiB pool ({}) on {} ({} transport)", cfg.pool_mb,
+              (*pool)->hugepages() ? "hugepages" : "4 KiB pages", cfg.listen,
+              cfg.transport == fm::paging::TransportKind::kEmulated ? "emulated" : "verbs");
+  server.run();
+  FM_LOG_INFO("memnode", "stopped");
+  return 0;
+}

@@ -1,0 +1,107 @@
+// The control channel between compute and memory nodes: framed messages over a Unix or TCP
+// stream socket, with file-descriptor passing on Unix sockets (the emulated pool's memfd).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/result.h"
+#include "paging/memnode_wire.h"
+
+namespace fm::paging {
+
+/// An address: "unix:/path/to/socket" or "tcp:HOST:PORT" (HOST a dotted quad or a name).
+struct ChannelAddress {
+  enum class Kind : uint8_t { kUnix, kTcp };
+  Kind kind = Kind::kUnix;
+  std::string path;  // kUnix
+  std::string host;  // kTcp
+  uint16_t port = 0; // kTcp
+};
+
+/// Parses an address; the error names `what` (the config key) and quotes the text.
+Result<ChannelAddress> parse_channel_address(const std::string& text, const std::string& what);
+
+/// One connected control channel. Control path only: calls block up to their timeout.
+class Channel {
+ public:
+  Channel() = default;
+  explicit Channel(int fd) : fd_(fd) {}
+  ~Channel();
+  Channel(Channel&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Channel& operator=(Channel&& o) noexcept;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  /// Connects, retrying for up to `timeout_ms` while the peer is not listening yet.
+  static Result<Channel> connect(const ChannelAddress& addr, int timeout_ms);
+
+  /// Sends one whole message (header included); passes `fd` along when >= 0 (Unix only).
+  Status send(const void* msg, uint32_t len, int fd = -1);
+
+  /// Receives one whole message into `buf` (resized to the message's length), checking magic,
+  /// version and a sane length; returns its type. `fd_out` receives a passed descriptor (or -1).
+  /// Times out after `timeout_ms` (-1: wait forever) with Errc::kTimeout.
+  Result<wire::MsgType> recv(std::vector<uint8_t>& buf, int timeout_ms, int* fd_out = nullptr);
+
+  /// Receives a message that must be of type T (a kError message becomes its reason).
+  template <typename T>
+  Result<T> recv_as(wire::MsgType type, int timeout_ms, int* fd_out = nullptr) {
+    std::vector<uint8_t> buf;
+    auto t = recv(buf, timeout_ms, fd_out);
+    if (!t) return t.status();
+    if (*t == wire::MsgType::kError && buf.size() == sizeof(wire::ErrorMsg)) {
+      wire::ErrorMsg e;
+      std::memcpy(&e, buf.data(), sizeof(e));
+      e.reason[sizeof(e.reason) - 1] = 0;
+      return error(Errc::kUnavailable, std::string("memory node refused: ") + e.reason);
+    }
+    if (*t != type || buf.size() != sizeof(T)) {
+      return error(Errc::kInternal, "unexpected control message type " +
+                                        std::to_string(int(*t)) + " of " +
+                                        std::to_string(buf.size()) + " bytes");
+    }
+    T out;
+    std::memcpy(&out, buf.data(), sizeof(T));
+    return out;
+  }
+
+  int fd() const { return fd_; }
+  bool is_open() const { return fd_ >= 0; }
+  void close();
+
+ private:
+  int fd_ = -1;
+};
+
+/// A listening socket for the memory node.
+class Listener {
+ public:
+  Listener() = default;
+  ~Listener();
+  Listener(Listener&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  Listener& operator=(Listener&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    std::swap(path_, o.path_);
+    return *this;
+  }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  /// Binds and listens. A stale Unix socket file is replaced only if nobody answers on it.
+  static Result<Listener> listen(const ChannelAddress& addr);
+
+  /// Waits up to `timeout_ms` for a connection (-1: forever). kTimeout on timeout.
+  Result<Channel> accept(int timeout_ms);
+
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;  // Unix socket file to remove on close
+};
+
+}  // namespace fm::paging

@@ -1,0 +1,178 @@
+// Emulated one-sided RDMA: a memfd pool, a latency/bandwidth model, completions on poll.
+#include "paging/emulated_transport.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "dataplane/log.h"
+
+namespace fm::paging {
+namespace {
+constexpr const char* kTag = "emulated";
+
+uint64_t round_pow2(uint64_t v) {
+  uint64_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+}  // namespace
+
+EmulatedQueuePair::EmulatedQueuePair(EmulatedLink& link, std::byte* pool, uint64_t pool_bytes,
+                                     const std::atomic<bool>& alive, const EmulatedOptions& opts,
+                                     const Clock& clock, uint64_t seed)
+    : link_(link),
+      pool_(pool),
+      pool_bytes_(pool_bytes),
+      alive_(alive),
+      clock_(clock),
+      latency_(clock.from_ns(opts.latency_ns)),
+      jitter_mean_(clock.from_ns(opts.jitter_ns)),
+      jitter_kind_(opts.jitter),
+      max_outstanding_(opts.max_outstanding),
+      rng_(seed * 0x9E3779B97F4A7C15ull + 1),
+      ring_(round_pow2(opts.max_outstanding)),
+      mask_(ring_.size() - 1) {}
+
+uint64_t EmulatedQueuePair::jitter() {
+  if (jitter_kind_ == JitterKind::kNone || jitter_mean_ == 0) return 0;
+  // xorshift64*: cheap, per queue pair, reproducible from the seed.
+  rng_ ^= rng_ >> 12;
+  rng_ ^= rng_ << 25;
+  rng_ ^= rng_ >> 27;
+  const double u = double((rng_ * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;  // [0,1)
+  if (jitter_kind_ == JitterKind::kUniform) return uint64_t(u * 2.0 * double(jitter_mean_));
+  return uint64_t(-std::log1p(-u) * double(jitter_mean_));
+}
+
+PostResult EmulatedQueuePair::post(IoOp op, uint64_t remote_offset, void* local, uint32_t len,
+                                   uint64_t wr_id) {
+  if (!alive_.load(std::memory_order_relaxed)) return PostResult::kDead;
+  if (outstanding() >= max_outstanding_) return PostResult::kFull;
+  const uint64_t now = clock_.now();
+  // A READ's data crosses the link memnode -> compute, a WRITE's the other way; either way the
+  // bytes serialise on the one link, then the fixed latency (plus jitter) applies.
+  const uint64_t sent = link_.reserve(now, len);
+  uint64_t due = sent + latency_ + jitter();
+  if (due < last_due_) due = last_due_;  // RC: completions in post order
+  last_due_ = due;
+  const bool in_bounds = remote_offset <= pool_bytes_ && len <= pool_bytes_ - remote_offset;
+  ring_[tail_++ & mask_] =
+      Op{due, wr_id, remote_offset, local, len, op, in_bounds ? IoStatus::kOk : IoStatus::kRemoteError};
+  return PostResult::kOk;
+}
+
+uint32_t EmulatedQueuePair::poll(std::span<Completion> out) {
+  if (head_ == tail_) return 0;
+  const bool alive = alive_.load(std::memory_order_relaxed);
+  const uint64_t now = alive ? clock_.now() : UINT64_MAX;  // a dead link flushes everything
+  uint32_t n = 0;
+  while (n < out.size() && head_ != tail_) {
+    Op& o = ring_[head_ & mask_];
+    if (o.due > now) break;
+    IoStatus st = alive ? o.status : IoStatus::kDisconnected;
+    if (st == IoStatus::kOk) {
+      // The bytes move now, when the real transfer would have landed: nobody sees them early.
+      if (o.op == IoOp::kRead) std::memcpy(o.local, pool_ + o.remote, o.len);
+      else std::memcpy(pool_ + o.remote, o.local, o.len);
+    }
+    out[n++] = Completion{o.wr_id, st};
+    ++head_;
+  }
+  return n;
+}
+
+Result<std::unique_ptr<EmulatedTransport>> EmulatedTransport::connect(const EmulatedOptions& opts,
+                                                                      const ChannelAddress& addr,
+                                                                      uint16_t cores,
+                                                                      int timeout_ms,
+                                                                      const Clock& clock) {
+  if (addr.kind != ChannelAddress::Kind::kUnix) {
+    return error(Errc::kInvalidArgument,
+                 "paging.memnode: the emulated transport needs a unix: address (the pool's memfd "
+                 "is passed over a Unix socket)");
+  }
+  auto ch = Channel::connect(addr, timeout_ms);
+  if (!ch) return ch.status();
+  wire::Hello hello{};
+  hello.h = wire::make_header<wire::Hello>(wire::MsgType::kHello);
+  hello.transport = uint16_t(wire::TransportKind::kEmulated);
+  hello.cores = cores;
+  std::snprintf(hello.name, sizeof(hello.name), "kvserver-%d", int(::getpid()));
+  FM_RETURN_IF_ERROR(ch->send(&hello, sizeof(hello)));
+  int memfd = -1;
+  auto ack = ch->recv_as<wire::HelloAck>(wire::MsgType::kHelloAck, timeout_ms, &memfd);
+  if (!ack) {
+    if (memfd >= 0) ::close(memfd);
+    return ack.status();
+  }
+  if (memfd < 0) {
+    return error(Errc::kInternal, "the memory node sent no pool descriptor with its HelloAck");
+  }
+  void* p = ::mmap(nullptr, ack->pool_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  ::close(memfd);
+  if (p == MAP_FAILED) {
+    return error(Errc::kResourceExhausted, "cannot map the memory node's pool of " +
+                                               std::to_string(ack->pool_bytes) + " bytes: " +
+                                               std::strerror(errno));
+  }
+  std::unique_ptr<EmulatedTransport> t(new EmulatedTransport(opts, clock));
+  t->pool_ = static_cast<std::byte*>(p);
+  t->pool_bytes_ = ack->pool_bytes;
+  t->channel_ = std::move(ch.value());
+  t->watcher_ = std::thread([raw = t.get()] { raw->watch(); });
+  FM_LOG_INFO(kTag, "connected to memory node {}: pool {} MiB, latency {} ns, link {} Gb/s",
+              addr.path, ack->pool_bytes >> 20, opts.latency_ns, opts.link_gbps);
+  return t;
+}
+
+Result<std::unique_ptr<EmulatedTransport>> EmulatedTransport::in_process(
+    const EmulatedOptions& opts, uint64_t pool_bytes, const Clock& clock) {
+  void* p = ::mmap(nullptr, pool_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return error(Errc::kResourceExhausted, "cannot map a pool of " + std::to_string(pool_bytes) +
+                                               " bytes: " + std::strerror(errno));
+  }
+  std::unique_ptr<EmulatedTransport> t(new EmulatedTransport(opts, clock));
+  t->pool_ = static_cast<std::byte*>(p);
+  t->pool_bytes_ = pool_bytes;
+  return t;
+}
+
+void EmulatedTransport::watch() {
+  // The memnode never sends unprompted data except Heartbeat/Goodbye; EOF or Goodbye = dead.
+  std::vector<uint8_t> buf;
+  while (!stopping_.load()) {
+    auto t = channel_.recv(buf, 200);
+    if (t.is_ok()) {
+      if (*t == wire::MsgType::kGoodbye) break;
+      continue;
+    }
+    if (t.status().code() == Errc::kTimeout) continue;
+    break;
+  }
+  if (!stopping_.load()) {
+    alive_.store(false);
+    FM_LOG_ERROR(kTag, "the memory node went away: far-memory requests now fail (SERVER_ERROR)");
+  }
+}
+
+EmulatedTransport::~EmulatedTransport() {
+  stopping_.store(true);
+  if (watcher_.joinable()) {
+    wire::Heartbeat bye{wire::make_header<wire::Heartbeat>(wire::MsgType::kGoodbye), 0};
+    bye.h.length = sizeof(bye);
+    (void)channel_.send(&bye, sizeof(bye));
+    watcher_.join();
+  }
+  if (pool_) ::munmap(pool_, pool_bytes_);
+}
+
+Result<std::unique_ptr<QueuePair>> EmulatedTransport::create_queue_pair(CoreId core) {
+  return std::unique_ptr<QueuePair>(new EmulatedQueuePair(
+      link_, pool_, pool_bytes_, alive_, opts_, clock_, opts_.seed + to_int(core)));
+}
+
+}  // namespace fm::paging

@@ -1,0 +1,458 @@
+// The page table and its state machine, CLOCK eviction, and the fault path.
+//
+// Each page has one 64-bit entry word, changed only by compare-and-swap:
+//   bits 0-2  state: kUnbacked (never written back: the remote copy is zeros), kRemote,
+//             kFetching (one core is bringing it in), kResident, kEvicting (being written back)
+//   bit 3     dirty (resident only)
+//   bit 4     backed (the memory node holds a copy written by us)
+//   bits 8-31 pin count (resident only)
+//   bits 32-63 frame index (resident / evicting only)
+// Invariants: a page is fetched by exactly the core whose CAS moved it to kFetching; others wait.
+// Only a resident page with zero pins can start eviction (CAS to kEvicting), so a pinned page
+// never moves and nobody writes a page while it is written back. Frames are owned through
+// frame_page_ (0 free, kClaimed in transition, else page + 1).
+#include "paging/region.h"
+
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "dataplane/check.h"
+#include "dataplane/log.h"
+
+namespace fm::paging {
+namespace {
+constexpr const char* kTag = "paging";
+
+constexpr uint64_t kStateMask = 0x7;
+constexpr uint64_t kUnbacked = 0, kRemote = 1, kFetching = 2, kResident = 3, kEvicting = 4;
+constexpr uint64_t kDirty = 1ull << 3;
+constexpr uint64_t kBacked = 1ull << 4;
+constexpr uint64_t kPinOne = 1ull << 8;
+constexpr uint64_t kPinMask = 0xFFFFFFull << 8;
+constexpr uint64_t kClaimed = ~0ull;
+
+constexpr uint64_t state_of(uint64_t w) { return w & kStateMask; }
+constexpr uint64_t pins_of(uint64_t w) { return (w & kPinMask) >> 8; }
+constexpr uint32_t frame_of(uint64_t w) { return uint32_t(w >> 32); }
+constexpr uint64_t resident_word(uint32_t frame, uint64_t pins, bool dirty, bool backed) {
+  return kResident | (dirty ? kDirty : 0) | (backed ? kBacked : 0) | (pins << 8) |
+         (uint64_t(frame) << 32);
+}
+
+void cpu_relax() { __builtin_ia32_pause(); }
+
+void sync_wait_io(void* ctx, IoWait& io) {
+  auto* core = static_cast<PagingCore*>(ctx);
+  while (!io.done.load(std::memory_order_acquire)) core->poll();
+}
+void sync_wait_other(void* ctx) {
+  static_cast<PagingCore*>(ctx)->poll();
+  cpu_relax();
+}
+}  // namespace
+
+WaitHooks sync_wait_hooks(PagingCore& core) {
+  return WaitHooks{&sync_wait_io, &sync_wait_other, nullptr, &core};
+}
+
+struct Region::Bounce {
+  std::atomic<bool> in_use{false};
+  uint64_t offset = 0;
+  uint32_t len = 0;
+  PinAccess access = PinAccess::kRead;
+  std::unique_ptr<std::byte[]> buf;
+};
+
+// ---------------------------------------------------------------------------------------------
+// PagingCore
+
+PagingCore::PagingCore(Region& region, CoreId id, std::unique_ptr<QueuePair> qp)
+    : region_(region), id_(id), qp_(std::move(qp)) {
+  hooks_ = sync_wait_hooks(*this);
+}
+
+uint32_t PagingCore::poll() {
+  std::array<Completion, 16> c;
+  const uint32_t n = qp_->poll(c);
+  if (n == 0) return 0;
+  const uint64_t now = region_.clock().now();
+  for (uint32_t i = 0; i < n; ++i) {
+    auto* io = reinterpret_cast<IoWait*>(c[i].wr_id);
+    io->status = c[i].status;
+    const double ns = region_.clock().to_ns(now - io->posted_at);
+    size_t b = 0;
+    while (b + 1 < PagingCounters::kLatencyBuckets && ns >= double(1ull << (b + 7))) ++b;
+    counters_.fetch_latency[b].add();
+    // Whoever publishes `done` lets the waiter return and free `io`: nothing touches it after.
+    if (io->waiter != nullptr && hooks_.on_complete != nullptr) {
+      hooks_.on_complete(hooks_.ctx, *io);
+    } else {
+      io->done.store(true, std::memory_order_release);
+    }
+  }
+  return n;
+}
+
+PostResult PagingCore::post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io) {
+  io.posted_at = region_.clock().now();
+  for (;;) {
+    const PostResult r = qp_->post(op, remote, local, len, reinterpret_cast<uint64_t>(&io));
+    if (r != PostResult::kFull) return r;
+    counters_.full_retries.add();
+    poll();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Region
+
+Region::Region(uint64_t bytes, uint64_t frames, Transport& transport, const Clock& clock,
+               uint32_t max_pin_bytes, uint64_t remote_base)
+    : bytes_(bytes),
+      pages_((bytes + kPageSize - 1) / kPageSize),
+      frames_(frames),
+      transport_(transport),
+      clock_(clock),
+      max_pin_bytes_(max_pin_bytes),
+      remote_base_(remote_base) {}
+
+Result<std::unique_ptr<Region>> Region::create(uint64_t bytes, uint64_t frames,
+                                               Transport& transport, uint16_t cores,
+                                               const Clock& clock, uint32_t max_pin_bytes,
+                                               uint64_t remote_base) {
+  if (bytes == 0) return error(Errc::kInvalidArgument, "the far region is empty");
+  const uint64_t pages = (bytes + kPageSize - 1) / kPageSize;
+  if (remote_base + pages * kPageSize > transport.remote_size()) {
+    return error(Errc::kInvalidArgument,
+                 "the far region (" + std::to_string(bytes >> 20) +
+                     " MiB) does not fit the memory node's pool (" +
+                     std::to_string(transport.remote_size() >> 20) +
+                     " MiB): raise the memnode's pool_mb or lower kv.memory_mb");
+  }
+  const uint64_t pin_pages = (uint64_t(max_pin_bytes) + kPageSize - 1) / kPageSize + 1;
+  const uint64_t min_frames = 2 * pin_pages * cores + 16;
+  if (frames < min_frames) {
+    return error(Errc::kInvalidArgument,
+                 "paging: " + std::to_string(frames) + " local frames are too few: a pin of the "
+                 "largest item holds " + std::to_string(pin_pages) + " pages, so at least " +
+                 std::to_string(min_frames) + " frames (" + std::to_string(min_frames * 4 / 1024 + 1) +
+                 " MiB) are needed for " + std::to_string(cores) +
+                 " core(s); raise paging.local_fraction / paging.local_mb or lower kv.item_size_max");
+  }
+  if (frames > pages) frames = pages;  // more frames than pages would never be used
+  std::unique_ptr<Region> r(new Region(bytes, frames, transport, clock, max_pin_bytes, remote_base));
+  const uint64_t frame_bytes = frames * kPageSize;
+  void* p = ::mmap(nullptr, frame_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) {
+    return error(Errc::kResourceExhausted, "cannot map " + std::to_string(frame_bytes >> 20) +
+                                               " MiB of local frames: " + std::strerror(errno));
+  }
+  r->frames_base_ = static_cast<std::byte*>(p);
+  FM_RETURN_IF_ERROR(transport.register_local(p, frame_bytes));
+  r->table_.reset(new std::atomic<uint64_t>[pages]);
+  for (uint64_t i = 0; i < pages; ++i) r->table_[i].store(kUnbacked, std::memory_order_relaxed);
+  r->frame_page_.reset(new std::atomic<uint64_t>[frames]);
+  r->frame_ref_.reset(new std::atomic<uint8_t>[frames]);
+  for (uint64_t i = 0; i < frames; ++i) {
+    r->frame_page_[i].store(0, std::memory_order_relaxed);
+    r->frame_ref_[i].store(0, std::memory_order_relaxed);
+  }
+  for (uint16_t c = 0; c < cores; ++c) {
+    auto qp = transport.create_queue_pair(CoreId{c});
+    if (!qp) return qp.status();
+    r->cores_.push_back(std::make_unique<PagingCore>(*r, CoreId{c}, std::move(qp.value())));
+  }
+  // Bounce buffers for pins longer than a page: a few per core (append holds two at once).
+  for (size_t i = 0; i < size_t(cores) * 4; ++i) {
+    auto b = std::make_unique<Bounce>();
+    b->buf.reset(new std::byte[max_pin_bytes]);
+    r->bounces_.push_back(std::move(b));
+  }
+  FM_LOG_INFO(kTag, "far region: {} pages ({} MiB), {} local frames ({} MiB, {:.0f}%), transport {}",
+              pages, bytes >> 20, frames, frame_bytes >> 20, 100.0 * double(frames) / double(pages),
+              transport.name());
+  return r;
+}
+
+Region::~Region() {
+  if (frames_base_) ::munmap(frames_base_, frames_ * kPageSize);
+}
+
+bool Region::resident(uint64_t offset) const {
+  return state_of(table_[offset / kPageSize].load(std::memory_order_relaxed)) == kResident;
+}
+
+std::byte* Region::pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access) {
+  if (len == 0) len = 1;
+  FM_CHECK(offset + len <= pages_ * kPageSize);
+  const uint64_t first = offset / kPageSize, last = (offset + len - 1) / kPageSize;
+  if (first == last) [[likely]] {
+    const bool whole = offset % kPageSize == 0 && len == kPageSize;
+    std::byte* f = pin_page(core, first, access, whole);
+    return f ? f + offset % kPageSize : nullptr;
+  }
+  FM_CHECK(len <= max_pin_bytes_);
+  Bounce* b = claim_bounce(offset, len, access);
+  if (b == nullptr) {
+    core.counters().errors.add();
+    FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no free bounce buffer for a {}-byte pin", len);
+    return nullptr;
+  }
+  if (!pin_span(core, first, last, offset, len, access)) {
+    b->in_use.store(false, std::memory_order_release);
+    return nullptr;
+  }
+  if (access != PinAccess::kOverwrite) {
+    uint64_t pos = offset;
+    while (pos < offset + len) {
+      const uint64_t page = pos / kPageSize;
+      const uint64_t end = std::min<uint64_t>((page + 1) * kPageSize, offset + len);
+      const std::byte* src = frame_addr(frame_of(table_[page].load(std::memory_order_acquire)));
+      std::memcpy(b->buf.get() + (pos - offset), src + pos % kPageSize, end - pos);
+      pos = end;
+    }
+  }
+  return b->buf.get();
+}
+
+void Region::unpin(PagingCore& core, uint64_t offset, uint32_t len, std::byte* data) {
+  (void)core;
+  if (len == 0) len = 1;
+  const uint64_t first = offset / kPageSize, last = (offset + len - 1) / kPageSize;
+  if (first == last) [[likely]] {
+    unpin_page(first);
+    return;
+  }
+  Bounce* b = find_bounce(data);
+  FM_CHECK_MSG(b != nullptr && b->offset == offset && b->len == len, "unpin without its pin");
+  if (b->access != PinAccess::kRead) {
+    // Every page is still pinned (and marked dirty by pin_span): copy back cannot fail.
+    uint64_t pos = offset;
+    while (pos < offset + len) {
+      const uint64_t page = pos / kPageSize;
+      const uint64_t end = std::min<uint64_t>((page + 1) * kPageSize, offset + len);
+      std::byte* dst = frame_addr(frame_of(table_[page].load(std::memory_order_acquire)));
+      std::memcpy(dst + pos % kPageSize, b->buf.get() + (pos - offset), end - pos);
+      pos = end;
+    }
+  }
+  unpin_span(first, last);
+  b->in_use.store(false, std::memory_order_release);
+}
+
+bool Region::pin_span(PagingCore& core, uint64_t first, uint64_t last, uint64_t offset,
+                      uint32_t len, PinAccess access) {
+  for (uint64_t p = first; p <= last; ++p) {
+    const uint64_t lo = std::max<uint64_t>(p * kPageSize, offset);
+    const uint64_t hi = std::min<uint64_t>((p + 1) * kPageSize, offset + len);
+    const bool whole = lo == p * kPageSize && hi == (p + 1) * kPageSize;
+    if (pin_page(core, p, access, whole) == nullptr) {
+      if (p > first) unpin_span(first, p - 1);
+      return false;
+    }
+  }
+  return true;
+}
+
+void Region::unpin_span(uint64_t first, uint64_t last) {
+  for (uint64_t p = first; p <= last; ++p) unpin_page(p);
+}
+
+Region::Bounce* Region::claim_bounce(uint64_t offset, uint32_t len, PinAccess access) {
+  for (auto& b : bounces_) {
+    bool expected = false;
+    if (!b->in_use.load(std::memory_order_relaxed) &&
+        b->in_use.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+      b->offset = offset;
+      b->len = len;
+      b->access = access;
+      return b.get();
+    }
+  }
+  return nullptr;
+}
+
+Region::Bounce* Region::find_bounce(const std::byte* data) {
+  for (auto& b : bounces_) {
+    if (b->buf.get() == data && b->in_use.load(std::memory_order_acquire)) return b.get();
+  }
+  return nullptr;
+}
+
+std::byte* Region::pin_page(PagingCore& core, uint64_t page, PinAccess access, bool whole_page) {
+  std::atomic<uint64_t>& e = table_[page];
+  bool waited = false;
+  for (;;) {
+    uint64_t w = e.load(std::memory_order_acquire);
+    switch (state_of(w)) {
+      case kResident: {
+        if (pins_of(w) == (kPinMask >> 8)) {
+          core.wait_other();
+          continue;
+        }
+        uint64_t nw = w + kPinOne;
+        if (access != PinAccess::kRead) nw |= kDirty;
+        if (e.compare_exchange_weak(w, nw, std::memory_order_acq_rel)) {
+          frame_ref_[frame_of(w)].store(1, std::memory_order_relaxed);
+          core.counters().pins.add();
+          return frame_addr(frame_of(w));
+        }
+        continue;
+      }
+      case kUnbacked:
+      case kRemote: {
+        const uint64_t claimed = kFetching | (w & kBacked);
+        if (!e.compare_exchange_strong(w, claimed, std::memory_order_acq_rel)) continue;
+        uint64_t nw = 0;
+        if (!fault(core, page, w, access, whole_page, &nw)) return nullptr;
+        return frame_addr(frame_of(nw));
+      }
+      default:  // kFetching or kEvicting by another core: wait for it to settle
+        if (!waited) {
+          core.counters().shared_waits.add();
+          waited = true;
+        }
+        core.wait_other();
+        continue;
+    }
+  }
+}
+
+void Region::unpin_page(uint64_t page) {
+  const uint64_t before = table_[page].fetch_sub(kPinOne, std::memory_order_acq_rel);
+  FM_DCHECK(state_of(before) == kResident && pins_of(before) > 0);
+  (void)before;
+}
+
+bool Region::fault(PagingCore& core, uint64_t page, uint64_t old, PinAccess access,
+                   bool whole_page, uint64_t* word_out) {
+  std::atomic<uint64_t>& e = table_[page];
+  const bool backed = (old & kBacked) != 0;
+  uint32_t f = 0;
+  if (!take_frame(core, &f)) {
+    e.store(old, std::memory_order_release);  // back to remote: a later pin may retry
+    core.counters().errors.add();
+    return false;
+  }
+  std::byte* frame = frame_addr(f);
+  bool dirty = access != PinAccess::kRead;
+  if (access == PinAccess::kOverwrite && whole_page) {
+    core.counters().zero_fills.add();  // every byte will be written: nothing to fetch
+  } else if (!backed) {
+    std::memset(frame, 0, kPageSize);  // never written back: the remote copy is zeros
+    core.counters().zero_fills.add();
+  } else {
+    IoWait io;
+    const PostResult r =
+        core.post(IoOp::kRead, remote_base_ + page * kPageSize, frame, kPageSize, io);
+    if (r == PostResult::kOk) core.wait(io);
+    if (r != PostResult::kOk || io.status != IoStatus::kOk) {
+      frame_page_[f].store(0, std::memory_order_release);  // give the frame back
+      e.store(old, std::memory_order_release);
+      core.counters().errors.add();
+      FM_LOG_FIRST_N(LogLevel::kError, 5, kTag, "fetch of page {} failed: {}", page,
+                     r != PostResult::kOk ? "memory node unavailable" : "completion error");
+      return false;
+    }
+    core.counters().faults.add();
+    core.counters().bytes_read.add(kPageSize);
+  }
+  frame_page_[f].store(page + 1, std::memory_order_release);
+  frame_ref_[f].store(1, std::memory_order_relaxed);
+  *word_out = resident_word(f, 1, dirty, backed);
+  e.store(*word_out, std::memory_order_release);
+  return true;
+}
+
+bool Region::take_frame(PagingCore& core, uint32_t* frame_out) {
+  if (next_unused_.load(std::memory_order_relaxed) < frames_) {
+    const uint64_t u = next_unused_.fetch_add(1, std::memory_order_relaxed);
+    if (u < frames_) {
+      frame_page_[u].store(kClaimed, std::memory_order_relaxed);
+      *frame_out = uint32_t(u);
+      return true;
+    }
+  }
+  // CLOCK: clear reference bits on the first pass, take an unpinned unreferenced frame.
+  for (uint64_t i = 0; i < 4 * frames_; ++i) {
+    const uint64_t h = hand_.fetch_add(1, std::memory_order_relaxed) % frames_;
+    uint64_t pg = frame_page_[h].load(std::memory_order_acquire);
+    if (pg == 0) {
+      if (frame_page_[h].compare_exchange_strong(pg, kClaimed, std::memory_order_acq_rel)) {
+        *frame_out = uint32_t(h);
+        return true;
+      }
+      continue;
+    }
+    if (pg == kClaimed) continue;
+    if (frame_ref_[h].exchange(0, std::memory_order_relaxed) != 0) continue;
+    if (evict(core, uint32_t(h), pg - 1)) {
+      *frame_out = uint32_t(h);
+      return true;
+    }
+    if (i % 64 == 63) core.poll();  // keep our own completions flowing while we search
+  }
+  FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no frame could be evicted: every frame is pinned or "
+                 "its write-back failed");
+  return false;
+}
+
+bool Region::evict(PagingCore& core, uint32_t f, uint64_t page) {
+  std::atomic<uint64_t>& e = table_[page];
+  uint64_t w = e.load(std::memory_order_acquire);
+  if (state_of(w) != kResident || frame_of(w) != f || pins_of(w) != 0) return false;
+  if (!e.compare_exchange_strong(w, (w & ~kStateMask) | kEvicting, std::memory_order_acq_rel)) {
+    return false;
+  }
+  frame_page_[f].store(kClaimed, std::memory_order_relaxed);
+  bool backed = (w & kBacked) != 0;
+  if (w & kDirty) {
+    IoWait io;
+    const PostResult r =
+        core.post(IoOp::kWrite, remote_base_ + page * kPageSize, frame_addr(f), kPageSize, io);
+    if (r == PostResult::kOk) core.wait(io);
+    if (r != PostResult::kOk || io.status != IoStatus::kOk) {
+      // The memory node cannot take it: keep the page here rather than lose the data.
+      frame_page_[f].store(page + 1, std::memory_order_release);
+      e.store(w, std::memory_order_release);
+      core.counters().errors.add();
+      return false;
+    }
+    backed = true;
+    core.counters().writebacks.add();
+    core.counters().bytes_written.add(kPageSize);
+  }
+  e.store(backed ? (kRemote | kBacked) : kUnbacked, std::memory_order_release);
+  core.counters().evictions.add();
+  return true;
+}
+
+PagingTotals Region::totals() const {
+  PagingTotals t;
+  for (const auto& c : cores_) {
+    const PagingCounters& k = c->counters();
+    t.pins += k.pins.read();
+    t.faults += k.faults.read();
+    t.zero_fills += k.zero_fills.read();
+    t.shared_waits += k.shared_waits.read();
+    t.evictions += k.evictions.read();
+    t.writebacks += k.writebacks.read();
+    t.errors += k.errors.read();
+    t.bytes_read += k.bytes_read.read();
+    t.bytes_written += k.bytes_written.read();
+    t.full_retries += k.full_retries.read();
+    for (size_t i = 0; i < t.fetch_latency.size(); ++i) t.fetch_latency[i] += k.fetch_latency[i].read();
+  }
+  t.frames = frames_;
+  t.pages = pages_;
+  const uint64_t used = std::min<uint64_t>(next_unused_.load(std::memory_order_relaxed), frames_);
+  for (uint64_t i = 0; i < used; ++i) {
+    const uint64_t pg = frame_page_[i].load(std::memory_order_relaxed);
+    t.resident += (pg != 0 && pg != kClaimed) ? 1 : 0;
+  }
+  return t;
+}
+
+}  // namespace fm::paging

@@ -1,0 +1,182 @@
+// A far region: page table, local frame pool, CLOCK eviction with dirty write-back, and the
+// explicit fetch boundary (pin/unpin) through which the app reaches far data.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dataplane/counter.h"
+#include "dataplane/ids.h"
+#include "dataplane/result.h"
+#include "paging/clock.h"
+#include "paging/transport.h"
+
+namespace fm::paging {
+
+inline constexpr uint32_t kPageSize = 4096;
+
+/// How a pinned range will be used.
+enum class PinAccess : uint8_t {
+  kRead,       // fetch if needed; the page stays clean
+  kWrite,      // fetch if needed; the page becomes dirty
+  kOverwrite,  // every byte of the range is written before it is read: whole pages need no fetch
+};
+
+/// One outstanding transport request a fiber or core waits on. Lives on the waiter's stack
+/// (which stays valid while it waits); the queue pair's wr_id points here.
+struct IoWait {
+  std::atomic<bool> done{false};
+  IoStatus status = IoStatus::kOk;
+  uint64_t posted_at = 0;  // clock ticks, for the fetch latency histogram
+  void* waiter = nullptr;  // the scheduler's handle of a parked fiber (async mode)
+};
+
+/// How a core waits at a fetch boundary. The default (sync) busy-polls the completion queue —
+/// the FCFS/busy-wait baseline; the scheduler installs one that parks the fiber (async).
+struct WaitHooks {
+  /// Returns once io.done. Sync: poll the core's completion queue until then.
+  void (*wait_io)(void* ctx, IoWait& io) = nullptr;
+  /// Lets others run while another core's fetch of the same page is in flight.
+  void (*wait_other)(void* ctx) = nullptr;
+  /// Called by the completion poller when `io` completes with io.waiter set (wake the fiber).
+  void (*on_complete)(void* ctx, IoWait& io) = nullptr;
+  void* ctx = nullptr;
+};
+
+/// Per-core paging counters (single writer: the owning core).
+struct PagingCounters {
+  Counter pins;            // pin() calls that hit a resident page (fast path)
+  Counter faults;          // misses that this core fetched (READ posted)
+  Counter zero_fills;      // misses served without a fetch (never-written page, or overwrite)
+  Counter shared_waits;    // misses that waited for another fetch of the same page
+  Counter evictions;       // frames taken from a page
+  Counter writebacks;      // dirty pages written back before reuse
+  Counter errors;          // pins that failed (memory node dead, every frame pinned)
+  Counter bytes_read, bytes_written;
+  Counter full_retries;    // posts refused with kFull and retried
+  static constexpr size_t kLatencyBuckets = 24;  // fetch latency: bucket i < 2^(i+7) ns
+  std::array<Counter, kLatencyBuckets> fetch_latency;
+};
+
+class Region;
+
+/// One dataplane core's view of the region: its queue pair and wait hooks. Owner core only.
+class PagingCore {
+ public:
+  PagingCore(Region& region, CoreId id, std::unique_ptr<QueuePair> qp);
+
+  /// Polls the completion queue and completes the IoWaits it names. Returns completions seen.
+  uint32_t poll();
+  /// Poller hook for CoreLoop: `arg` is a PagingCore*.
+  static uint32_t poll_hook(void* arg) { return static_cast<PagingCore*>(arg)->poll(); }
+
+  /// Posts one request, polling while the queue pair is full. kDead when the node is gone.
+  PostResult post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io);
+
+  /// Waits for `io` with this core's hooks (sync: spin on poll()).
+  void wait(IoWait& io) { hooks_.wait_io(hooks_.ctx, io); }
+  void wait_other() { hooks_.wait_other(hooks_.ctx); }
+
+  void set_hooks(const WaitHooks& h) { hooks_ = h; }
+  const PagingCounters& counters() const { return counters_; }
+  PagingCounters& counters() { return counters_; }
+  CoreId id() const { return id_; }
+  QueuePair& queue_pair() { return *qp_; }
+
+ private:
+  Region& region_;
+  CoreId id_;
+  std::unique_ptr<QueuePair> qp_;
+  WaitHooks hooks_;
+  PagingCounters counters_;
+};
+
+/// Totals over every core, for statistics.
+struct PagingTotals {
+  uint64_t pins = 0, faults = 0, zero_fills = 0, shared_waits = 0, evictions = 0, writebacks = 0,
+           errors = 0, bytes_read = 0, bytes_written = 0, full_retries = 0;
+  std::array<uint64_t, PagingCounters::kLatencyBuckets> fetch_latency{};
+  uint64_t frames = 0, pages = 0, resident = 0;
+};
+
+/// The far region [0, bytes) backed by the memory node's pool at [remote_base, +bytes), with
+/// `frames` local 4 KiB frames. Thread-safe: any core pins any page; a page is fetched once even
+/// when several cores fault on it together.
+class Region {
+ public:
+  /// Control path. `transport` must outlive the region; `cores` queue pairs are created.
+  /// `max_pin_bytes`: the longest range one pin() may ask for (the store's largest item); pins
+  /// longer than a page hold every page they cover, so frames must exceed a few of those.
+  static Result<std::unique_ptr<Region>> create(uint64_t bytes, uint64_t frames,
+                                                Transport& transport, uint16_t cores,
+                                                const Clock& clock, uint32_t max_pin_bytes,
+                                                uint64_t remote_base = 0);
+  ~Region();
+
+  /// Makes [offset, offset+len) addressable and returns its first byte, or nullptr when the
+  /// memory node is gone or no frame can be freed. A range within one page is the page's frame;
+  /// a longer one is copied through a bounce buffer (written back by unpin for writes).
+  /// May wait at the fetch boundary (sync: spin; async: the fiber yields). Any core, as `core`.
+  std::byte* pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access);
+
+  /// Ends the scope of the matching pin(), which returned `data`. `core` is the core running
+  /// the caller now (a fiber may have moved). Never fails: every page stayed pinned.
+  void unpin(PagingCore& core, uint64_t offset, uint32_t len, std::byte* data);
+
+  /// True if the page holding `offset` is resident (the fault predictor asks). Any core.
+  bool resident(uint64_t offset) const;
+
+  PagingCore& core(CoreId id) { return *cores_[to_int(id)]; }
+  uint16_t core_count() const { return uint16_t(cores_.size()); }
+  uint64_t bytes() const { return bytes_; }
+  uint64_t frame_count() const { return frames_; }
+  const Clock& clock() const { return clock_; }
+  Transport& transport() { return transport_; }
+  PagingTotals totals() const;
+
+ private:
+  friend class PagingCore;
+  Region(uint64_t bytes, uint64_t frames, Transport& transport, const Clock& clock,
+         uint32_t max_pin_bytes, uint64_t remote_base);
+
+  std::byte* pin_page(PagingCore& core, uint64_t page, PinAccess access, bool whole_page);
+  void unpin_page(uint64_t page);
+  bool fault(PagingCore& core, uint64_t page, uint64_t claimed_word, PinAccess access,
+             bool whole_page, uint64_t* word_out);
+  bool take_frame(PagingCore& core, uint32_t* frame_out);
+  bool evict(PagingCore& core, uint32_t frame, uint64_t page);
+  std::byte* frame_addr(uint32_t f) const { return frames_base_ + uint64_t(f) * kPageSize; }
+
+  struct Bounce;
+  Bounce* claim_bounce(uint64_t offset, uint32_t len, PinAccess access);
+  Bounce* find_bounce(const std::byte* data);
+  bool pin_span(PagingCore& core, uint64_t first, uint64_t last, uint64_t offset, uint32_t len,
+                PinAccess access);
+  void unpin_span(uint64_t first, uint64_t last);
+
+  uint64_t bytes_;
+  uint64_t pages_;
+  uint64_t frames_;
+  Transport& transport_;
+  Clock clock_;
+  uint32_t max_pin_bytes_;
+  uint64_t remote_base_;
+  std::byte* frames_base_ = nullptr;
+  std::unique_ptr<std::atomic<uint64_t>[]> table_;       // page -> entry word (see region.cc)
+  std::unique_ptr<std::atomic<uint64_t>[]> frame_page_;  // frame -> page + 1 (0: unowned)
+  std::unique_ptr<std::atomic<uint8_t>[]> frame_ref_;    // CLOCK reference bits
+  alignas(64) std::atomic<uint64_t> next_unused_{0};     // frames never used yet
+  alignas(64) std::atomic<uint64_t> hand_{0};            // CLOCK hand
+  std::vector<std::unique_ptr<PagingCore>> cores_;
+  std::vector<std::unique_ptr<Bounce>> bounces_;
+};
+
+/// The synchronous wait hooks (busy-poll the completion queue): the FCFS baseline. `ctx` is the
+/// PagingCore.
+WaitHooks sync_wait_hooks(PagingCore& core);
+
+}  // namespace fm::paging

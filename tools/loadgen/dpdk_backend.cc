@@ -1,0 +1,386 @@
+// The DPDK backend: one port, one RX/TX queue pair per loadgen core, a lean UDP fast path.
+//
+// The only loadgen file (with reflector.cc) that calls rte_* directly. Setup (EAL, port,
+// ARP) goes through dataplane/ and net/ like kvserver; the per-request path builds frames from
+// a per-flow header template into bulk-allocated mbufs and parses replies with a few compares,
+// because at millions of requests per second net::Stack's general path (software checksums,
+// one allocation per frame) would make the loadgen, not the server, the bottleneck.
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <fmt/core.h>
+
+#include <cstring>
+#include <functional>
+
+#include "dataplane/core_loop.h"
+#include "dataplane/eal.h"
+#include "dataplane/log.h"
+#include "dataplane/tsc.h"
+#include "net/packet.h"
+#include "net/port.h"
+#include "tools/loadgen/backend.h"
+
+namespace fm::loadgen {
+namespace {
+constexpr const char* kTag = "loadgen";
+
+inline uint16_t load_be16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+inline void store_be16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v);
+}
+
+// Offsets in an Ethernet + IPv4 (no options) + UDP frame.
+constexpr size_t kEthType = 12, kIp = 14, kIpLen = kIp + 2, kIpFrag = kIp + 6, kIpProto = kIp + 9,
+                 kIpSum = kIp + 10, kIpDst = kIp + 16, kUdp = 34, kUdpSrc = kUdp, kUdpDst = kUdp + 2,
+                 kUdpLen = kUdp + 4, kUdpSum = kUdp + 6;
+
+/// One core's queue pair as an Engine transport. Owner core only; no allocation after setup.
+class DpdkTransport {
+ public:
+  static constexpr uint16_t kBurst = 32;
+
+  DpdkTransport(net::Port& port, uint16_t queue, const net::Identity& me, uint32_t flows,
+                bool udp_checksum)
+      : port_(port), queue_(queue), me_(me), flows_(flows), udp_checksum_(udp_checksum),
+        templates_(flows) {}
+
+  ~DpdkTransport() {
+    if (stash_n_) rte_pktmbuf_free_bulk(stash_, stash_n_);
+    if (tx_n_) rte_pktmbuf_free_bulk(tx_, tx_n_);
+  }
+
+  /// Builds each flow's header template for `server`. Control path.
+  void set_server(const net::UdpEndpoint& server) {
+    server_ = server;
+    for (uint32_t f = 0; f < flows_; ++f) {
+      auto& t = templates_[f];
+      const net::UdpEndpoint src{me_.mac, me_.ip, uint16_t(me_.udp_port + f)};
+      net::write_udp_headers(std::span<uint8_t>(t.bytes, sizeof t.bytes), src, server, 0, 0, false);
+      t.bytes[kIpLen] = t.bytes[kIpLen + 1] = 0;
+      t.bytes[kIpSum] = t.bytes[kIpSum + 1] = 0;
+      // Sum of the IPv4 header without its length: the length is added per frame.
+      t.ip_sum_base = net::checksum_partial(std::span<const uint8_t>(t.bytes + kIp, 20));
+    }
+  }
+
+  uint64_t now() const { return rte_rdtsc(); }
+
+  std::span<uint8_t> tx_begin(uint32_t) {
+    if (stash_n_ == 0) {
+      if (rte_pktmbuf_alloc_bulk(port_.pool(), stash_, kBurst) != 0) return {};
+      stash_n_ = kBurst;
+    }
+    cur_ = stash_[--stash_n_];
+    return {rte_pktmbuf_mtod(cur_, uint8_t*) + net::kUdpHeadersLen,
+            size_t(rte_pktmbuf_tailroom(cur_)) - net::kUdpHeadersLen};
+  }
+
+  void tx_commit(uint32_t flow, size_t len) {
+    const Template& t = templates_[flow];
+    uint8_t* f = rte_pktmbuf_mtod(cur_, uint8_t*);
+    std::memcpy(f, t.bytes, net::kUdpHeadersLen);
+    const uint16_t ip_len = uint16_t(20 + 8 + len);
+    store_be16(f + kIpLen, ip_len);
+    store_be16(f + kIpSum, net::checksum_fold(t.ip_sum_base + ip_len));
+    store_be16(f + kUdpLen, uint16_t(8 + len));
+    if (udp_checksum_) {
+      const uint32_t pseudo = (me_.ip.v >> 16) + (me_.ip.v & 0xffff) + (server_.ip.v >> 16) +
+                              (server_.ip.v & 0xffff) + 17 + uint32_t(8 + len);
+      uint16_t sum = net::checksum_fold(net::checksum_partial({f + kUdp, 8 + len}, pseudo));
+      store_be16(f + kUdpSum, sum == 0 ? 0xffff : sum);
+    }
+    cur_->data_len = uint16_t(net::kUdpHeadersLen + len);
+    cur_->pkt_len = cur_->data_len;
+    tx_[tx_n_++] = cur_;
+    if (tx_n_ == kBurst) send_batch();
+  }
+
+  uint64_t tx_flush() {
+    if (tx_n_) send_batch();
+    const uint64_t d = refused_;
+    refused_ = 0;
+    return d;
+  }
+
+  template <class Sink>
+  uint32_t rx_poll(Sink& sink) {
+    rte_mbuf* rx[kBurst];
+    const uint16_t n = port_.rx_burst(queue_, rx, kBurst);
+    if (n == 0) return 0;
+    const uint64_t now = rte_rdtsc();
+    for (uint16_t i = 0; i < n; ++i) {
+      if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
+      rte_mbuf* m = rx[i];
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      const uint32_t len = m->data_len;
+      // Fast path: unfragmented IPv4/UDP without options, to one of our flows, from the server.
+      if (m->nb_segs == 1 && len >= net::kUdpHeadersLen && d[kEthType] == 0x08 &&
+          d[kEthType + 1] == 0x00 && d[kIp] == 0x45 && d[kIpProto] == 17 &&
+          (load_be16(d + kIpFrag) & 0x3fff) == 0 && load_be16(d + kUdpSrc) == server_.port &&
+          std::memcmp(d + kIpDst, my_ip_be_, 4) == 0) {
+        const uint32_t flow = uint32_t(load_be16(d + kUdpDst)) - me_.udp_port;
+        const uint32_t udp_len = load_be16(d + kUdpLen);
+        const uint32_t ip_len = load_be16(d + kIpLen);
+        if (flow < flows_ && udp_len >= 8 && ip_len == udp_len + 20 && kIp + ip_len <= len) {
+          sink.on_datagram(flow, std::span<const uint8_t>(d + net::kUdpHeadersLen, udp_len - 8), now);
+          continue;
+        }
+      }
+      slow_path(m);
+    }
+    rte_pktmbuf_free_bulk(rx, n);
+    return n;
+  }
+
+  /// ARP for the server on this queue until it answers or `timeout_s` passes. Control path.
+  Result<net::MacAddr> resolve(net::Ipv4Addr ip, double timeout_s) {
+    arp_target_ = ip;
+    const uint64_t end = rte_rdtsc() + uint64_t(timeout_s * double(rte_get_tsc_hz()));
+    struct NoSink {
+      void on_datagram(uint32_t, std::span<const uint8_t>, uint64_t) {}
+    } sink;
+    while (rte_rdtsc() < end && !stop_requested()) {
+      uint8_t arp[64];
+      const size_t n = net::build_arp_request(me_, ip, arp);
+      send_raw(std::span<const uint8_t>(arp, n));
+      const uint64_t until = rte_rdtsc() + rte_get_tsc_hz() / 10;
+      while (rte_rdtsc() < until && !arp_found_) rx_poll(sink);
+      if (arp_found_) return arp_mac_;
+    }
+    return error(Errc::kUnavailable, fmt::format("no ARP reply from {} (--server-ip) within {} s",
+                                                 ip.to_string(), timeout_s));
+  }
+
+  void set_my_ip() {
+    const uint32_t v = me_.ip.v;
+    my_ip_be_[0] = uint8_t(v >> 24);
+    my_ip_be_[1] = uint8_t(v >> 16);
+    my_ip_be_[2] = uint8_t(v >> 8);
+    my_ip_be_[3] = uint8_t(v);
+  }
+
+ private:
+  struct Template {
+    uint8_t bytes[net::kUdpHeadersLen] = {};
+    uint32_t ip_sum_base = 0;
+  };
+
+  void send_batch() {
+    const uint16_t sent = port_.tx_burst(queue_, tx_, tx_n_);
+    if (sent < tx_n_) {
+      refused_ += tx_n_ - sent;
+      rte_pktmbuf_free_bulk(tx_ + sent, tx_n_ - sent);
+    }
+    tx_n_ = 0;
+  }
+
+  void send_raw(std::span<const uint8_t> frame) {
+    rte_mbuf* m = rte_pktmbuf_alloc(port_.pool());
+    if (!m) return;
+    std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), frame.data(), frame.size());
+    m->data_len = uint16_t(frame.size());
+    m->pkt_len = m->data_len;
+    tx_[tx_n_++] = m;
+    send_batch();
+  }
+
+  /// Anything but a reply: answer ARP requests for us, note the ARP reply we wait for.
+  [[gnu::cold, gnu::noinline]] void slow_path(rte_mbuf* m) {
+    if (m->nb_segs != 1) return;
+    std::span<const uint8_t> frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+    const net::Classified c = net::classify(frame, me_, false);
+    if (c.kind == net::Classified::Kind::kArpRequest) {
+      rte_mbuf* r = rte_pktmbuf_alloc(port_.pool());
+      if (!r) return;
+      const size_t n = net::build_arp_reply(frame, me_, {rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r)});
+      r->data_len = uint16_t(n);
+      r->pkt_len = r->data_len;
+      if (tx_n_ == kBurst) send_batch();
+      tx_[tx_n_++] = r;
+    } else if (c.kind == net::Classified::Kind::kArpReply && c.src_ip == arp_target_) {
+      arp_mac_ = c.arp_sender_mac;
+      arp_found_ = true;
+    }
+  }
+
+  net::Port& port_;
+  uint16_t queue_;
+  net::Identity me_;
+  uint32_t flows_;
+  bool udp_checksum_;
+  std::vector<Template> templates_;
+  net::UdpEndpoint server_;
+  uint8_t my_ip_be_[4] = {};
+  rte_mbuf* stash_[kBurst] = {};
+  uint16_t stash_n_ = 0;
+  rte_mbuf* cur_ = nullptr;
+  rte_mbuf* tx_[kBurst] = {};
+  uint16_t tx_n_ = 0;
+  uint64_t refused_ = 0;
+  net::Ipv4Addr arp_target_;
+  net::MacAddr arp_mac_;
+  bool arp_found_ = false;
+};
+
+class DpdkBackend : public Backend {
+ public:
+  ~DpdkBackend() override {
+    cores_.clear();  // engines and transports hold mbufs of the port's pool
+    if (port_) port_->close();
+    port_.reset();
+    if (eal_up_) eal_cleanup();
+  }
+
+  static Result<std::unique_ptr<Backend>> create(const Options& o, uint32_t flows,
+                                                 const ValueSizes* values) {
+    std::unique_ptr<DpdkBackend> b(new DpdkBackend());
+    b->o_ = &o;
+    EalOptions eal;
+    eal.lcores = o.lcores;
+    eal.memory_mb = o.memory_mb;
+    eal.hugepages = o.hugepages == "on" ? HugepageMode::kOn
+                    : o.hugepages == "off" ? HugepageMode::kOff : HugepageMode::kAuto;
+    if (o.pci.empty()) eal.vdevs.push_back(o.vdev);
+    else eal.pci_allow.push_back(o.pci);
+    auto ei = eal_init(eal, "loadgen");
+    if (!ei) return ei.status();
+    b->eal_up_ = true;
+    b->hugepages_ = ei->hugepages;
+    net::PortOptions popts;
+    popts.vdev = o.vdev;
+    popts.pci = o.pci;
+    popts.mbufs = o.mbufs;
+    const uint16_t n = uint16_t(o.lcores.size());
+    auto port = net::Port::open(popts, n);
+    if (!port) {
+      return error(port.status().code(), port.status().message() +
+                   " (the loadgen opens one queue pair per --lcores entry)");
+    }
+    b->port_ = std::move(port.value());
+    auto my_ip = net::parse_ipv4(o.ip, "--ip");
+    auto srv_ip = net::parse_ipv4(o.server_ip, "--server-ip");
+    if (!my_ip) return my_ip.status();
+    if (!srv_ip) return srv_ip.status();
+    if (!b->wait_link(o.connect_timeout_s)) {
+      return error(Errc::kUnavailable, fmt::format(
+          "port '{}' did not come up within {} s (--connect-timeout): is the server running, "
+          "on the memif socket named in --vdev? A memif server must also have at least as many "
+          "queue pairs as the loadgen has --lcores ({}): kvserver has one per eal.lcores entry",
+          b->port_->name(), o.connect_timeout_s, n));
+    }
+    const EngineConfig ec = engine_config(o, double(tsc_hz()), flows, values, &stop_requested);
+    for (uint16_t q = 0; q < n; ++q) {
+      auto c = std::make_unique<Core>();
+      const net::Identity me{b->port_->mac(), *my_ip, uint16_t(o.src_port + q * flows)};
+      c->transport = std::make_unique<DpdkTransport>(*b->port_, q, me, flows, o.udp_checksum);
+      c->transport->set_my_ip();
+      c->engine = std::make_unique<Engine<DpdkTransport>>(*c->transport, ec);
+      c->lcore = o.lcores[q];
+      b->cores_.push_back(std::move(c));
+    }
+    auto mac = b->cores_[0]->transport->resolve(*srv_ip, o.connect_timeout_s);
+    if (!mac) return mac.status();
+    b->server_mac_ = *mac;
+    for (auto& c : b->cores_) c->transport->set_server({*mac, *srv_ip, o.server_port});
+    FM_LOG_INFO(kTag, "server {} is at {}", o.server_ip, mac->to_string());
+    return std::unique_ptr<Backend>(std::move(b));
+  }
+
+  double hz() const override { return double(tsc_hz()); }
+  uint32_t cores() const override { return uint32_t(cores_.size()); }
+  std::string describe() const override {
+    return fmt::format("dpdk port '{}' ({}), {} queue pair(s), server {}:{} at {}",
+                       port_->name(), hugepages_ ? "hugepages" : "no hugepages", cores_.size(),
+                       o_->server_ip, o_->server_port, server_mac_.to_string());
+  }
+
+  PreloadResult preload(uint64_t keys, uint32_t window, uint32_t retries) override {
+    const uint32_t n = cores();
+    for (uint32_t i = 0; i < n; ++i) {
+      Core& c = *cores_[i];
+      c.job = [&c, i, n, keys, window, retries] {
+        c.preload = c.engine->preload(i, n, keys, window, retries);
+      };
+    }
+    launch_all();
+    PreloadResult total;
+    for (auto& c : cores_) {
+      total.stored += c->preload.stored;
+      total.failed += c->preload.failed;
+    }
+    return total;
+  }
+
+  std::vector<CoreResult> run_point(const PointSpec& p, std::span<ProgressSlot> progress) override {
+    const uint32_t n = cores();
+    const double h = hz();
+    const uint64_t start = rte_rdtsc() + uint64_t(0.005 * h);  // every core starts together
+    for (uint32_t i = 0; i < n; ++i) {
+      Core& c = *cores_[i];
+      c.job = [&c, &p, i, n, h, start, slot = &progress[i]] {
+        c.result = run_core_point(*c.engine, p, i, n, h, start, slot);
+      };
+    }
+    launch_all();
+    std::vector<CoreResult> out;
+    for (auto& c : cores_) out.push_back(std::move(c->result));
+    return out;
+  }
+
+ private:
+  struct Core {
+    std::unique_ptr<DpdkTransport> transport;
+    std::unique_ptr<Engine<DpdkTransport>> engine;
+    uint32_t lcore = 0;
+    std::function<void()> job;
+    CoreResult result;
+    PreloadResult preload;
+  };
+
+  static int trampoline(void* arg) {
+    static_cast<Core*>(arg)->job();
+    return 0;
+  }
+
+  /// Runs every core's job: core 0 here on the main lcore, the others on theirs.
+  void launch_all() {
+    for (size_t i = 1; i < cores_.size(); ++i) {
+      if (rte_eal_remote_launch(trampoline, cores_[i].get(), cores_[i]->lcore) != 0) {
+        FM_LOG_ERROR(kTag, "cannot launch core {} on lcore {}", i, cores_[i]->lcore);
+      }
+    }
+    cores_[0]->job();
+    for (size_t i = 1; i < cores_.size(); ++i) rte_eal_wait_lcore(cores_[i]->lcore);
+  }
+
+  bool wait_link(double timeout_s) {
+    const uint64_t end = rte_rdtsc() + uint64_t(timeout_s * double(tsc_hz()));
+    while (rte_rdtsc() < end && !stop_requested()) {
+      rte_eth_link link{};
+      rte_eth_link_get_nowait(port_->id(), &link);
+      if (link.link_status == RTE_ETH_LINK_UP) return true;
+      rte_delay_ms(10);
+    }
+    return false;
+  }
+
+  const Options* o_ = nullptr;
+  bool eal_up_ = false;
+  bool hugepages_ = false;
+  std::unique_ptr<net::Port> port_;
+  net::MacAddr server_mac_;
+  std::vector<std::unique_ptr<Core>> cores_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Backend>> make_dpdk_backend(const Options& o, uint32_t flows,
+                                                   const ValueSizes* values) {
+  return DpdkBackend::create(o, flows, values);
+}
+
+}  // namespace fm::loadgen

@@ -1,0 +1,336 @@
+// One loadgen core's sender and receiver, over any transport (DPDK queue, kernel sockets, fake).
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "tools/loadgen/distributions.h"
+#include "tools/loadgen/results.h"
+#include "tools/loadgen/schedule.h"
+#include "tools/loadgen/workload.h"
+
+namespace fm::loadgen {
+
+/// Settings of one core's engine (the same on every core).
+struct EngineConfig {
+  // Source ports (request-id spaces of 65536 each) this core uses, a power of two <= 64.
+  // memcached's UDP request id is 16 bits, so one flow can have at most 65536 requests in
+  // flight; more flows keep ids unique for longer at high rates or long timeouts.
+  uint32_t flows = 1;
+  // A request not answered this long after its scheduled time is dropped (infinite latency).
+  uint64_t timeout_ticks = 0;
+  // A measured request sent later than this after its scheduled time counts as late.
+  uint64_t late_ticks = 0;
+  // Clock ticks to nanoseconds.
+  double ns_per_tick = 1.0;
+  // Check every GET value against what was stored.
+  bool verify = true;
+  // Value size of each key (shared, read-only).
+  const ValueSizes* values = nullptr;
+  // Polled once per loop iteration; true cuts the run short (SIGINT). May be null.
+  bool (*stop)() = nullptr;
+};
+
+/// When one rate point runs on a core, in that core's clock.
+struct PointPlan {
+  uint64_t start = 0;          // clock time of schedule time 0
+  uint64_t measure_from = 0;   // ticks after start: requests due from here on are measured...
+  uint64_t measure_until = 0;  // ...until here (exclusive), when measure_count is 0
+  uint64_t measure_count = 0;  // > 0: measure exactly this many requests instead
+};
+
+/// Outcome of the preload phase on one core.
+struct PreloadResult {
+  uint64_t stored = 0;  // keys the server answered STORED
+  uint64_t failed = 0;  // keys still not stored after every retry round
+};
+
+/// The sending and receiving logic of one core: follows its Schedule open loop (never waits
+/// for replies to send), matches replies to requests by (flow, request id), verifies them,
+/// and expires requests at their timeout as infinite latency. Everything about time comes
+/// from the transport's clock, so a test can drive it with a fake clock and a fake server.
+///
+/// Transport requirements (all owner-core only, no allocation on the data path):
+///   uint64_t now();                        the clock, in ticks
+///   std::span<uint8_t> tx_begin(uint32_t flow);  room for one datagram's payload
+///                                          (>= kMaxRequestLen), or empty when out of buffers
+///   void tx_commit(uint32_t flow, size_t len);   queue the datagram begun last
+///   uint64_t tx_flush();                   send what is queued; returns frames refused
+///   template <class Sink> uint32_t rx_poll(Sink&);  calls sink.on_datagram(flow, payload, now)
+///                                          for each received datagram; returns how many
+/// Not thread-safe: one engine per core.
+template <class Transport>
+class Engine {
+ public:
+  static constexpr uint32_t kSendBurst = 32;  // most requests sent between two RX polls
+
+  Engine(Transport& t, const EngineConfig& cfg)
+      : t_(t),
+        cfg_(cfg),
+        flow_shift_(uint32_t(std::countr_zero(cfg.flows))),
+        cap_(uint64_t(cfg.flows) << 16),
+        slots_(cap_) {}
+
+  /// Runs one rate point open loop: sends every request of `sched` at its due time (late ones
+  /// as soon as possible, never skipped), until the measured window is over, then waits until
+  /// every request is answered or timed out. Returns what the measured requests saw.
+  CoreResult run(Schedule& sched, const PointPlan& plan, ProgressSlot* progress = nullptr) {
+    res_ = fresh_result();
+    progress_ = progress ? progress : &dummy_progress_;
+    preloading_ = false;
+    Request next = sched.next();
+    uint64_t measured_seen = 0;
+    uint64_t window_end = 0;
+    bool sched_done = false;
+    bool prev_work = false;
+    uint64_t prev_now = t_.now();
+    const uint64_t loop_start = prev_now;
+    for (;;) {
+      const uint64_t now = t_.now();
+      if (prev_work) res_.busy_ticks += now - prev_now;
+      prev_now = now;
+      uint32_t sent = 0;
+      while (!sched_done && plan.start + next.at <= now && sent < kSendBurst) {
+        bool measured = false;
+        if (next.at >= plan.measure_from) {
+          if (plan.measure_count ? measured_seen == plan.measure_count : next.at >= plan.measure_until) {
+            sched_done = true;
+            window_end = next.at;
+            break;
+          }
+          measured = true;
+          ++measured_seen;
+        }
+        send_scheduled(next, plan.start + next.at, measured, now);
+        next = sched.next();
+        ++sent;
+      }
+      res_.tx_dropped += t_.tx_flush();
+      const uint32_t got = t_.rx_poll(*this);
+      expire(now);
+      prev_work = sent != 0 || got != 0;
+      if (sched_done && outstanding_ == 0) break;
+      if (cfg_.stop && cfg_.stop()) {
+        res_.interrupted = true;
+        if (!sched_done) window_end = now > plan.start ? now - plan.start : 0;
+        break;
+      }
+    }
+    res_.window_ticks = window_end > plan.measure_from ? window_end - plan.measure_from : 0;
+    res_.loop_ticks = prev_now - loop_start;
+    if (res_.interrupted) expire_all();
+    CoreResult out(std::move(res_));
+    res_ = fresh_result();  // strays between points still count somewhere valid
+    return out;
+  }
+
+  /// Stores keys first, first+stride, ... below `keys`, closed loop with `window` SETs in
+  /// flight; keys that time out or get an error are retried in up to `retries` more rounds.
+  PreloadResult preload(uint64_t first, uint64_t stride, uint64_t keys, uint32_t window,
+                        uint32_t retries) {
+    res_ = fresh_result();
+    progress_ = &dummy_progress_;
+    preloading_ = true;
+    PreloadResult out;
+    preload_failed_.clear();
+    std::vector<uint64_t> round_keys;
+    for (uint32_t round = 0; round <= retries; ++round) {
+      const bool from_list = round > 0;
+      if (from_list) {
+        round_keys.swap(preload_failed_);
+        preload_failed_.clear();
+        if (round_keys.empty()) break;
+      }
+      uint64_t idx = 0;
+      const uint64_t total = from_list ? round_keys.size() : (keys > first ? (keys - first + stride - 1) / stride : 0);
+      while ((idx < total || outstanding_ != 0) && !(cfg_.stop && cfg_.stop())) {
+        const uint64_t now = t_.now();
+        while (idx < total && outstanding_ < window) {
+          const uint64_t key = from_list ? round_keys[idx] : first + idx * stride;
+          if (!send_request(Op::kSet, key, now, false)) break;
+          ++idx;
+        }
+        t_.tx_flush();
+        t_.rx_poll(*this);
+        expire(t_.now());
+      }
+    }
+    out.failed = preload_failed_.size();
+    out.stored = preload_stored_;
+    preload_stored_ = 0;
+    preloading_ = false;
+    return out;
+  }
+
+  /// Sink for the transport: one reply datagram on `flow`, received at clock time `now`.
+  void on_datagram(uint32_t flow, std::span<const uint8_t> p, uint64_t now) {
+    if (p.size() < kFrameHeaderLen || flow >= cfg_.flows) {
+      ++res_.strays;
+      return;
+    }
+    const uint16_t id = uint16_t(p[0] << 8 | p[1]);
+    const uint16_t seq = uint16_t(p[2] << 8 | p[3]);
+    const uint16_t total = uint16_t(p[4] << 8 | p[5]);
+    Slot& s = slots_[(uint64_t(id) << flow_shift_) | flow];
+    if (!s.in_flight || seq != 0) {  // late after its timeout, a duplicate, or a continuation
+      ++res_.strays;
+      return;
+    }
+    s.in_flight = false;
+    --outstanding_;
+    const std::string_view body(reinterpret_cast<const char*>(p.data() + kFrameHeaderLen),
+                                p.size() - kFrameHeaderLen);
+    if (now - s.due > cfg_.timeout_ticks && now > s.due) {  // expire() has not run yet
+      drop(s);
+      return;
+    }
+    ReplyOutcome o;
+    if (total != 1) o = ReplyOutcome::kMalformed;  // values are sized to fit one datagram
+    else if (s.op == Op::kGet) o = check_get_reply(body, s.key, s.value_len, cfg_.verify);
+    else o = check_set_reply(body);
+    if (preloading_) {
+      if (o == ReplyOutcome::kOk) ++preload_stored_;
+      else preload_failed_.push_back(s.key);
+      return;
+    }
+    progress_->replies.add();
+    if (!s.measured) return;
+    OpStats& st = res_.ops[size_t(s.op)];
+    ++st.completed;
+    st.latency.record(uint64_t(double(now > s.due ? now - s.due : 0) * cfg_.ns_per_tick));
+    switch (o) {
+      case ReplyOutcome::kOk: break;
+      case ReplyOutcome::kMiss: ++st.misses; break;
+      case ReplyOutcome::kWrongValue: ++st.wrong; break;
+      case ReplyOutcome::kServerError: ++st.server_errors; break;
+      case ReplyOutcome::kMalformed: ++st.malformed; break;
+    }
+  }
+
+  uint64_t outstanding() const { return outstanding_; }
+  const EngineConfig& config() const { return cfg_; }
+
+ private:
+  struct Slot {
+    uint64_t due = 0;  // clock time the request was scheduled for: latency starts here
+    uint64_t key = 0;
+    uint32_t value_len = 0;
+    Op op = Op::kGet;
+    bool in_flight = false;
+    bool measured = false;
+  };
+  static_assert(sizeof(Slot) == 24);
+
+  void send_scheduled(const Request& r, uint64_t due, bool measured, uint64_t now) {
+    const uint64_t lag = now - due;
+    if (measured) {
+      ++res_.ops[size_t(r.op)].scheduled;
+      res_.send_lag.record(uint64_t(double(lag) * cfg_.ns_per_tick));
+    }
+    if (send_request(r.op, r.key, due, measured)) {
+      progress_->sent.add();
+      if (measured && lag > cfg_.late_ticks) {
+        ++res_.late;
+        progress_->late.add();
+      }
+    } else if (measured) {  // nothing to build it in: dropped here, and certainly late
+      ++res_.unsent;
+      ++res_.late;
+      ++res_.ops[size_t(r.op)].timeouts;
+      res_.ops[size_t(r.op)].latency.record_infinite();
+      progress_->timeouts.add();
+    }
+  }
+
+  bool send_request(Op op, uint64_t key, uint64_t due, bool measured) {
+    while (next_seq_ - head_ >= cap_) {  // every id of every flow is in flight: reuse the oldest
+      Slot& old = slots_[head_ & (cap_ - 1)];
+      if (old.in_flight) {
+        ++res_.id_wraps;
+        old.in_flight = false;
+        --outstanding_;
+        drop(old);
+      }
+      ++head_;
+    }
+    const uint32_t flow = uint32_t(next_seq_ & (cfg_.flows - 1));
+    const uint16_t id = uint16_t(next_seq_ >> flow_shift_);
+    std::span<uint8_t> buf = t_.tx_begin(flow);
+    if (buf.size() < kMaxRequestLen) return false;
+    const uint32_t vlen = cfg_.values->size_for(key);
+    const size_t len = op == Op::kGet ? encode_get(buf.data(), id, key)
+                                      : encode_set(buf.data(), id, key, vlen);
+    t_.tx_commit(flow, len);
+    Slot& s = slots_[next_seq_ & (cap_ - 1)];
+    s.due = due;
+    s.key = key;
+    s.value_len = vlen;
+    s.op = op;
+    s.in_flight = true;
+    s.measured = measured;
+    ++next_seq_;
+    ++outstanding_;
+    return true;
+  }
+
+  /// A request that will never be answered in time: infinite latency (measured), or a key to
+  /// retry (preload).
+  void drop(const Slot& s) {
+    if (preloading_) {
+      preload_failed_.push_back(s.key);
+      return;
+    }
+    if (!s.measured) return;
+    OpStats& st = res_.ops[size_t(s.op)];
+    ++st.timeouts;
+    st.latency.record_infinite();
+    progress_->timeouts.add();
+  }
+
+  /// Times out requests whose deadline passed. Slots are reused in sequence order and due
+  /// times grow with it, so the oldest in-flight request is always at head_.
+  void expire(uint64_t now) {
+    while (head_ != next_seq_) {
+      Slot& s = slots_[head_ & (cap_ - 1)];
+      if (s.in_flight) {
+        if (now < s.due || now - s.due <= cfg_.timeout_ticks) return;
+        s.in_flight = false;
+        --outstanding_;
+        drop(s);
+      }
+      ++head_;
+    }
+  }
+
+  void expire_all() {
+    while (head_ != next_seq_) {
+      Slot& s = slots_[head_ & (cap_ - 1)];
+      if (s.in_flight) {
+        s.in_flight = false;
+        --outstanding_;
+        drop(s);
+      }
+      ++head_;
+    }
+  }
+
+  Transport& t_;
+  EngineConfig cfg_;
+  uint32_t flow_shift_;
+  uint64_t cap_;
+  std::vector<Slot> slots_;
+  uint64_t next_seq_ = 0;  // sequence number of the next request (slot, flow and id follow)
+  uint64_t head_ = 0;      // oldest sequence number that may still be in flight
+  uint64_t outstanding_ = 0;
+  CoreResult res_;
+  ProgressSlot dummy_progress_;
+  ProgressSlot* progress_ = &dummy_progress_;
+  bool preloading_ = false;
+  uint64_t preload_stored_ = 0;
+  std::vector<uint64_t> preload_failed_;
+};
+
+}  // namespace fm::loadgen
