@@ -33,14 +33,7 @@ Result<MemnodeConfig> parse_memnode_config(std::string_view text, std::string_vi
     TableReader r(top.table("verbs"), "verbs", source, &err);
     read_verbs(r, c.verbs);
   }
-  {
-    TableReader r(top.table("log"), "log", source, &err);
-    r.get("level", c.log_level);
-    r.reject_unknown();
-    if (err.is_ok() && c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
-        c.log_level != "error")
-      r.fail("level", "\"" + c.log_level + "\" is not one of \"debug\", \"info\", \"warn\", \"error\"");
-  }
+  read_log(top, source, &err, c.log_level);
   top.reject_unknown();
   if (!err.is_ok()) return err;
   return c;
@@ -61,7 +54,8 @@ std::string to_toml(const MemnodeConfig& c) {
       "max_outstanding = {}\n\n[log]\nlevel = \"{}\"\n",
       c.pool_mb, huge, c.listen,
       c.transport == paging::TransportKind::kEmulated ? "emulated" : "verbs", c.heartbeat_ms,
-      c.verbs.device, c.verbs.ib_port, c.verbs.gid_index, c.verbs.max_outstanding, c.log_level);
+      c.verbs.device, c.verbs.ib_port, c.verbs.gid_index, c.verbs.max_outstanding,
+      log_level_name(c.log_level));
 }
 
 }  // namespace fm::config

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "dataplane/eal.h"
+#include "dataplane/log.h"
 #include "dataplane/result.h"
 #include "paging/options.h"
 
@@ -21,7 +22,7 @@ struct MemnodeConfig {
   paging::VerbsOptions verbs;
   // Heartbeats to each compute node while idle (ms); 0 disables them.
   uint32_t heartbeat_ms = 1000;
-  std::string log_level = "info";
+  LogLevel log_level = LogLevel::kInfo;
 };
 
 /// Parses a memnode config; errors name the file and key.

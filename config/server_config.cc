@@ -195,13 +195,16 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
     read_paging(r, source, &err, c.paging);
   }
   {
-    TableReader r(top.table("log"), "log", source, &err);
-    r.get("level", c.log_level);
+    TableReader r(top.table("sched"), "sched", source, &err);
+    r.get_enum("faults", c.sched.faults,
+               {{"async", sched::FaultMode::kAsync}, {"sync", sched::FaultMode::kSync}});
+    r.get("max_in_flight", c.sched.max_in_flight, 1, 4096);
+    r.get("queue_depth", c.sched.queue_depth, 1, 1 << 20);
+    r.get("stack_kb", c.sched.stack_kb, 16, 8192);
+    r.get("steal", c.sched.steal);
     r.reject_unknown();
-    if (err.is_ok() && c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
-        c.log_level != "error")
-      r.fail("level", "\"" + c.log_level + "\" is not one of \"debug\", \"info\", \"warn\", \"error\"");
   }
+  read_log(top, source, &err, c.log_level);
   top.reject_unknown();
   if (!err.is_ok()) return err;
   return c;
@@ -258,7 +261,11 @@ std::string to_toml(const ServerConfig& c) {
   s += "]\n\n";
   s += kv_to_toml(c.store, c.protocol);
   s += "\n" + paging_to_toml(c.paging);
-  s += fmt::format("\n[log]\nlevel = {}\n", quote(c.log_level));
+  s += fmt::format("\n[sched]\nfaults = \"{}\"\nmax_in_flight = {}\nqueue_depth = {}\nstack_kb = {}\n"
+                   "steal = {}\n",
+                   c.sched.faults == sched::FaultMode::kAsync ? "async" : "sync",
+                   c.sched.max_in_flight, c.sched.queue_depth, c.sched.stack_kb, b(c.sched.steal));
+  s += fmt::format("\n[log]\nlevel = \"{}\"\n", log_level_name(c.log_level));
   return s;
 }
 

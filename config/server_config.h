@@ -6,11 +6,13 @@
 
 #include "dataplane/core_loop.h"
 #include "dataplane/eal.h"
+#include "dataplane/log.h"
 #include "dataplane/result.h"
 #include "kvapp/options.h"
 #include "net/port.h"
 #include "net/stack.h"
 #include "paging/options.h"
+#include "sched/options.h"
 
 namespace fm::config {
 
@@ -23,7 +25,8 @@ struct ServerConfig {
   kv::StoreOptions store;
   kv::ProtocolOptions protocol;
   paging::PagingOptions paging;
-  std::string log_level = "info";  // [log] level: debug | info | warn | error
+  sched::SchedOptions sched;
+  LogLevel log_level = LogLevel::kInfo;  // [log] level
 };
 
 /// Parses a kvserver config from TOML text; `source` names it in errors. Unknown keys, wrong

@@ -11,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "dataplane/log.h"
 #include "dataplane/result.h"
 
 namespace fm::config {
@@ -225,6 +226,15 @@ class TableReader {
   Status* err_;
   std::set<std::string> seen_;
 };
+
+/// Reads the [log] table (key `level`) of `top`.
+inline void read_log(TableReader& top, std::string_view source, Status* err, LogLevel& level) {
+  TableReader r(top.table("log"), "log", source, err);
+  r.get_enum("level", level,
+             {{"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warn", LogLevel::kWarn},
+              {"error", LogLevel::kError}});
+  r.reject_unknown();
+}
 
 /// Parses TOML text; a syntax error names the file, line and column.
 Result<toml::table> parse_toml(std::string_view text, std::string_view source);

@@ -11,6 +11,9 @@ namespace fm {
 
 enum class LogLevel : uint8_t { kDebug = 0, kInfo, kWarn, kError };
 
+/// "debug", "info", "warn" or "error".
+const char* log_level_name(LogLevel level);
+
 /// Sets the lowest level printed. Not thread-safe against concurrent logging; call at start.
 void set_log_level(LogLevel level);
 LogLevel log_level();

@@ -29,16 +29,24 @@ class Arena {
   /// Total bytes addressable; offsets are in [0, size_bytes()).
   virtual uint64_t size_bytes() const = 0;
 
-  /// Makes [offset, offset + len) addressable and returns its first byte. A far-memory arena may
-  /// fetch (and, later, yield the calling fiber); the local arena returns at once.
+  /// Makes [offset, offset + len) addressable and returns its first byte, or nullptr when it
+  /// cannot (a far arena whose memory node is gone, or with no frame to spare); a failed pin
+  /// needs no unpin. A far-memory arena may fetch and wait (sync: busy-poll; async: the calling
+  /// fiber yields), so never call it with a spinlock held; the local arena returns at once.
   virtual std::byte* pin(uint64_t offset, uint32_t len, Access access) = 0;
 
-  /// Ends the deref scope opened by the matching pin(); `data` is what that pin() returned.
+  /// pin() that never waits, fetches, yields or fails loudly: returns nullptr whenever the range
+  /// is not addressable at once (the caller then drops its locks and calls pin()). Safe with a
+  /// spinlock held. The default never succeeds, which is always correct.
+  virtual std::byte* try_pin(uint64_t /*offset*/, uint32_t /*len*/, Access /*access*/) {
+    return nullptr;
+  }
+
+  /// Ends the deref scope opened by the matching successful pin() or try_pin(); `data` is what
+  /// it returned. Never waits or fails, so it may be called with a spinlock held.
   virtual void unpin(uint64_t offset, uint32_t len, std::byte* data) = 0;
 
-  /// True when pin() may have to fetch (and, later, yield). Callers that hold a spinlock across
-  /// a pin (the store's key check, append/prepend, incr/decr) must not do so for such arenas
-  /// once pins can yield.
+  /// True when pin() may have to fetch (and wait, or yield) or fail.
   virtual bool may_fault() const { return false; }
 };
 
@@ -55,6 +63,9 @@ class LocalArena final : public Arena {
   std::byte* pin(uint64_t offset, uint32_t /*len*/, Access /*access*/) override {
     return base_ + offset;
   }
+  std::byte* try_pin(uint64_t offset, uint32_t /*len*/, Access /*access*/) override {
+    return base_ + offset;
+  }
   void unpin(uint64_t /*offset*/, uint32_t /*len*/, std::byte* /*data*/) override {}
 
  private:
@@ -63,16 +74,25 @@ class LocalArena final : public Arena {
   uint64_t size_;
 };
 
-/// RAII deref scope: pins a range for the lifetime of this object.
+/// RAII deref scope: pins a range for the lifetime of this object, or until release(). A failed
+/// pin (data() == nullptr) is never unpinned. Check data() (or the bool) before using it.
 class ArenaPin {
  public:
   ArenaPin(Arena& arena, uint64_t offset, uint32_t len, Access access)
       : arena_(arena), offset_(offset), len_(len), data_(arena.pin(offset, len, access)) {}
-  ~ArenaPin() { arena_.unpin(offset_, len_, data_); }
+  ~ArenaPin() { release(); }
   ArenaPin(const ArenaPin&) = delete;
   ArenaPin& operator=(const ArenaPin&) = delete;
 
+  /// The first byte of the range; nullptr when the pin failed or after release().
   std::byte* data() const { return data_; }
+  explicit operator bool() const { return data_ != nullptr; }
+
+  /// Ends the deref scope now (no-op when the pin failed or was released). Never waits.
+  void release() {
+    if (data_ != nullptr) arena_.unpin(offset_, len_, data_);
+    data_ = nullptr;
+  }
 
  private:
   Arena& arena_;

@@ -1,11 +1,2 @@
-// The per-thread current paging core.
+// FarArena is header-only; this file keeps the library's source list stable.
 #include "kvapp/far_arena.h"
-
-namespace fm::kv {
-
-paging::PagingCore*& current_paging_core() {
-  static thread_local paging::PagingCore* core = nullptr;
-  return core;
-}
-
-}  // namespace fm::kv

@@ -7,10 +7,9 @@
 
 namespace fm::kv {
 
-/// The paging core of the calling thread's dataplane core. Set once per core before it serves
-/// requests (kvserver's core start hook; tests set it per thread). A fiber that moves to another
-/// core reads the new core's value after it resumes.
-paging::PagingCore*& current_paging_core();
+/// The paging core of the calling thread's dataplane core (paging::current_core()). Set per
+/// core before it serves requests; a fiber that moves to another core reads the new value.
+inline paging::PagingCore*& current_paging_core() { return paging::current_core(); }
 
 class FarArena final : public Arena {
  public:

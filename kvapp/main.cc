@@ -20,6 +20,7 @@
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
 #include "paging/verbs_transport.h"
+#include "sched/scheduler.h"
 
 namespace fm::kv {
 namespace {
@@ -46,6 +47,8 @@ class CoarseClock {
 /// What `stats` reports beyond the kv app: every queue's stack and the far region (if any).
 struct ServerView {
   std::vector<const net::Stack*> stacks;
+  std::vector<const sched::CoreScheduler*> scheds;
+  sched::FaultMode faults = sched::FaultMode::kAsync;
   const paging::Region* region = nullptr;
   const paging::Transport* transport = nullptr;
 };
@@ -85,6 +88,24 @@ class ServerStats : public StatsHook {
       std::snprintf(name, sizeof(name), "dp_drop_%s", net::drop_reason_name(net::DropReason(i)));
       w.stat(name, by_reason[i]);
     }
+    uint64_t started = 0, finished = 0, dropped = 0, parks = 0, stolen = 0, in_flight = 0, queued = 0;
+    for (const sched::CoreScheduler* c : v_->scheds) {
+      started += c->counters().started.read();
+      finished += c->counters().finished.read();
+      dropped += c->counters().dropped.read();
+      parks += c->counters().parks.read();
+      stolen += c->counters().stolen_new.read() + c->counters().stolen_ready.read();
+      in_flight += c->in_flight();
+      queued += c->queued();
+    }
+    w.stat("sched_faults", v_->faults == sched::FaultMode::kAsync ? "async" : "sync");
+    w.stat("sched_started", started);
+    w.stat("sched_finished", finished);
+    w.stat("sched_dropped", dropped);
+    w.stat("sched_parks", parks);
+    w.stat("sched_stolen", stolen);
+    w.stat("sched_in_flight", in_flight);
+    w.stat("sched_queued", queued);
     if (v_->region == nullptr) {
       w.stat("paging_mode", "local");
       return;
@@ -114,33 +135,108 @@ class ServerStats : public StatsHook {
   const ServerView* v_;
 };
 
-/// One core's glue between its network stack and its protocol session.
-class KvHandler : public net::UdpHandler {
+/// What one request carries through the scheduler: who sent it, then the datagram.
+struct RequestHeader {
+  net::UdpPeer from;
+  uint32_t len;
+};
+
+/// The calling thread's core: its network stack (replies leave through it) and clock. A fiber
+/// that moved reads the core it runs on now.
+struct CoreContext {
+  net::Stack* stack = nullptr;
+  paging::PagingCore* paging = nullptr;
+  sched::CoreScheduler* sched = nullptr;
+  CoarseClock* clock = nullptr;
+};
+thread_local CoreContext tls_core;
+
+/// The key-value app as the scheduler sees it: each fiber slot owns a protocol session (its reply
+/// buffer must not be shared by two requests that interleave at fetch boundaries).
+class KvApp : public sched::App {
  public:
-  KvHandler(Store& store, const ProtocolOptions& p, const StatsHook* hook, paging::PagingCore* pc)
-      : session_(store, p, hook), paging_core_(pc) {}
-
-  void on_udp(net::Stack& stack, const net::UdpPeer& from, std::span<const uint8_t> payload) override {
-    current_paging_core() = paging_core_;  // the far arena faults through this core's queue pair
-    Reply r{&stack, &from};
-    session_.handle_datagram(payload, clock_.now(), &KvHandler::emit, &r);
+  void serve(sched::Fiber& fiber, sched::Request& req) override {
+    RequestHeader h;
+    std::memcpy(&h, req.bytes, sizeof(h));
+    auto* session = static_cast<Session*>(fiber.app_state);
+    session->handle_datagram(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(req.bytes) +
+                                                          sizeof(h), h.len),
+                             tls_core.clock->now(), &KvApp::emit, &h.from);
   }
-
-  const Session& session() const { return session_; }
 
  private:
-  struct Reply {
-    net::Stack* stack;
-    const net::UdpPeer* to;
-  };
+  /// Replies leave through the stack of the core the fiber runs on now.
   static void emit(void* ctx, std::span<const uint8_t> datagram) {
-    auto* r = static_cast<Reply*>(ctx);
-    r->stack->send_udp(*r->to, datagram);
+    tls_core.stack->send_udp(*static_cast<const net::UdpPeer*>(ctx), datagram);
+  }
+};
+
+/// One core's glue: NIC datagrams become scheduler requests; the scheduler runs them in fibers.
+class KvCore : public net::UdpHandler {
+ public:
+  KvCore(net::Stack* stack, paging::PagingCore* pc, sched::CoreScheduler* sched)
+      : ctx_{stack, pc, sched, &clock_} {}
+
+  void set_stack(net::Stack* s) { ctx_.stack = s; }
+
+  void on_udp(net::Stack&, const net::UdpPeer& from, std::span<const uint8_t> payload) override {
+    if (payload.size() + sizeof(RequestHeader) > sched::Request::kBytes) {
+      dropped_oversize_.add();  // cannot happen with a 1500-byte MTU; counted if it does
+      return;
+    }
+    sched::Request* r = ctx_.sched->acquire();
+    if (r == nullptr) {
+      no_request_.add();
+      return;
+    }
+    const RequestHeader h{from, uint32_t(payload.size())};
+    std::memcpy(r->bytes, &h, sizeof(h));
+    std::memcpy(r->bytes + sizeof(h), payload.data(), payload.size());
+    r->len = uint32_t(sizeof(h) + payload.size());
+    ctx_.sched->submit(r);  // a full queue drops and counts
   }
 
-  Session session_;
-  paging::PagingCore* paging_core_;
+  /// The core's one poller: NIC in, completions in, fibers run, replies out.
+  static uint32_t poll_hook(void* arg) {
+    auto* self = static_cast<KvCore*>(arg);
+    tls_core = self->ctx_;
+    current_paging_core() = self->ctx_.paging;
+    uint32_t work = self->ctx_.stack->poll();
+    if (self->ctx_.paging) work += self->ctx_.paging->poll();
+    work += self->ctx_.sched->poll();
+    self->ctx_.stack->flush();
+    return work;
+  }
+
+  uint64_t no_request() const { return no_request_.read(); }
+
+ private:
+  CoreContext ctx_;
   CoarseClock clock_;
+  Counter no_request_;
+  Counter dropped_oversize_;
+};
+
+/// Async fault handling: the faulting fiber parks; this core's completion queue wakes it.
+struct AsyncWait {
+  static void wait_io(void* ctx, paging::IoWait& io) {
+    sched::Fiber* f = sched::current_fiber();
+    if (f == nullptr) return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_io(ctx, io);
+    io.waiter = f;
+    if (!io.done.load(std::memory_order_acquire)) sched::park();
+  }
+  static void wait_other(void* ctx) {
+    if (sched::current_fiber() == nullptr) {
+      return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_other(ctx);
+    }
+    sched::yield();
+  }
+  static void on_complete(void*, paging::IoWait& io) {
+    auto* f = static_cast<sched::Fiber*>(io.waiter);
+    io.done.store(true, std::memory_order_release);
+    // The completion is polled by the core whose queue pair the fiber posted on: wake it there.
+    tls_core.sched->wake(f);
+  }
 };
 
 /// Connects the configured transport and creates the far region sized by [kv] and [paging].
@@ -215,21 +311,45 @@ int run(const config::ServerConfig& cfg) {
   }
   ServerView view;
   view.region = region.get();
+  view.faults = cfg.sched.faults;
   view.transport = transport.get();
   const ServerStats server_stats(&view);
-  std::vector<std::unique_ptr<KvHandler>> handlers;  // destroyed after the stacks
+  KvApp app;
+  auto scheduler = sched::Scheduler::create(cfg.sched, ncores, app);
+  if (!scheduler) {
+    FM_LOG_ERROR(kTag, "{}", scheduler.status().message());
+    (*port)->close();
+    eal_cleanup();
+    return 1;
+  }
+  // One protocol session per fiber slot (their reply buffers are touched only when used).
+  std::vector<std::unique_ptr<Session>> sessions;
+  for (uint16_t i = 0; i < ncores; ++i) {
+    sched::CoreScheduler& cs = (*scheduler)->core(CoreId{i});
+    for (size_t f = 0; f < cs.fiber_slots(); ++f) {
+      sessions.push_back(std::make_unique<Session>(**store, cfg.protocol, &server_stats));
+      cs.fiber_slot(f).app_state = sessions.back().get();
+    }
+  }
+  std::vector<std::unique_ptr<KvCore>> handlers;  // destroyed after the stacks
   std::vector<std::unique_ptr<net::Stack>> stacks;
   std::vector<std::unique_ptr<CoreLoop>> loops;
   std::vector<CoreLoop*> loop_ptrs;
   for (uint16_t i = 0; i < ncores; ++i) {
     paging::PagingCore* pc = region ? &region->core(CoreId{i}) : nullptr;
-    handlers.push_back(std::make_unique<KvHandler>(**store, cfg.protocol, &server_stats, pc));
+    sched::CoreScheduler* cs = &(*scheduler)->core(CoreId{i});
+    if (pc && cfg.sched.faults == sched::FaultMode::kAsync) {
+      pc->set_hooks({&AsyncWait::wait_io, &AsyncWait::wait_other, &AsyncWait::on_complete, pc});
+    }
+    handlers.push_back(std::make_unique<KvCore>(nullptr, pc, cs));
     stacks.push_back(std::make_unique<net::Stack>(**port, i, me, cfg.net, handlers.back().get()));
+    handlers.back()->set_stack(stacks.back().get());
     view.stacks.push_back(stacks.back().get());
+    view.scheds.push_back(cs);
     loops.push_back(std::make_unique<CoreLoop>(CoreId{i}, cfg.eal.lcores[i], cfg.idle));
-    loops.back()->add_poller({"nic", &net::Stack::poll_hook, stacks.back().get()});
-    // The core's completion queue is polled in the same loop as its NIC queue (Shenango-style).
-    if (pc) loops.back()->add_poller({"cq", &paging::PagingCore::poll_hook, pc});
+    // One poller per core: the NIC queue, the completion queue and the run queue are polled
+    // together in one loop (Shenango-style).
+    loops.back()->add_poller({"core", &KvCore::poll_hook, handlers.back().get()});
     loop_ptrs.push_back(loops.back().get());
   }
   FM_LOG_INFO(kTag, "serving memcached UDP on {}:{} (mac {}) with {} core(s)", me.ip.to_string(),
@@ -301,9 +421,7 @@ int main(int argc, char** argv) {
     std::fputs(effective.c_str(), stdout);
     return 0;
   }
-  fm::set_log_level(cfg.log_level == "debug" ? fm::LogLevel::kDebug
-                    : cfg.log_level == "warn" ? fm::LogLevel::kWarn
-                    : cfg.log_level == "error" ? fm::LogLevel::kError : fm::LogLevel::kInfo);
+  fm::set_log_level(cfg.log_level);
   FM_LOG_INFO("config", "effective configuration ({}):\n{}",
               config_path.empty() ? "built-in defaults" : config_path, effective);
   return fm::kv::run(cfg);

@@ -17,6 +17,9 @@ namespace fm::kv {
 namespace {
 
 constexpr std::string_view kCrlf = "\r\n";
+// A pin on far memory failed (memory node gone, no frame to spare): memcached's SERVER_ERROR
+// form, so clients treat it as a failed request rather than a miss. Nothing was changed.
+constexpr std::string_view kFarError = "SERVER_ERROR far memory unavailable\r\n";
 
 bool has_nul(std::string_view s) { return std::memchr(s.data(), '\0', s.size()) != nullptr; }
 
@@ -262,8 +265,11 @@ Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* da
     // memcached fails the allocation before reading the data, swallows the block, and drops the
     // old value of a set so a stale one does not outlive the failed update.
     counters_.add(Stat::kStoreTooLarge);
-    if (cmd == Command::kSet) (void)store_.remove(key, now);
-    if (!reply_unless(noreply, out, "SERVER_ERROR object too large for cache\r\n")) return stop;
+    const bool kept_old = cmd == Command::kSet && store_.remove(key, now) == Lookup::kUnavailable;
+    if (!reply_unless(noreply, out,
+                      kept_old ? kFarError : "SERVER_ERROR object too large for cache\r\n")) {
+      return stop;
+    }
     return skip_block(data, end, len);
   }
   counters_.add(Stat::kCmdSet);
@@ -329,6 +335,9 @@ Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* da
       counters_.add(Stat::kClientErrors);
       line = kBadFormat;
       break;
+    case StoreOutcome::kUnavailable:
+      line = kFarError;
+      break;
   }
   if (!reply_unless(noreply, out, line)) return stop;
   return {data + len + 2, false};
@@ -389,11 +398,15 @@ bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64
     };
     const Lookup r =
         touch ? store_.get_and_touch(key, new_expiry, now, emit) : store_.get(key, now, emit);
+    counters_.add(touch ? Stat::kCmdTouch : Stat::kCmdGet);
+    if (r == Lookup::kUnavailable) [[unlikely]] {
+      // Like a bad key: what was stacked for this get is dropped and only the error is sent.
+      out.rollback(mark);
+      return out.append_reserved(kFarError);
+    }
     if (touch) {
-      counters_.add(Stat::kCmdTouch);
       counters_.add(r == Lookup::kHit ? Stat::kTouchHits : Stat::kTouchMisses);
     } else {
-      counters_.add(Stat::kCmdGet);
       counters_.add(r == Lookup::kHit ? Stat::kGetHits : Stat::kGetMisses);
     }
     if (r == Lookup::kExpired) counters_.add(Stat::kGetExpired);
@@ -440,6 +453,8 @@ bool Protocol::do_delta(Command cmd, const Tokens& t, int64_t now, ReplyBuffer& 
                           "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
     case DeltaOutcome::kNoMemory:
       return reply_unless(noreply, out, "SERVER_ERROR out of memory\r\n");
+    case DeltaOutcome::kUnavailable:
+      return reply_unless(noreply, out, kFarError);
   }
   return true;
 }
@@ -461,6 +476,7 @@ bool Protocol::do_touch(const Tokens& t, int64_t now, ReplyBuffer& out) {
   }
   const Lookup r = store_.touch(key, absolute_expiry(exptime, now), now);
   counters_.add(Stat::kCmdTouch);
+  if (r == Lookup::kUnavailable) return reply_unless(noreply, out, kFarError);
   counters_.add(r == Lookup::kHit ? Stat::kTouchHits : Stat::kTouchMisses);
   return reply_unless(noreply, out, r == Lookup::kHit ? "TOUCHED\r\n" : "NOT_FOUND\r\n");
 }
@@ -487,6 +503,7 @@ bool Protocol::do_delete(const Tokens& t, int64_t now, ReplyBuffer& out) {
     return client_error(noreply, out, "CLIENT_ERROR bad command line format\r\n");
   }
   const Lookup r = store_.remove(key, now);
+  if (r == Lookup::kUnavailable) return reply_unless(noreply, out, kFarError);
   counters_.add(r == Lookup::kHit ? Stat::kDeleteHits : Stat::kDeleteMisses);
   return reply_unless(noreply, out, r == Lookup::kHit ? "DELETED\r\n" : "NOT_FOUND\r\n");
 }
@@ -576,6 +593,9 @@ void Protocol::write_stats(int64_t now, StatsWriter& w) {
   w.stat("reclaimed", s.reclaimed);
   w.stat("kv_slabs_used", s.used_slabs);
   w.stat("kv_slabs_total", s.total_slabs);
+  w.stat("kv_chunks_used", s.chunks_used);
+  w.stat("kv_far_errors", s.far_errors);
+  w.stat("kv_store_retries", s.retries);
   for (size_t i = static_cast<size_t>(Stat::kBytesWritten) + 1; i < kStatCount; ++i) {
     counter(static_cast<Stat>(i));
   }

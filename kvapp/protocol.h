@@ -60,6 +60,10 @@ class StatsHook {
 ///  - A non-get line longer than kMaxLineLength gets "CLIENT_ERROR line too long".
 ///  - "quit" stops processing the datagram; replies so far are still sent.
 ///  - Meta commands (mg/ms/...) and stats sub-commands other than "reset" answer "ERROR".
+///  - A command whose item is in far memory that cannot be reached (memory node gone, no frame
+///    to spare) is answered "SERVER_ERROR far memory unavailable" and changes nothing (a failed
+///    set keeps the old value). In a multi-key get it replaces the whole reply, like a bad key.
+///    Counted in "stats" as kv_far_errors.
 class Protocol {
  public:
   /// `hook` may be null. `store`, `counters` and `hook` must outlive this object.

@@ -11,6 +11,13 @@
 //  - Lock order: stripe, then class. The evictor holds a class lock and only try_locks stripes.
 //  - A key is linked at most once: a store unlinks the old item under the same stripe lock that
 //    links the new one.
+//  - No lock is held across Arena::pin(): it may fetch and wait (and will yield the fiber).
+//    Item bytes are read under a reference with the lock dropped; what was read stays valid
+//    while the reference is held, because a chunk's key never changes while it is allocated and
+//    its value changes in place only under the stripe lock when refs == 2 (link + the writer).
+//    Whoever acts on what it read retakes the lock and checks the item is still linked, live and
+//    of the same cas (still_current_locked), else looks again.
+//  - A failed pin changes nothing: a fresh chunk goes back (unref), the old item stays linked.
 #include "kvapp/store.h"
 
 #include <charconv>
@@ -22,6 +29,7 @@
 #include <string>
 
 #include "dataplane/check.h"
+#include "dataplane/log.h"
 #include "kvapp/hash.h"
 #include "kvapp/numbers.h"
 
@@ -30,12 +38,46 @@ namespace {
 constexpr uint32_t kNil = std::numeric_limits<uint32_t>::max();
 enum EntryState : uint8_t { kFree = 0, kAllocated, kLinked, kUnlinked };
 constexpr uint64_t kMiB = 1ull << 20;
+constexpr const char* kTag = "kv";
 
 // Unix seconds in an entry: 0 stays "never"; the rest is clamped to [1, 2^32-1].
 uint32_t clamp_time(int64_t t) {
   if (t <= 0) return t == 0 ? 0 : 1;
   if (t > std::numeric_limits<uint32_t>::max()) return std::numeric_limits<uint32_t>::max();
   return static_cast<uint32_t>(t);
+}
+
+// memcached's incr/decr on a value's text: false when it is not a decimal uint64 (leading
+// whitespace and trailing whitespace/NUL allowed). Else the new value and its digits.
+struct DeltaDigits {
+  uint64_t value = 0;
+  uint32_t len = 0;
+  char digits[24];
+  std::span<const uint8_t> span() const { return {reinterpret_cast<const uint8_t*>(digits), len}; }
+};
+bool compute_delta(const std::byte* text, uint32_t text_len, bool incr, uint64_t delta,
+                   DeltaDigits* out) {
+  uint64_t value = 0;
+  if (text_len == 0 ||
+      !parse_u64(std::string_view(reinterpret_cast<const char*>(text), text_len), &value)) {
+    return false;
+  }
+  if (incr) {
+    value += delta;  // wraps modulo 2^64, like memcached
+  } else {
+    value = delta > value ? 0 : value - delta;
+  }
+  const auto [end, ec] = std::to_chars(out->digits, out->digits + sizeof(out->digits), value);
+  FM_DCHECK(ec == std::errc());
+  out->value = value;
+  out->len = static_cast<uint32_t>(end - out->digits);
+  return true;
+}
+
+// Writes `d` over a value of `value_len` >= d.len bytes, padded with spaces like memcached.
+void write_in_place(std::byte* value_bytes, uint32_t value_len, const DeltaDigits& d) {
+  std::memcpy(value_bytes, d.digits, d.len);
+  std::memset(value_bytes + d.len, ' ', value_len - d.len);
 }
 
 }  // namespace
@@ -76,6 +118,7 @@ struct alignas(64) Store::ClassState {
   uint32_t carve_slab = kNil;
   uint32_t carve_next = 0;
   uint32_t slabs = 0;
+  uint64_t chunks_used = 0;  // allocated chunks (not free, not yet carved)
   uint64_t evictions = 0;
   uint64_t reclaimed = 0;
 };
@@ -135,13 +178,6 @@ Store::Stripe& Store::stripe_for(uint64_t hash) const { return stripes_[hash & s
 
 uint32_t& Store::bucket_for(uint64_t hash) const { return buckets_[hash & bucket_mask_]; }
 
-bool Store::key_equals(const Entry& e, std::string_view key) {
-  // Reads item memory under the stripe lock; a 64-bit hash match first makes a needless read
-  // (a fetch, with far memory) vanishingly rare.
-  ArenaPin pin(*arena_, e.offset, e.key_len, Access::kRead);
-  return std::memcmp(pin.data(), key.data(), key.size()) == 0;
-}
-
 bool Store::is_live(const Entry& e, int64_t now) const {
   if (e.expires_at != 0 && e.expires_at <= now) return false;
   if (e.cas < floor_cas_.load(std::memory_order_acquire)) return false;
@@ -151,13 +187,38 @@ bool Store::is_live(const Entry& e, int64_t now) const {
   return true;
 }
 
-uint32_t Store::find_locked(uint64_t hash, std::string_view key, uint32_t** link_out) {
+bool Store::still_current_locked(const Handle& h, int64_t now) const {
+  const Entry& e = entry(h.id);
+  return e.state == kLinked && e.cas == h.cas && is_live(e, now);
+}
+
+uint32_t* Store::link_to_locked(uint64_t hash, uint32_t id) const {
+  uint32_t* link = &bucket_for(hash);
+  while (*link != id) {
+    FM_DCHECK(*link != kNil);
+    link = &entry(*link).chain_next;
+  }
+  return link;
+}
+
+inline uint32_t Store::find_candidate_locked(Stripe& s, uint64_t hash, size_t len, int64_t now,
+                                             const KeySkips& skips, uint32_t** link_out,
+                                             Lookup* why) {
+  *why = Lookup::kMiss;
   uint32_t* link = &bucket_for(hash);
   while (*link != kNil) {
-    Entry& e = entry(*link);
-    if (e.hash == hash && e.key_len == key.size() && key_equals(e, key)) {
-      *link_out = link;
-      return *link;
+    const uint32_t id = *link;
+    Entry& e = entry(id);
+    if (e.hash == hash && e.key_len == len && !skips.contains(id, e.cas)) {
+      if (is_live(e, now)) {
+        *link_out = link;
+        return id;
+      }
+      // Dead whatever its key: reclaim it. (Were it another key with the same 64-bit hash, the
+      // miss would be reported as expired/flushed: only a counter would differ.)
+      *why = (e.expires_at != 0 && e.expires_at <= now) ? Lookup::kExpired : Lookup::kFlushed;
+      unlink_locked(s, id, link);  // *link now names the next entry
+      continue;
     }
     link = &e.chain_next;
   }
@@ -165,22 +226,91 @@ uint32_t Store::find_locked(uint64_t hash, std::string_view key, uint32_t** link
 }
 
 uint32_t Store::find_live_locked(Stripe& s, uint64_t hash, std::string_view key, int64_t now,
-                                 uint32_t** link_out, Lookup* why) {
+                                 uint32_t** link_out, Lookup* why, uint32_t* held) {
+  *held = kNil;
   uint32_t* link = nullptr;
-  const uint32_t id = find_locked(hash, key, &link);
-  if (id == kNil) {
-    *why = Lookup::kMiss;
-    return kNil;
-  }
+  const uint32_t id = find_candidate_locked(s, hash, key.size(), now, KeySkips{}, &link, why);
+  if (id == kNil) return kNil;
+  // Fast path: the candidate's key can be read without waiting (always, for local memory), so
+  // compare it under the lock.
   const Entry& e = entry(id);
-  if (!is_live(e, now)) {
-    *why = (e.expires_at != 0 && e.expires_at <= now) ? Lookup::kExpired : Lookup::kFlushed;
-    unlink_locked(s, id, link);
-    return kNil;
+  if (std::byte* p = arena_->try_pin(e.offset, e.key_len, Access::kRead)) {
+    const bool equal = std::memcmp(p, key.data(), key.size()) == 0;
+    arena_->unpin(e.offset, e.key_len, p);
+    if (equal) [[likely]] {
+      *link_out = link;
+      *why = Lookup::kHit;
+      return id;
+    }
   }
-  *why = Lookup::kHit;
-  *link_out = link;
-  return id;
+  return find_live_slow_locked(s, hash, key, now, link_out, why, held);
+}
+
+uint32_t Store::find_live_slow_locked(Stripe& s, uint64_t hash, std::string_view key, int64_t now,
+                                      uint32_t** link_out, Lookup* why, uint32_t* held) {
+  KeySkips skips;
+  Lookup dead = *why;  // what the fast path's search reclaimed, if anything
+  for (;;) {
+    uint32_t* link = nullptr;
+    Lookup w;
+    const uint32_t id = find_candidate_locked(s, hash, key.size(), now, skips, &link, &w);
+    if (w != Lookup::kMiss) dead = w;
+    if (id == kNil) {
+      *why = dead;
+      return kNil;
+    }
+    Entry& e = entry(id);
+    const uint64_t cas = e.cas;
+    bool equal;
+    if (std::byte* p = arena_->try_pin(e.offset, e.key_len, Access::kRead)) {
+      equal = std::memcmp(p, key.data(), key.size()) == 0;
+      arena_->unpin(e.offset, e.key_len, p);
+      if (equal) {
+        *link_out = link;
+        *why = Lookup::kHit;
+        return id;
+      }
+    } else {
+      // The pin may wait: hold a reference instead of the lock while it does.
+      e.refs.fetch_add(1, std::memory_order_relaxed);
+      const uint64_t offset = e.offset;
+      const uint32_t len = e.key_len;
+      s.lock.unlock();
+      std::byte* q = arena_->pin(offset, len, Access::kRead);
+      equal = q != nullptr && std::memcmp(q, key.data(), key.size()) == 0;
+      if (q != nullptr) arena_->unpin(offset, len, q);
+      s.lock.lock();
+      if (q == nullptr) {
+        unref(id);
+        note_far_error();
+        *why = Lookup::kUnavailable;
+        return kNil;
+      }
+      if (equal) {
+        if (e.state == kLinked && is_live(e, now)) {
+          *link_out = link_to_locked(hash, id);
+          *held = id;
+          *why = Lookup::kHit;
+          return id;
+        }
+        // Unlinked or dead while the lock was dropped: look again (a replacement may be there).
+        unref(id);
+        retries_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      unref(id);
+    }
+    if (skips.n == KeySkips::kMax) {
+      FM_LOG_FIRST_N(LogLevel::kError, 5, kTag, "more than {} keys share one 64-bit key hash",
+                     KeySkips::kMax);
+      note_far_error();
+      *why = Lookup::kUnavailable;
+      return kNil;
+    }
+    skips.id[skips.n] = id;
+    skips.cas[skips.n] = cas;
+    ++skips.n;
+  }
 }
 
 void Store::link_locked(Stripe& s, uint32_t id, uint32_t* at) {
@@ -217,6 +347,7 @@ void Store::free_entry(uint32_t id) {
   e.state = kFree;
   e.chain_next = c.free_head;
   c.free_head = id;
+  c.chunks_used--;
   c.lock.unlock();
 }
 
@@ -330,9 +461,14 @@ uint32_t Store::alloc(uint32_t size, uint64_t hash, int64_t now) {
   uint32_t id = c.free_head;
   if (id != kNil) {
     c.free_head = entry(id).chain_next;
+    c.chunks_used++;
   } else {
     id = carve_locked(c, cls);
-    if (id == kNil) id = evict_locked(c, now);
+    if (id != kNil) {
+      c.chunks_used++;
+    } else {
+      id = evict_locked(c, now);  // an evicted chunk was in use and stays so
+    }
   }
   if (id != kNil) {
     Entry& e = entry(id);
@@ -347,32 +483,86 @@ uint32_t Store::alloc(uint32_t size, uint64_t hash, int64_t now) {
   return id;
 }
 
-void Store::fill_item(uint32_t id, std::string_view key, std::span<const uint8_t> a,
+bool Store::fill_item(uint32_t id, std::string_view key, std::span<const uint8_t> a,
                       std::span<const uint8_t> b, uint32_t pad, uint32_t flags, int64_t expires_at,
-                      int64_t now) {
+                      int64_t now, bool try_only) {
   Entry& e = entry(id);
   const uint32_t value_len = static_cast<uint32_t>(a.size() + b.size()) + pad;
   const uint32_t len = static_cast<uint32_t>(key.size()) + value_len;
-  {
-    ArenaPin pin(*arena_, e.offset, len, Access::kOverwrite);
-    std::byte* p = pin.data();
-    std::memcpy(p, key.data(), key.size());
-    p += key.size();
-    if (!a.empty()) std::memcpy(p, a.data(), a.size());
-    p += a.size();
-    if (!b.empty()) std::memcpy(p, b.data(), b.size());
-    p += b.size();
-    std::memset(p, ' ', pad);
+  std::byte* p = try_only ? arena_->try_pin(e.offset, len, Access::kOverwrite)
+                          : arena_->pin(e.offset, len, Access::kOverwrite);
+  if (p == nullptr) [[unlikely]] {
+    if (!try_only) note_far_error();
+    return false;
   }
+  std::byte* const start = p;
+  std::memcpy(p, key.data(), key.size());
+  p += key.size();
+  if (!a.empty()) std::memcpy(p, a.data(), a.size());
+  p += a.size();
+  if (!b.empty()) std::memcpy(p, b.data(), b.size());
+  p += b.size();
+  std::memset(p, ' ', pad);
+  arena_->unpin(e.offset, len, start);
   e.key_len = static_cast<uint8_t>(key.size());
   e.value_len = value_len;
   e.flags = flags;
   e.expires_at = clamp_time(expires_at);
   e.time = clamp_time(now);
+  return true;
+}
+
+void Store::replace_locked(Stripe& s, const Handle& old, uint32_t id, uint64_t* cas_out) {
+  const Entry& o = entry(old.id);
+  Entry& e = entry(id);
+  e.flags = o.flags;  // now, not as read: a touch may have come in between
+  e.expires_at = o.expires_at;
+  e.cas = next_cas();
+  if (cas_out != nullptr) *cas_out = e.cas;
+  unlink_locked(s, old.id, link_to_locked(old.hash, old.id));
+  link_locked(s, id, &bucket_for(old.hash));
+}
+
+void Store::note_far_error() { far_errors_.fetch_add(1, std::memory_order_relaxed); }
+
+Lookup Store::read_failed(uint32_t id) {
+  release(id);
+  note_far_error();
+  return Lookup::kUnavailable;
+}
+
+bool Store::skip_candidate(KeySkips& skips, const Handle& h) {
+  release(h.id);
+  if (skips.n == KeySkips::kMax) {
+    FM_LOG_FIRST_N(LogLevel::kError, 5, kTag, "more than {} keys share one 64-bit key hash",
+                   KeySkips::kMax);
+    note_far_error();
+    return false;
+  }
+  skips.id[skips.n] = h.id;
+  skips.cas[skips.n] = h.cas;
+  ++skips.n;
+  return true;
+}
+
+int64_t Store::touch_held(const Handle& h, int64_t expires_at) {
+  const uint32_t t = clamp_time(expires_at);
+  Stripe& s = stripe_for(h.hash);
+  s.lock.lock();
+  Entry& e = entry(h.id);
+  // Replaced since it was read: the gat took effect just before the replacement.
+  if (e.state == kLinked) e.expires_at = t;
+  s.lock.unlock();
+  return t;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Commands
+
+StoreOutcome Store::drop_old_on_failed_set(const StoreRequest& r, int64_t now, StoreOutcome why) {
+  if (r.mode != StoreMode::kSet) return why;
+  return remove(r.key, now) == Lookup::kUnavailable ? StoreOutcome::kUnavailable : why;
+}
 
 StoreOutcome Store::store(const StoreRequest& r, int64_t now, uint64_t* cas_out) {
   if (r.key.empty() || r.key.size() > kKeyMaxLength) return StoreOutcome::kBadKey;
@@ -382,43 +572,48 @@ StoreOutcome Store::store(const StoreRequest& r, int64_t now, uint64_t* cas_out)
   }
   const uint64_t size = r.key.size() + r.value.size();
   if (size > options_.item_size_max) {
-    if (r.mode == StoreMode::kSet) (void)remove(r.key, now);
-    return StoreOutcome::kTooLarge;
+    return drop_old_on_failed_set(r, now, StoreOutcome::kTooLarge);
   }
   // Allocate and copy before taking the stripe lock: a fresh chunk is overwritten whole, so it
-  // needs no fetch, and no lock is held while the value is copied.
+  // needs no fetch of its own bytes, and no lock is held while the value is copied.
   const uint32_t id = alloc(static_cast<uint32_t>(size), hash, now);
-  if (id == kNil) {
-    if (r.mode == StoreMode::kSet) (void)remove(r.key, now);
-    return StoreOutcome::kNoMemory;
+  if (id == kNil) return drop_old_on_failed_set(r, now, StoreOutcome::kNoMemory);
+  if (!fill_item(id, r.key, r.value, {}, 0, r.flags, r.expires_at, now)) {
+    unref(id);  // the chunk goes back; the old item was never touched
+    return StoreOutcome::kUnavailable;
   }
-  fill_item(id, r.key, r.value, {}, 0, r.flags, r.expires_at, now);
 
   Stripe& s = stripe_for(hash);
   StoreOutcome out = StoreOutcome::kStored;
   s.lock.lock();
   uint32_t* link = nullptr;
   Lookup why;
-  const uint32_t old = find_live_locked(s, hash, r.key, now, &link, &why);
-  switch (r.mode) {
-    case StoreMode::kAdd:
-      if (old != kNil) {
-        entry(old).clock.store(1, std::memory_order_relaxed);  // memcached bumps it too
-        out = StoreOutcome::kNotStored;
-      }
-      break;
-    case StoreMode::kReplace:
-      if (old == kNil) out = StoreOutcome::kNotStored;
-      break;
-    case StoreMode::kCas:
-      if (old == kNil) {
-        out = StoreOutcome::kNotFound;
-      } else if (entry(old).cas != r.cas) {
-        out = StoreOutcome::kExists;
-      }
-      break;
-    default:
-      break;
+  uint32_t held;
+  const uint32_t old = find_live_locked(s, hash, r.key, now, &link, &why, &held);
+  if (why == Lookup::kUnavailable) {
+    // Whether the key exists is unknown, so nothing may be linked: keep the old, drop the new.
+    out = StoreOutcome::kUnavailable;
+  } else {
+    switch (r.mode) {
+      case StoreMode::kAdd:
+        if (old != kNil) {
+          entry(old).clock.store(1, std::memory_order_relaxed);  // memcached bumps it too
+          out = StoreOutcome::kNotStored;
+        }
+        break;
+      case StoreMode::kReplace:
+        if (old == kNil) out = StoreOutcome::kNotStored;
+        break;
+      case StoreMode::kCas:
+        if (old == kNil) {
+          out = StoreOutcome::kNotFound;
+        } else if (entry(old).cas != r.cas) {
+          out = StoreOutcome::kExists;
+        }
+        break;
+      default:
+        break;
+    }
   }
   if (out == StoreOutcome::kStored) {
     if (old != kNil) unlink_locked(s, old, link);
@@ -429,68 +624,128 @@ StoreOutcome Store::store(const StoreRequest& r, int64_t now, uint64_t* cas_out)
   }
   s.lock.unlock();
   unref(id);  // the writer's reference: the link keeps a stored item; anything else is freed
+  if (held != kNil) unref(held);
   return out;
 }
 
 StoreOutcome Store::store_concat(const StoreRequest& r, uint64_t hash, int64_t now,
                                  uint64_t* cas_out) {
-  // Held under the stripe lock throughout: the old value is read while the new chunk is written.
-  // (The far-memory issue may turn this into read-copy-retry so no fetch happens under a lock.)
   Stripe& s = stripe_for(hash);
-  s.lock.lock();
-  uint32_t* link = nullptr;
-  Lookup why;
-  const uint32_t old = find_live_locked(s, hash, r.key, now, &link, &why);
-  if (old == kNil) {
-    s.lock.unlock();
-    return StoreOutcome::kNotStored;
-  }
-  Entry& o = entry(old);
-  const uint64_t size = uint64_t{o.key_len} + o.value_len + r.value.size();
-  // memcached answers NOT_STORED when the combined item cannot be allocated.
-  const uint32_t id =
-      size > options_.item_size_max ? kNil : alloc(static_cast<uint32_t>(size), hash, now);
-  if (id == kNil) {
-    s.lock.unlock();
-    return StoreOutcome::kNotStored;
-  }
   {
-    ArenaPin old_pin(*arena_, o.offset, o.key_len + o.value_len, Access::kRead);
-    const std::span<const uint8_t> old_value(
-        reinterpret_cast<const uint8_t*>(old_pin.data()) + o.key_len, o.value_len);
-    if (r.mode == StoreMode::kAppend) {
-      fill_item(id, r.key, old_value, r.value, 0, o.flags, o.expires_at, now);
-    } else {
-      fill_item(id, r.key, r.value, old_value, 0, o.flags, o.expires_at, now);
+    // Fast path, all under the lock, when the arena can pin both items without waiting (always,
+    // for local memory). Lock order stripe then class holds for the allocation.
+    s.lock.lock();
+    uint32_t* link = nullptr;
+    Lookup why;
+    const uint32_t old = find_candidate_locked(s, hash, r.key.size(), now, KeySkips{}, &link, &why);
+    if (old == kNil) {
+      s.lock.unlock();
+      return StoreOutcome::kNotStored;  // no item has the key's hash and length
     }
+    const Entry& o = entry(old);
+    const uint32_t old_len = o.key_len + o.value_len;
+    std::byte* p = arena_->try_pin(o.offset, old_len, Access::kRead);
+    if (p != nullptr) {
+      StoreOutcome out = StoreOutcome::kStored;
+      bool done = false;
+      if (std::memcmp(p, r.key.data(), r.key.size()) == 0) {
+        const uint64_t size = uint64_t{old_len} + r.value.size();
+        const uint32_t id =
+            size > options_.item_size_max ? kNil : alloc(static_cast<uint32_t>(size), hash, now);
+        if (id == kNil) {
+          out = StoreOutcome::kNotStored;  // memcached's answer when the sum cannot be allocated
+          done = true;
+        } else {
+          const std::span<const uint8_t> old_value(reinterpret_cast<const uint8_t*>(p) + o.key_len,
+                                                   o.value_len);
+          done = r.mode == StoreMode::kAppend
+                     ? fill_item(id, r.key, old_value, r.value, 0, o.flags, o.expires_at, now,
+                                 /*try_only=*/true)
+                     : fill_item(id, r.key, r.value, old_value, 0, o.flags, o.expires_at, now,
+                                 /*try_only=*/true);
+          if (done) replace_locked(s, Handle{hash, old}, id, cas_out);
+          unref(id);  // the writer's reference (frees the chunk if it was not linked)
+        }
+      }
+      arena_->unpin(o.offset, old_len, p);
+      if (done) {
+        s.lock.unlock();
+        return out;
+      }
+    }
+    s.lock.unlock();
   }
-  unlink_locked(s, old, link);
-  Entry& e = entry(id);
-  e.cas = next_cas();
-  if (cas_out != nullptr) *cas_out = e.cas;
-  link_locked(s, id, &bucket_for(hash));
-  s.lock.unlock();
-  unref(id);
-  return StoreOutcome::kStored;
+  // Read-copy-retry: read the old item under a reference with no lock held, build the new item
+  // in a fresh chunk, then link it if the old one is still current.
+  KeySkips skips;
+  for (;;) {
+    Handle h;
+    if (acquire(r.key, hash, now, skips, &h) != Lookup::kHit) return StoreOutcome::kNotStored;
+    const uint32_t old_len = h.key_len + h.value_len;
+    ArenaPin old_pin(*arena_, h.offset, old_len, Access::kRead);
+    if (!old_pin) {
+      (void)read_failed(h.id);
+      return StoreOutcome::kUnavailable;
+    }
+    const auto* old_bytes = reinterpret_cast<const uint8_t*>(old_pin.data());
+    if (std::memcmp(old_bytes, r.key.data(), r.key.size()) != 0) [[unlikely]] {
+      old_pin.release();
+      if (!skip_candidate(skips, h)) return StoreOutcome::kUnavailable;
+      continue;
+    }
+    const uint64_t size = uint64_t{old_len} + r.value.size();
+    // memcached answers NOT_STORED when the combined item cannot be allocated.
+    const uint32_t id =
+        size > options_.item_size_max ? kNil : alloc(static_cast<uint32_t>(size), hash, now);
+    if (id == kNil) {
+      old_pin.release();
+      release(h.id);
+      return StoreOutcome::kNotStored;
+    }
+    const std::span<const uint8_t> old_value(old_bytes + h.key_len, h.value_len);
+    const bool filled =
+        r.mode == StoreMode::kAppend
+            ? fill_item(id, r.key, old_value, r.value, 0, h.flags, h.expires_at, now)
+            : fill_item(id, r.key, r.value, old_value, 0, h.flags, h.expires_at, now);
+    old_pin.release();
+    if (!filled) {
+      unref(id);
+      release(h.id);
+      return StoreOutcome::kUnavailable;
+    }
+    s.lock.lock();
+    if (!still_current_locked(h, now)) {
+      s.lock.unlock();
+      unref(id);
+      release(h.id);
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    replace_locked(s, h, id, cas_out);
+    s.lock.unlock();
+    unref(id);
+    release(h.id);
+    return StoreOutcome::kStored;
+  }
 }
 
-Lookup Store::acquire(std::string_view key, int64_t now, const int64_t* new_expiry, Handle* h) {
-  if (key.empty() || key.size() > kKeyMaxLength) return Lookup::kMiss;
-  const uint64_t hash = hash_key(key, seed_);
+uint64_t Store::hash_of(std::string_view key) const { return hash_key(key, seed_); }
+
+Lookup Store::acquire(std::string_view key, uint64_t hash, int64_t now, const KeySkips& skips,
+                      Handle* h) {
   Stripe& s = stripe_for(hash);
   s.lock.lock();
   uint32_t* link = nullptr;
   Lookup why;
-  const uint32_t id = find_live_locked(s, hash, key, now, &link, &why);
+  const uint32_t id = find_candidate_locked(s, hash, key.size(), now, skips, &link, &why);
   if (id == kNil) {
     s.lock.unlock();
     return why;
   }
   Entry& e = entry(id);
-  if (new_expiry != nullptr) e.expires_at = clamp_time(*new_expiry);
   e.refs.fetch_add(1, std::memory_order_relaxed);
   if (e.clock.load(std::memory_order_relaxed) == 0) e.clock.store(1, std::memory_order_relaxed);
-  *h = Handle{id, e.offset, e.key_len, e.value_len, e.flags, e.cas, e.expires_at};
+  *h = Handle{hash, id, e.offset, e.key_len, e.value_len, e.flags, e.cas, e.expires_at};
   s.lock.unlock();
   return Lookup::kHit;
 }
@@ -504,12 +759,14 @@ Lookup Store::touch(std::string_view key, int64_t expires_at, int64_t now) {
   s.lock.lock();
   uint32_t* link = nullptr;
   Lookup why;
-  const uint32_t id = find_live_locked(s, hash, key, now, &link, &why);
+  uint32_t held;
+  const uint32_t id = find_live_locked(s, hash, key, now, &link, &why, &held);
   if (id != kNil) {
     entry(id).expires_at = clamp_time(expires_at);
     entry(id).clock.store(1, std::memory_order_relaxed);
   }
   s.lock.unlock();
+  if (held != kNil) unref(held);
   return why;
 }
 
@@ -520,9 +777,11 @@ Lookup Store::remove(std::string_view key, int64_t now) {
   s.lock.lock();
   uint32_t* link = nullptr;
   Lookup why;
-  const uint32_t id = find_live_locked(s, hash, key, now, &link, &why);
+  uint32_t held;
+  const uint32_t id = find_live_locked(s, hash, key, now, &link, &why, &held);
   if (id != kNil) unlink_locked(s, id, link);
   s.lock.unlock();
+  if (held != kNil) unref(held);
   return why;
 }
 
@@ -530,62 +789,124 @@ DeltaResult Store::apply_delta(std::string_view key, bool incr, uint64_t delta, 
   if (key.empty() || key.size() > kKeyMaxLength) return {DeltaOutcome::kNotFound, 0};
   const uint64_t hash = hash_key(key, seed_);
   Stripe& s = stripe_for(hash);
-  s.lock.lock();
-  uint32_t* link = nullptr;
-  Lookup why;
-  const uint32_t old = find_live_locked(s, hash, key, now, &link, &why);
-  if (old == kNil) {
+  DeltaDigits d;
+  {
+    // Fast path, all under the lock: a counter that nobody else holds, rewritten in place,
+    // when the arena can pin it without waiting (always, for local memory). Anything else
+    // takes the read-copy-retry path below.
+    s.lock.lock();
+    uint32_t* link = nullptr;
+    Lookup why;
+    const uint32_t id = find_candidate_locked(s, hash, key.size(), now, KeySkips{}, &link, &why);
+    if (id == kNil) {
+      s.lock.unlock();
+      return {DeltaOutcome::kNotFound, 0};  // no item has the key's hash and length
+    }
+    Entry& o = entry(id);
+    const uint32_t item_len = o.key_len + o.value_len;
+    std::byte* p = nullptr;
+    if (item_len <= kPageSize && o.refs.load(std::memory_order_acquire) == 1) {
+      p = arena_->try_pin(o.offset, item_len, Access::kWrite);
+    }
+    if (p != nullptr) {
+      std::byte* value_bytes = p + o.key_len;
+      DeltaResult out{DeltaOutcome::kOk, 0};
+      bool done = true;
+      if (std::memcmp(p, key.data(), key.size()) != 0) {
+        done = false;  // another key with the same hash: let the general path sort it out
+      } else if (!compute_delta(value_bytes, o.value_len, incr, delta, &d)) {
+        out.outcome = DeltaOutcome::kNonNumeric;
+      } else if (d.len <= o.value_len) {
+        write_in_place(value_bytes, o.value_len, d);
+        o.cas = next_cas();
+        out.value = d.value;
+      } else {
+        done = false;  // longer than before: needs a new chunk
+      }
+      arena_->unpin(o.offset, item_len, p);
+      if (done) {
+        s.lock.unlock();
+        return out;
+      }
+    }
     s.lock.unlock();
-    return {DeltaOutcome::kNotFound, 0};
   }
-  Entry& o = entry(old);
-  uint64_t value = 0;
-  bool numeric = false;
-  if (o.value_len > 0) {
-    ArenaPin pin(*arena_, o.offset + o.key_len, o.value_len, Access::kRead);
-    numeric =
-        parse_u64(std::string_view(reinterpret_cast<const char*>(pin.data()), o.value_len), &value);
-  }
-  if (!numeric) {
-    s.lock.unlock();
-    return {DeltaOutcome::kNonNumeric, 0};
-  }
-  if (incr) {
-    value += delta;  // wraps modulo 2^64, like memcached
-  } else {
-    value = delta > value ? 0 : value - delta;
-  }
-  char digits[24];
-  const auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), value);
-  FM_DCHECK(ec == std::errc());
-  const uint32_t len = static_cast<uint32_t>(end - digits);
-  const std::span<const uint8_t> digit_span(reinterpret_cast<const uint8_t*>(digits), len);
 
-  if (len <= o.value_len && o.refs.load(std::memory_order_acquire) == 1) {
-    // Nobody else holds the item: rewrite in place, padding with spaces like memcached.
-    ArenaPin pin(*arena_, o.offset + o.key_len, o.value_len, Access::kWrite);
-    std::memcpy(pin.data(), digits, len);
-    std::memset(pin.data() + len, ' ', o.value_len - len);
-    o.cas = next_cas();
+  KeySkips skips;
+  for (;;) {
+    Handle h;
+    if (acquire(key, hash, now, skips, &h) != Lookup::kHit) return {DeltaOutcome::kNotFound, 0};
+    const uint32_t item_len = h.key_len + h.value_len;
+    // An item within one page may be rewritten in place, so pin it for writing from the start
+    // (a pin cannot be upgraded under the lock). A larger one would go through the arena's
+    // bounce buffer, whose write-back at unpin must not race readers: always copy those.
+    const bool in_place_ok = item_len <= kPageSize;
+    ArenaPin pin(*arena_, h.offset, item_len, in_place_ok ? Access::kWrite : Access::kRead);
+    if (!pin) {
+      (void)read_failed(h.id);
+      return {DeltaOutcome::kUnavailable, 0};
+    }
+    if (std::memcmp(pin.data(), key.data(), key.size()) != 0) [[unlikely]] {
+      pin.release();
+      if (!skip_candidate(skips, h)) return {DeltaOutcome::kUnavailable, 0};
+      continue;
+    }
+    std::byte* value_bytes = pin.data() + h.key_len;
+    if (!compute_delta(value_bytes, h.value_len, incr, delta, &d)) {
+      pin.release();
+      release(h.id);
+      return {DeltaOutcome::kNonNumeric, 0};
+    }
+    if (in_place_ok && d.len <= h.value_len) {
+      s.lock.lock();
+      if (!still_current_locked(h, now)) {
+        s.lock.unlock();
+        pin.release();
+        release(h.id);
+        retries_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (entry(h.id).refs.load(std::memory_order_acquire) == 2) {
+        // Only the link and we hold it, and new readers need this lock: rewrite in place
+        // through the pin taken earlier, and end that pin before anyone can read.
+        write_in_place(value_bytes, h.value_len, d);
+        pin.release();
+        entry(h.id).cas = next_cas();
+        s.lock.unlock();
+        release(h.id);
+        return {DeltaOutcome::kOk, d.value};
+      }
+      s.lock.unlock();
+    }
+    pin.release();
+    // Longer than before, or a reader holds the old bytes: store a new item.
+    const uint32_t pad = d.len <= h.value_len ? h.value_len - d.len : 0;
+    const uint64_t size = uint64_t{h.key_len} + d.len + pad;
+    const uint32_t id =
+        size > options_.item_size_max ? kNil : alloc(static_cast<uint32_t>(size), hash, now);
+    if (id == kNil) {
+      release(h.id);
+      return {DeltaOutcome::kNoMemory, 0};
+    }
+    if (!fill_item(id, key, d.span(), {}, pad, h.flags, h.expires_at, now)) {
+      unref(id);
+      release(h.id);
+      return {DeltaOutcome::kUnavailable, 0};
+    }
+    s.lock.lock();
+    if (!still_current_locked(h, now)) {
+      s.lock.unlock();
+      unref(id);
+      release(h.id);
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    replace_locked(s, h, id, nullptr);
     s.lock.unlock();
-    return {DeltaOutcome::kOk, value};
+    unref(id);
+    release(h.id);
+    return {DeltaOutcome::kOk, d.value};
   }
-  // Longer than before, or a reader holds the old bytes: store a new item.
-  const uint32_t pad = len <= o.value_len ? o.value_len - len : 0;
-  const uint64_t size = uint64_t{o.key_len} + len + pad;
-  const uint32_t id =
-      size > options_.item_size_max ? kNil : alloc(static_cast<uint32_t>(size), hash, now);
-  if (id == kNil) {
-    s.lock.unlock();
-    return {DeltaOutcome::kNoMemory, 0};
-  }
-  fill_item(id, key, digit_span, {}, pad, o.flags, o.expires_at, now);
-  unlink_locked(s, old, link);
-  entry(id).cas = next_cas();
-  link_locked(s, id, &bucket_for(hash));
-  s.lock.unlock();
-  unref(id);
-  return {DeltaOutcome::kOk, value};
 }
 
 void Store::flush_all(int64_t flush_at, int64_t now) {
@@ -632,12 +953,15 @@ StoreStats Store::collect() const {
     st.evictions += c.evictions;
     st.reclaimed += c.reclaimed;
     st.used_slabs += c.slabs;
+    st.chunks_used += c.chunks_used;
     c.lock.unlock();
   }
   st.limit_maxbytes = uint64_t{options_.memory_mb} * kMiB;
   st.total_slabs = slab_count_;
   st.hash_power_level = options_.hash_power;
   st.hash_bytes = (bucket_mask_ + 1) * sizeof(uint32_t);
+  st.far_errors = far_errors_.load(std::memory_order_relaxed);
+  st.retries = retries_.load(std::memory_order_relaxed);
   return st;
 }
 
@@ -647,6 +971,8 @@ StoreStats Store::stats() const {
   st.total_items -= std::min(st.total_items, stats_baseline_.total_items);
   st.evictions -= std::min(st.evictions, stats_baseline_.evictions);
   st.reclaimed -= std::min(st.reclaimed, stats_baseline_.reclaimed);
+  st.far_errors -= std::min(st.far_errors, stats_baseline_.far_errors);
+  st.retries -= std::min(st.retries, stats_baseline_.retries);
   return st;
 }
 
@@ -657,12 +983,19 @@ void Store::reset_stats() {
 }
 
 bool Store::locate_for_test(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len) {
-  Handle h;
-  if (acquire(key, now, nullptr, &h) != Lookup::kHit) return false;
-  *offset = h.offset;
-  *len = h.key_len + h.value_len;
-  release(h.id);
-  return true;
+  if (key.empty() || key.size() > kKeyMaxLength) return false;
+  const uint64_t hash = hash_key(key, seed_);
+  Stripe& s = stripe_for(hash);
+  s.lock.lock();
+  uint32_t* link = nullptr;
+  Lookup why;
+  const uint32_t id = find_candidate_locked(s, hash, key.size(), now, KeySkips{}, &link, &why);
+  if (id != kNil) {
+    *offset = entry(id).offset;
+    *len = entry(id).key_len + entry(id).value_len;
+  }
+  s.lock.unlock();
+  return id != kNil;
 }
 
 }  // namespace fm::kv

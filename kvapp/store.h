@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -36,13 +37,15 @@ enum class StoreMode : uint8_t { kSet, kAdd, kReplace, kAppend, kPrepend, kCas }
 
 /// How a storage command ended; the protocol maps each to memcached's reply.
 enum class StoreOutcome : uint8_t {
-  kStored,     // STORED
-  kNotStored,  // NOT_STORED: add on a live key, replace/append/prepend on a missing one
-  kExists,     // EXISTS: cas unique differs
-  kNotFound,   // NOT_FOUND: cas on a missing key
-  kTooLarge,   // key + value > item_size_max
-  kNoMemory,   // no chunk could be found or evicted
-  kBadKey,     // empty or longer than kKeyMaxLength (the protocol checks before calling)
+  kStored,       // STORED
+  kNotStored,    // NOT_STORED: add on a live key, replace/append/prepend on a missing one
+  kExists,       // EXISTS: cas unique differs
+  kNotFound,     // NOT_FOUND: cas on a missing key
+  kTooLarge,     // key + value > item_size_max
+  kNoMemory,     // no chunk could be found or evicted
+  kBadKey,       // empty or longer than kKeyMaxLength (the protocol checks before calling)
+  kUnavailable,  // far memory could not be read or written (memory node gone, no free frame):
+                 // nothing was stored and the old item, if any, is intact
 };
 
 /// One storage request. `value` is only read during the call.
@@ -58,13 +61,21 @@ struct StoreRequest {
 /// How a lookup ended.
 enum class Lookup : uint8_t {
   kHit,
-  kMiss,     // no such key
-  kExpired,  // the key was there but past its expiry (now reclaimed)
-  kFlushed,  // the key was there but invalidated by flush_all (now reclaimed)
+  kMiss,         // no such key
+  kExpired,      // the key was there but past its expiry (now reclaimed)
+  kFlushed,      // the key was there but invalidated by flush_all (now reclaimed)
+  kUnavailable,  // far memory could not be read, so whether the key is there is unknown;
+                 // nothing changed
 };
 
 /// incr/decr outcome.
-enum class DeltaOutcome : uint8_t { kOk, kNotFound, kNonNumeric, kNoMemory };
+enum class DeltaOutcome : uint8_t {
+  kOk,
+  kNotFound,
+  kNonNumeric,
+  kNoMemory,
+  kUnavailable,  // far memory could not be read or written: the value is unchanged
+};
 struct DeltaResult {
   DeltaOutcome outcome = DeltaOutcome::kNotFound;
   uint64_t value = 0;  // the new value when kOk
@@ -92,6 +103,11 @@ struct StoreStats {
   uint64_t used_slabs = 0;      // slabs given to a class
   uint32_t hash_power_level = 0;
   uint64_t hash_bytes = 0;
+  uint64_t chunks_used = 0;  // chunks allocated (linked, being written, or still read); equals
+                             // curr_items whenever no command is in flight
+  uint64_t far_errors = 0;   // commands that failed with k*Unavailable (an arena pin failed)
+  uint64_t retries = 0;      // re-validations that found the item changed while its bytes were
+                             // read outside the lock, so the command looked again
 };
 
 /// The item store. Thread-safe: every dataplane core calls it concurrently. Items (key and
@@ -99,13 +115,16 @@ struct StoreStats {
 /// hash, cas, flags, expiry, links) lives in local entries, so misses, expiry checks, cas
 /// mismatches and eviction decisions never touch item memory; a hash match reads the key bytes
 /// once to confirm it. Locks: one spinlock per hash stripe (never a global lock) and one per slab
-/// class; get() copies values outside every lock, under a reference count and an arena pin.
-/// No allocation on request paths except when a slab is first given to a class (at most once
-/// per slab for the life of the store).
+/// class. No allocation on request paths except when a slab is first given to a class (at most
+/// once per slab for the life of the store).
 ///
-/// For the far-memory arena: the key confirmation, append/prepend and incr/decr pin item memory
-/// while holding their stripe lock, so a pin that has to fetch must not yield there (or those
-/// paths should become read-copy-retry); get() and the value copy of set are already lock-free.
+/// Far memory: no lock is ever held across Arena::pin() (which may fetch and wait, and later
+/// yield the fiber). Item bytes are read under a reference taken with the stripe lock, with the
+/// lock dropped; a command that then changes the index retakes the lock and re-validates (the
+/// item still linked, live and with the same cas), looking again if it changed (read-copy-retry).
+/// Only Arena::try_pin(), which never waits, is used under a lock. Every command may therefore
+/// wait at a fetch boundary, and any of them can fail with k*Unavailable when a pin fails; such a
+/// failure never changes the store (no item lost, replaced or leaked).
 class Store {
  public:
   /// Builds a store over `arena`, or over a new LocalArena of memory_mb when null. Control path.
@@ -116,33 +135,38 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   /// set/add/replace/append/prepend/cas. A kSet that fails (too large, no memory) also removes
-  /// the old item, as memcached does, so stale data never outlives a failed set. append/prepend
-  /// keep the old flags and expiry. On kStored, `*cas_out` (if given) receives the new cas.
-  /// Any core; does not block beyond spinlocks.
+  /// the old item, as memcached does, so stale data never outlives a failed set; kUnavailable
+  /// instead keeps the old item (its data is still in far memory) and stores nothing.
+  /// append/prepend keep the old flags and expiry. On kStored, `*cas_out` (if given) receives the
+  /// new cas. Any core; may wait at a fetch boundary.
   StoreOutcome store(const StoreRequest& request, int64_t now, uint64_t* cas_out = nullptr);
 
   /// Looks `key` up and, on a hit, calls `fn(const ItemView&)` with the value pinned. The view
-  /// must not escape `fn`. Any core.
+  /// must not escape `fn`. kUnavailable when the item could not be read (fn is not called).
+  /// Any core; may wait at a fetch boundary (no lock is held then, nor while fn runs).
   template <typename Fn>
   Lookup get(std::string_view key, int64_t now, Fn&& fn) {
     return read(key, now, nullptr, fn);
   }
 
-  /// get and set the expiry in one step (gat). `expires_at` as in StoreRequest.
+  /// get and set the expiry in one step (gat). `expires_at` as in StoreRequest. The expiry is
+  /// set only once the value has been read (never on kUnavailable).
   template <typename Fn>
   Lookup get_and_touch(std::string_view key, int64_t expires_at, int64_t now, Fn&& fn) {
     return read(key, now, &expires_at, fn);
   }
 
-  /// Sets a live item's expiry. Any core.
+  /// Sets a live item's expiry. Any core; may wait at a fetch boundary (to confirm the key).
   Lookup touch(std::string_view key, int64_t expires_at, int64_t now);
 
-  /// Deletes a live item. Any core.
+  /// Deletes a live item. Any core; may wait at a fetch boundary (to confirm the key).
   Lookup remove(std::string_view key, int64_t now);
 
   /// incr (`incr` true) or decr by `delta`, memcached's way: the value must be a decimal
   /// uint64 (leading whitespace and trailing whitespace/NUL allowed); incr wraps modulo 2^64,
-  /// decr stops at 0; a shorter result is padded with spaces to the old length. Any core.
+  /// decr stops at 0; a shorter result is padded with spaces to the old length. Rewrites in
+  /// place when nobody else holds the item, else stores a new item. Any core; may wait at a
+  /// fetch boundary.
   DeltaResult apply_delta(std::string_view key, bool incr, uint64_t delta, int64_t now);
 
   /// flush_all: items stored before `flush_at` (absolute unix seconds; <= now means now) become
@@ -163,7 +187,8 @@ class Store {
   /// Unix time at creation, for "stats uptime".
   int64_t started_at() const { return started_at_; }
 
-  /// Arena offset and length of `key`'s chunk (key + value), for tests of the page layout.
+  /// Arena offset and length of `key`'s chunk (key + value), for tests of the page layout and of
+  /// residency. Matches by hash and length only, so it never reads item memory (never faults).
   /// Returns false when the key is not live.
   bool locate_for_test(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len);
 
@@ -173,6 +198,7 @@ class Store {
   struct ClassState;
   struct SlabInfo;
   struct Handle {
+    uint64_t hash = 0;
     uint32_t id = 0;
     uint64_t offset = 0;
     uint32_t key_len = 0;
@@ -184,38 +210,98 @@ class Store {
 
   Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr<Arena> arena);
 
+  // Entries known to hold another key with the same hash and length, as (id, cas): a chunk's
+  // key never changes while it is linked, and a reused chunk gets a new cas.
+  struct KeySkips {
+    static constexpr uint32_t kMax = 8;  // beyond this the lookup gives up (kUnavailable)
+    uint32_t n = 0;
+    uint32_t id[kMax];
+    uint64_t cas[kMax];
+    bool contains(uint32_t i, uint64_t c) const {
+      for (uint32_t k = 0; k < n; ++k) {
+        if (id[k] == i && cas[k] == c) return true;
+      }
+      return false;
+    }
+  };
+
   template <typename Fn>
   Lookup read(std::string_view key, int64_t now, const int64_t* new_expiry, Fn& fn) {
-    Handle h;
-    const Lookup r = acquire(key, now, new_expiry, &h);
-    if (r != Lookup::kHit) return r;
-    {
+    if (key.empty() || key.size() > kKeyMaxLength) return Lookup::kMiss;
+    const uint64_t hash = hash_of(key);
+    KeySkips skips;
+    for (;;) {
+      Handle h;
+      const Lookup r = acquire(key, hash, now, skips, &h);
+      if (r != Lookup::kHit) return r;
+      // The key check and the value copy share one pin, taken with no lock held.
       ArenaPin pin(*arena_, h.offset, h.key_len + h.value_len, Access::kRead);
+      if (!pin) [[unlikely]]
+        return read_failed(h.id);
       const auto* p = reinterpret_cast<const uint8_t*>(pin.data());
+      if (std::memcmp(p, key.data(), key.size()) != 0) [[unlikely]] {
+        pin.release();
+        if (!skip_candidate(skips, h)) return Lookup::kUnavailable;
+        continue;
+      }
+      if (new_expiry != nullptr) h.expires_at = touch_held(h, *new_expiry);
       const ItemView view{std::string_view(reinterpret_cast<const char*>(p), h.key_len),
                           std::span<const uint8_t>(p + h.key_len, h.value_len), h.flags, h.cas,
                           h.expires_at};
       fn(view);
+      pin.release();
+      release(h.id);
+      return Lookup::kHit;
     }
-    release(h.id);
-    return r;
   }
 
-  // Takes a reference on a live item (and sets its expiry when `new_expiry`).
-  Lookup acquire(std::string_view key, int64_t now, const int64_t* new_expiry, Handle* h);
+  // Takes a reference on the first live item whose hash and length match `key` and that `skips`
+  // does not name (its key bytes are not compared: the caller pins and compares). Never pins.
+  // `key` is valid (1..kKeyMaxLength bytes) and `hash` is hash_of(key).
+  Lookup acquire(std::string_view key, uint64_t hash, int64_t now, const KeySkips& skips,
+                 Handle* h);
+  uint64_t hash_of(std::string_view key) const;
   // Drops a reference taken by acquire(); frees the chunk if it was the last one.
   void release(uint32_t id);
+  // A read whose pin failed: drops the reference and counts the error. Returns kUnavailable.
+  Lookup read_failed(uint32_t id);
+  // An acquired candidate held another key: remembers it in `skips` and releases it. False (and
+  // counted as an error) when `skips` is full.
+  bool skip_candidate(KeySkips& skips, const Handle& h);
+  // Sets the expiry of the held item `h` if it is still linked (gat); returns the new expiry.
+  int64_t touch_held(const Handle& h, int64_t expires_at);
+  void note_far_error();
 
   Entry& entry(uint32_t id) const;
   Stripe& stripe_for(uint64_t hash) const;
   uint32_t& bucket_for(uint64_t hash) const;
-  bool key_equals(const Entry& e, std::string_view key);
   bool is_live(const Entry& e, int64_t now) const;
-  // Finds `key` in its chain (stripe held); *link_out points at the link that names it.
-  uint32_t find_locked(uint64_t hash, std::string_view key, uint32_t** link_out);
-  // Finds `key`; reclaims it when dead. Stripe held. Returns kNil when absent or dead.
+  // True when the held item `h` is still the linked, live item it was when acquired. Stripe held.
+  bool still_current_locked(const Handle& h, int64_t now) const;
+  // The link that names linked entry `id` in its chain. Stripe held.
+  uint32_t* link_to_locked(uint64_t hash, uint32_t id) const;
+  // The first linked entry with `hash` and key length `len` not in `skips` that is live; dead
+  // ones met on the way are unlinked (*why says kExpired/kFlushed, else kMiss). Stripe held;
+  // reads no item memory.
+  // Inlined into every caller: it is the hot loop of each command, and with no skips (the fast
+  // paths) the skip check folds away.
+  [[gnu::always_inline]] inline uint32_t find_candidate_locked(Stripe& s, uint64_t hash, size_t len,
+                                                               int64_t now, const KeySkips& skips,
+                                                               uint32_t** link_out, Lookup* why);
+  // Finds the live item of `key`, with the stripe lock held on entry and on return. Key bytes
+  // are compared under the lock only through try_pin(); otherwise the candidate gets a
+  // reference, the lock is dropped for pin(), and the candidate is re-validated when the lock is
+  // back. Returns the id or kNil (*why: kMiss, kExpired, kFlushed, or kUnavailable when a key
+  // could not be read). *held names the entry left with this call's reference (kNil if none):
+  // the caller unref()s it after unlocking.
   uint32_t find_live_locked(Stripe& s, uint64_t hash, std::string_view key, int64_t now,
-                            uint32_t** link_out, Lookup* why);
+                            uint32_t** link_out, Lookup* why, uint32_t* held);
+  // find_live_locked() past its first candidate: reference, pin unlocked, re-validate; skips
+  // other keys with the same hash. `*why` comes in as what the first search reclaimed.
+  [[gnu::cold, gnu::noinline]] uint32_t find_live_slow_locked(Stripe& s, uint64_t hash,
+                                                              std::string_view key, int64_t now,
+                                                              uint32_t** link_out, Lookup* why,
+                                                              uint32_t* held);
   void link_locked(Stripe& s, uint32_t id, uint32_t* at);
   void unlink_locked(Stripe& s, uint32_t id, uint32_t* link);
   // Drops one reference; frees on the last. May take a class lock.
@@ -231,10 +317,17 @@ class Store {
   void lru_remove_locked(ClassState& c, uint32_t id);
 
   // Writes key, a, b and `pad` spaces into a fresh chunk and fills the entry's item fields.
-  void fill_item(uint32_t id, std::string_view key, std::span<const uint8_t> a,
-                 std::span<const uint8_t> b, uint32_t pad, uint32_t flags, int64_t expires_at,
-                 int64_t now);
+  // False when the chunk could not be pinned. No lock held (may wait at a fetch boundary),
+  // unless `try_only`: then it only uses try_pin() (a failure there is not an error).
+  [[nodiscard]] bool fill_item(uint32_t id, std::string_view key, std::span<const uint8_t> a,
+                               std::span<const uint8_t> b, uint32_t pad, uint32_t flags,
+                               int64_t expires_at, int64_t now, bool try_only = false);
+  // Unlinks the held item `old` and links the filled chunk `id` in its place, keeping the old
+  // item's current flags and expiry. Stripe held; `old` passed still_current_locked().
+  void replace_locked(Stripe& s, const Handle& old, uint32_t id, uint64_t* cas_out);
   StoreOutcome store_concat(const StoreRequest& r, uint64_t hash, int64_t now, uint64_t* cas_out);
+  // kSet's cleanup after too-large/no-memory: removes the old item; kUnavailable if it could not.
+  StoreOutcome drop_old_on_failed_set(const StoreRequest& r, int64_t now, StoreOutcome why);
   StoreStats collect() const;  // stats() before the reset baseline is applied
   uint64_t next_cas() { return cas_counter_.fetch_add(1, std::memory_order_relaxed) + 1; }
 
@@ -253,6 +346,9 @@ class Store {
   std::unique_ptr<SlabInfo[]> slabs_;
   std::atomic<uint32_t> next_slab_{0};
   std::atomic<uint64_t> cas_counter_{0};
+  // Rare events, counted store-wide (a relaxed add only when one happens).
+  std::atomic<uint64_t> far_errors_{0};
+  std::atomic<uint64_t> retries_{0};
   // flush_all state: items with cas < floor_cas_ or time < floor_time_ are dead for good; items
   // with time < pending_flush_at_ die once now reaches it. Written under flush_mu_.
   std::mutex flush_mu_;

@@ -32,9 +32,7 @@ int main(int argc, char** argv) {
     std::fputs(fm::config::to_toml(cfg).c_str(), stdout);
     return 0;
   }
-  fm::set_log_level(cfg.log_level == "debug" ? fm::LogLevel::kDebug
-                    : cfg.log_level == "warn" ? fm::LogLevel::kWarn
-                    : cfg.log_level == "error" ? fm::LogLevel::kError : fm::LogLevel::kInfo);
+  fm::set_log_level(cfg.log_level);
   FM_LOG_INFO("config", "effective configuration ({}):\n{}",
               config_path.empty() ? "built-in defaults" : config_path, fm::config::to_toml(cfg));
 

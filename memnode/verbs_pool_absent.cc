@@ -8,12 +8,12 @@ struct VerbsPool::Impl {};
 VerbsPool::VerbsPool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 VerbsPool::~VerbsPool() = default;
 
-Result<std::unique_ptr<VerbsPool>> VerbsPool::create(const paging::VerbsOptions&, void*,
-                                                     uint64_t, const VerbsPoolKeys& keys) {
-  return error(Errc::kUnavailable,
-               keys.transport + " = \"verbs\": this memnode was built without libibverbs "
-                                "(meson -Drdma=enabled needs libibverbs-dev); use " +
-                   keys.transport + " = \"emulated\"");
+Result<std::unique_ptr<VerbsPool>> VerbsPool::create(const paging::VerbsOptions&, void*, uint64_t,
+                                                     const VerbsPoolKeys& keys) {
+  return error(Errc::kUnavailable, keys.transport +
+                                       " = \"verbs\": this memnode was built without libibverbs "
+                                       "(meson -Drdma=enabled needs libibverbs-dev); use " +
+                                       keys.transport + " = \"emulated\"");
 }
 
 uint64_t VerbsPool::pool_addr() const { return 0; }

@@ -42,6 +42,10 @@ constexpr uint64_t resident_word(uint32_t frame, uint64_t pins, bool dirty, bool
 
 void cpu_relax() { __builtin_ia32_pause(); }
 
+// The core running the caller now. Read afresh after every wait: in async mode a fiber that
+// parked may resume on another core, and each queue pair and counter has one owner.
+PagingCore& cur() { return *current_core(); }
+
 void sync_wait_io(void* ctx, IoWait& io) {
   auto* core = static_cast<PagingCore*>(ctx);
   while (!io.done.load(std::memory_order_acquire)) core->poll();
@@ -51,6 +55,11 @@ void sync_wait_other(void* ctx) {
   cpu_relax();
 }
 }  // namespace
+
+PagingCore*& current_core() {
+  static thread_local PagingCore* core = nullptr;
+  return core;
+}
 
 WaitHooks sync_wait_hooks(PagingCore& core) {
   return WaitHooks{&sync_wait_io, &sync_wait_other, nullptr, &core};
@@ -185,22 +194,23 @@ bool Region::resident(uint64_t offset) const {
 }
 
 std::byte* Region::pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access) {
+  current_core() = &core;
   if (len == 0) len = 1;
   FM_CHECK(offset + len <= pages_ * kPageSize);
   const uint64_t first = offset / kPageSize, last = (offset + len - 1) / kPageSize;
   if (first == last) [[likely]] {
     const bool whole = offset % kPageSize == 0 && len == kPageSize;
-    std::byte* f = pin_page(core, first, access, whole);
+    std::byte* f = pin_page(first, access, whole);
     return f ? f + offset % kPageSize : nullptr;
   }
   FM_CHECK(len <= max_pin_bytes_);
   Bounce* b = claim_bounce(offset, len, access);
   if (b == nullptr) {
-    core.counters().errors.add();
+    cur().counters().errors.add();
     FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no free bounce buffer for a {}-byte pin", len);
     return nullptr;
   }
-  if (!pin_span(core, first, last, offset, len, access)) {
+  if (!pin_span(first, last, offset, len, access)) {
     b->in_use.store(false, std::memory_order_release);
     return nullptr;
   }
@@ -218,7 +228,7 @@ std::byte* Region::pin(PagingCore& core, uint64_t offset, uint32_t len, PinAcces
 }
 
 void Region::unpin(PagingCore& core, uint64_t offset, uint32_t len, std::byte* data) {
-  (void)core;
+  current_core() = &core;
   if (len == 0) len = 1;
   const uint64_t first = offset / kPageSize, last = (offset + len - 1) / kPageSize;
   if (first == last) [[likely]] {
@@ -242,13 +252,13 @@ void Region::unpin(PagingCore& core, uint64_t offset, uint32_t len, std::byte* d
   b->in_use.store(false, std::memory_order_release);
 }
 
-bool Region::pin_span(PagingCore& core, uint64_t first, uint64_t last, uint64_t offset,
+bool Region::pin_span(uint64_t first, uint64_t last, uint64_t offset,
                       uint32_t len, PinAccess access) {
   for (uint64_t p = first; p <= last; ++p) {
     const uint64_t lo = std::max<uint64_t>(p * kPageSize, offset);
     const uint64_t hi = std::min<uint64_t>((p + 1) * kPageSize, offset + len);
     const bool whole = lo == p * kPageSize && hi == (p + 1) * kPageSize;
-    if (pin_page(core, p, access, whole) == nullptr) {
+    if (pin_page(p, access, whole) == nullptr) {
       if (p > first) unpin_span(first, p - 1);
       return false;
     }
@@ -281,7 +291,7 @@ Region::Bounce* Region::find_bounce(const std::byte* data) {
   return nullptr;
 }
 
-std::byte* Region::pin_page(PagingCore& core, uint64_t page, PinAccess access, bool whole_page) {
+std::byte* Region::pin_page(uint64_t page, PinAccess access, bool whole_page) {
   std::atomic<uint64_t>& e = table_[page];
   bool waited = false;
   for (;;) {
@@ -289,14 +299,14 @@ std::byte* Region::pin_page(PagingCore& core, uint64_t page, PinAccess access, b
     switch (state_of(w)) {
       case kResident: {
         if (pins_of(w) == (kPinMask >> 8)) {
-          core.wait_other();
+          cur().wait_other();
           continue;
         }
         uint64_t nw = w + kPinOne;
         if (access != PinAccess::kRead) nw |= kDirty;
         if (e.compare_exchange_weak(w, nw, std::memory_order_acq_rel)) {
           frame_ref_[frame_of(w)].store(1, std::memory_order_relaxed);
-          core.counters().pins.add();
+          cur().counters().pins.add();
           return frame_addr(frame_of(w));
         }
         continue;
@@ -306,15 +316,15 @@ std::byte* Region::pin_page(PagingCore& core, uint64_t page, PinAccess access, b
         const uint64_t claimed = kFetching | (w & kBacked);
         if (!e.compare_exchange_strong(w, claimed, std::memory_order_acq_rel)) continue;
         uint64_t nw = 0;
-        if (!fault(core, page, w, access, whole_page, &nw)) return nullptr;
+        if (!fault(page, w, access, whole_page, &nw)) return nullptr;
         return frame_addr(frame_of(nw));
       }
       default:  // kFetching or kEvicting by another core: wait for it to settle
         if (!waited) {
-          core.counters().shared_waits.add();
+          cur().counters().shared_waits.add();
           waited = true;
         }
-        core.wait_other();
+        cur().wait_other();
         continue;
     }
   }
@@ -326,38 +336,38 @@ void Region::unpin_page(uint64_t page) {
   (void)before;
 }
 
-bool Region::fault(PagingCore& core, uint64_t page, uint64_t old, PinAccess access,
+bool Region::fault(uint64_t page, uint64_t old, PinAccess access,
                    bool whole_page, uint64_t* word_out) {
   std::atomic<uint64_t>& e = table_[page];
   const bool backed = (old & kBacked) != 0;
   uint32_t f = 0;
-  if (!take_frame(core, &f)) {
+  if (!take_frame(&f)) {
     e.store(old, std::memory_order_release);  // back to remote: a later pin may retry
-    core.counters().errors.add();
+    cur().counters().errors.add();
     return false;
   }
   std::byte* frame = frame_addr(f);
   bool dirty = access != PinAccess::kRead;
   if (access == PinAccess::kOverwrite && whole_page) {
-    core.counters().zero_fills.add();  // every byte will be written: nothing to fetch
+    cur().counters().zero_fills.add();  // every byte will be written: nothing to fetch
   } else if (!backed) {
     std::memset(frame, 0, kPageSize);  // never written back: the remote copy is zeros
-    core.counters().zero_fills.add();
+    cur().counters().zero_fills.add();
   } else {
     IoWait io;
     const PostResult r =
-        core.post(IoOp::kRead, remote_base_ + page * kPageSize, frame, kPageSize, io);
-    if (r == PostResult::kOk) core.wait(io);
+        cur().post(IoOp::kRead, remote_base_ + page * kPageSize, frame, kPageSize, io);
+    if (r == PostResult::kOk) cur().wait(io);
     if (r != PostResult::kOk || io.status != IoStatus::kOk) {
       frame_page_[f].store(0, std::memory_order_release);  // give the frame back
       e.store(old, std::memory_order_release);
-      core.counters().errors.add();
+      cur().counters().errors.add();
       FM_LOG_FIRST_N(LogLevel::kError, 5, kTag, "fetch of page {} failed: {}", page,
                      r != PostResult::kOk ? "memory node unavailable" : "completion error");
       return false;
     }
-    core.counters().faults.add();
-    core.counters().bytes_read.add(kPageSize);
+    cur().counters().faults.add();
+    cur().counters().bytes_read.add(kPageSize);
   }
   frame_page_[f].store(page + 1, std::memory_order_release);
   frame_ref_[f].store(1, std::memory_order_relaxed);
@@ -366,7 +376,7 @@ bool Region::fault(PagingCore& core, uint64_t page, uint64_t old, PinAccess acce
   return true;
 }
 
-bool Region::take_frame(PagingCore& core, uint32_t* frame_out) {
+bool Region::take_frame(uint32_t* frame_out) {
   if (next_unused_.load(std::memory_order_relaxed) < frames_) {
     const uint64_t u = next_unused_.fetch_add(1, std::memory_order_relaxed);
     if (u < frames_) {
@@ -388,18 +398,18 @@ bool Region::take_frame(PagingCore& core, uint32_t* frame_out) {
     }
     if (pg == kClaimed) continue;
     if (frame_ref_[h].exchange(0, std::memory_order_relaxed) != 0) continue;
-    if (evict(core, uint32_t(h), pg - 1)) {
+    if (evict(uint32_t(h), pg - 1)) {
       *frame_out = uint32_t(h);
       return true;
     }
-    if (i % 64 == 63) core.poll();  // keep our own completions flowing while we search
+    if (i % 64 == 63) cur().poll();  // keep our own completions flowing while we search
   }
   FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no frame could be evicted: every frame is pinned or "
                  "its write-back failed");
   return false;
 }
 
-bool Region::evict(PagingCore& core, uint32_t f, uint64_t page) {
+bool Region::evict(uint32_t f, uint64_t page) {
   std::atomic<uint64_t>& e = table_[page];
   uint64_t w = e.load(std::memory_order_acquire);
   if (state_of(w) != kResident || frame_of(w) != f || pins_of(w) != 0) return false;
@@ -411,21 +421,21 @@ bool Region::evict(PagingCore& core, uint32_t f, uint64_t page) {
   if (w & kDirty) {
     IoWait io;
     const PostResult r =
-        core.post(IoOp::kWrite, remote_base_ + page * kPageSize, frame_addr(f), kPageSize, io);
-    if (r == PostResult::kOk) core.wait(io);
+        cur().post(IoOp::kWrite, remote_base_ + page * kPageSize, frame_addr(f), kPageSize, io);
+    if (r == PostResult::kOk) cur().wait(io);
     if (r != PostResult::kOk || io.status != IoStatus::kOk) {
       // The memory node cannot take it: keep the page here rather than lose the data.
       frame_page_[f].store(page + 1, std::memory_order_release);
       e.store(w, std::memory_order_release);
-      core.counters().errors.add();
+      cur().counters().errors.add();
       return false;
     }
     backed = true;
-    core.counters().writebacks.add();
-    core.counters().bytes_written.add(kPageSize);
+    cur().counters().writebacks.add();
+    cur().counters().bytes_written.add(kPageSize);
   }
   e.store(backed ? (kRemote | kBacked) : kUnbacked, std::memory_order_release);
-  core.counters().evictions.add();
+  cur().counters().evictions.add();
   return true;
 }
 

@@ -143,19 +143,18 @@ class Region {
   Region(uint64_t bytes, uint64_t frames, Transport& transport, const Clock& clock,
          uint32_t max_pin_bytes, uint64_t remote_base);
 
-  std::byte* pin_page(PagingCore& core, uint64_t page, PinAccess access, bool whole_page);
+  std::byte* pin_page(uint64_t page, PinAccess access, bool whole_page);
   void unpin_page(uint64_t page);
-  bool fault(PagingCore& core, uint64_t page, uint64_t claimed_word, PinAccess access,
-             bool whole_page, uint64_t* word_out);
-  bool take_frame(PagingCore& core, uint32_t* frame_out);
-  bool evict(PagingCore& core, uint32_t frame, uint64_t page);
+  bool fault(uint64_t page, uint64_t claimed_word, PinAccess access, bool whole_page,
+             uint64_t* word_out);
+  bool take_frame(uint32_t* frame_out);
+  bool evict(uint32_t frame, uint64_t page);
   std::byte* frame_addr(uint32_t f) const { return frames_base_ + uint64_t(f) * kPageSize; }
 
   struct Bounce;
   Bounce* claim_bounce(uint64_t offset, uint32_t len, PinAccess access);
   Bounce* find_bounce(const std::byte* data);
-  bool pin_span(PagingCore& core, uint64_t first, uint64_t last, uint64_t offset, uint32_t len,
-                PinAccess access);
+  bool pin_span(uint64_t first, uint64_t last, uint64_t offset, uint32_t len, PinAccess access);
   void unpin_span(uint64_t first, uint64_t last);
 
   uint64_t bytes_;
@@ -174,6 +173,10 @@ class Region {
   std::vector<std::unique_ptr<PagingCore>> cores_;
   std::vector<std::unique_ptr<Bounce>> bounces_;
 };
+
+/// The paging core of the calling thread's dataplane core: pin()/unpin() set it to their
+/// `core` argument; the scheduler sets it before it resumes a fiber (which may have moved).
+PagingCore*& current_core();
 
 /// The synchronous wait hooks (busy-poll the completion queue): the FCFS baseline. `ctx` is the
 /// PagingCore.

@@ -1,15 +1,15 @@
 // libibverbs device, regions, RC queue pairs and the hardware-independent verbs logic.
 #include "paging/verbs_common.h"
 
+#include <fmt/core.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <random>
-
-#include <fmt/core.h>
 
 #include "dataplane/log.h"
 
@@ -20,12 +20,18 @@ constexpr const char* kTag = "verbs";
 
 std::string mtu_name(uint32_t mtu) {
   switch (mtu) {
-    case IBV_MTU_256: return "256";
-    case IBV_MTU_512: return "512";
-    case IBV_MTU_1024: return "1024";
-    case IBV_MTU_2048: return "2048";
-    case IBV_MTU_4096: return "4096";
-    default: return "invalid(" + std::to_string(mtu) + ")";
+    case IBV_MTU_256:
+      return "256";
+    case IBV_MTU_512:
+      return "512";
+    case IBV_MTU_1024:
+      return "1024";
+    case IBV_MTU_2048:
+      return "2048";
+    case IBV_MTU_4096:
+      return "4096";
+    default:
+      return "invalid(" + std::to_string(mtu) + ")";
   }
 }
 
@@ -34,7 +40,8 @@ bool mtu_valid(uint32_t mtu) { return mtu >= IBV_MTU_256 && mtu <= IBV_MTU_4096;
 const char* wc_status_enum_name(ibv_wc_status s) {
   switch (s) {
 #define FM_WC_CASE(x) \
-  case x: return #x;
+  case x:             \
+    return #x;
     FM_WC_CASE(IBV_WC_SUCCESS)
     FM_WC_CASE(IBV_WC_LOC_LEN_ERR)
     FM_WC_CASE(IBV_WC_LOC_QP_OP_ERR)
@@ -107,10 +114,9 @@ Result<wire::QpInfo> make_qp_info(const ibv_port_attr& port_attr, uint8_t port, 
                                   const std::string& device, const ConfigKeys& keys) {
   const std::string where = "port " + std::to_string(port) + " of RDMA device " + device;
   if (port_attr.state != IBV_PORT_ACTIVE) {
-    return error(Errc::kUnavailable, where + " is not active (state " +
-                                         ibv_port_state_str(port_attr.state) +
-                                         "): check the link, or pick another " + keys.verbs +
-                                         ".ib_port");
+    return error(Errc::kUnavailable,
+                 where + " is not active (state " + ibv_port_state_str(port_attr.state) +
+                     "): check the link, or pick another " + keys.verbs + ".ib_port");
   }
   if (!mtu_valid(port_attr.active_mtu)) {
     return error(Errc::kInternal, where + " reports an invalid active MTU " +
@@ -142,9 +148,9 @@ Result<wire::QpInfo> make_qp_info(const ibv_port_attr& port_attr, uint8_t port, 
   }
   std::memcpy(info.gid, gid.raw, sizeof(info.gid));
   if (gid_is_zero(info.gid)) {
-    return error(Errc::kInvalidArgument,
-                 keys.verbs + ".gid_index = " + std::to_string(gid_index) + ": the GID entry on " +
-                     where + " is empty (no IP address on the RoCE interface?)");
+    return error(Errc::kInvalidArgument, keys.verbs + ".gid_index = " + std::to_string(gid_index) +
+                                             ": the GID entry on " + where +
+                                             " is empty (no IP address on the RoCE interface?)");
   }
   info.gid_index = uint8_t(gid_index);
   return info;
@@ -201,9 +207,9 @@ Result<QpTransition> rtr_transition(const wire::QpInfo& local, const wire::QpInf
   } else {
     return error(Errc::kInvalidArgument,
                  std::string("cannot address the peer queue pair: ") +
-                     (remote_gid ? "it uses GID addressing but we have no GID"
-                                 : local_gid ? "we use GID addressing but the peer sent no GID"
-                                             : "neither side has a LID or a GID") +
+                     (remote_gid  ? "it uses GID addressing but we have no GID"
+                      : local_gid ? "we use GID addressing but the peer sent no GID"
+                                  : "neither side has a LID or a GID") +
                      "; set the same gid_index style (>= 0 on RoCE) on both nodes");
   }
   t.mask = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
@@ -286,8 +292,8 @@ void fill_send_wr(ibv_send_wr& wr, ibv_sge& sge, IoOp op, uint64_t pool_addr, ui
   wr.wr.rdma.rkey = rkey;
 }
 
-uint32_t harvest_completions(std::span<const ibv_wc> wcs, std::span<Completion> out,
-                             QpBook& book, bool* peer_gone, const ibv_wc** first_error) {
+uint32_t harvest_completions(std::span<const ibv_wc> wcs, std::span<Completion> out, QpBook& book,
+                             bool* peer_gone, const ibv_wc** first_error) {
   uint32_t n = 0;
   for (const ibv_wc& wc : wcs) {
     if (n >= out.size()) break;
@@ -347,9 +353,9 @@ Result<std::shared_ptr<Device>> Device::open(const VerbsOptions& opts, const Con
     return error(Errc::kInternal, "ibv_query_device on " + where + ": " + errno_text(rc));
   }
   if (opts.ib_port == 0 || opts.ib_port > dev->dev_attr_.phys_port_cnt) {
-    return error(Errc::kInvalidArgument,
-                 keys.verbs + ".ib_port = " + std::to_string(opts.ib_port) + ": " + where +
-                     " has ports 1.." + std::to_string(dev->dev_attr_.phys_port_cnt));
+    return error(Errc::kInvalidArgument, keys.verbs + ".ib_port = " + std::to_string(opts.ib_port) +
+                                             ": " + where + " has ports 1.." +
+                                             std::to_string(dev->dev_attr_.phys_port_cnt));
   }
   if (int rc = ibv_query_port(dev->ctx_.get(), opts.ib_port, &dev->port_attr_); rc != 0) {
     return error(Errc::kInternal, "ibv_query_port(" + std::to_string(opts.ib_port) + ") on " +
@@ -359,10 +365,10 @@ Result<std::shared_ptr<Device>> Device::open(const VerbsOptions& opts, const Con
     errno = 0;
     if (int rc = ibv_query_gid(dev->ctx_.get(), opts.ib_port, opts.gid_index, &dev->gid_);
         rc != 0) {
-      return error(Errc::kInvalidArgument, keys.verbs + ".gid_index = " +
-                                               std::to_string(opts.gid_index) +
-                                               ": ibv_query_gid on " + where + " failed: " +
-                                               errno_text(errno ? errno : rc));
+      return error(Errc::kInvalidArgument, keys.verbs +
+                                               ".gid_index = " + std::to_string(opts.gid_index) +
+                                               ": ibv_query_gid on " + where +
+                                               " failed: " + errno_text(errno ? errno : rc));
     }
   }
   // Validate the port and GID now, so a bad setting fails at start rather than at the first QP.
@@ -373,8 +379,8 @@ Result<std::shared_ptr<Device>> Device::open(const VerbsOptions& opts, const Con
   if (!dev->pd_) {
     return error(Errc::kInternal, "ibv_alloc_pd on " + where + ": " + errno_text(errno));
   }
-  FM_LOG_INFO(kTag, "opened RDMA device {} port {} ({}, MTU {}, LID {}, gid_index {})",
-              dev->name_, int(opts.ib_port),
+  FM_LOG_INFO(kTag, "opened RDMA device {} port {} ({}, MTU {}, LID {}, gid_index {})", dev->name_,
+              int(opts.ib_port),
               dev->port_attr_.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
               mtu_name(dev->port_attr_.active_mtu), dev->port_attr_.lid, opts.gid_index);
   return dev;
@@ -387,18 +393,18 @@ Result<MrPtr> Device::register_memory(void* base, uint64_t len, int access) {
   MrPtr mr(ibv_reg_mr(pd_.get(), base, len, access));
   if (!mr) {
     const int e = errno;
-    return error(e == ENOMEM ? Errc::kResourceExhausted : Errc::kInternal,
-                 fmt::format("ibv_reg_mr of {} bytes at {} on RDMA device {}: {}{}", len, base,
-                             name_, errno_text(e),
-                             e == ENOMEM || e == EPERM
-                                 ? " (raise the memlock limit: ulimit -l unlimited)"
-                                 : ""));
+    return error(
+        e == ENOMEM ? Errc::kResourceExhausted : Errc::kInternal,
+        fmt::format(
+            "ibv_reg_mr of {} bytes at {} on RDMA device {}: {}{}", len, base, name_, errno_text(e),
+            e == ENOMEM || e == EPERM ? " (raise the memlock limit: ulimit -l unlimited)" : ""));
   }
   return mr;
 }
 
 Result<RcQp> Device::create_rc_qp(uint32_t depth) {
-  if (depth == 0) return error(Errc::kInvalidArgument, keys_.verbs + ".max_outstanding must be > 0");
+  if (depth == 0)
+    return error(Errc::kInvalidArgument, keys_.verbs + ".max_outstanding must be > 0");
   if (depth > uint32_t(dev_attr_.max_qp_wr) || depth > uint32_t(dev_attr_.max_cqe)) {
     return error(Errc::kInvalidArgument,
                  keys_.verbs + ".max_outstanding = " + std::to_string(depth) +
@@ -409,9 +415,8 @@ Result<RcQp> Device::create_rc_qp(uint32_t depth) {
   RcQp out;
   out.cq.reset(ibv_create_cq(ctx_.get(), int(depth), nullptr, nullptr, 0));
   if (!out.cq) {
-    return error(Errc::kResourceExhausted,
-                 "ibv_create_cq(" + std::to_string(depth) + ") on " + name_ + ": " +
-                     errno_text(errno));
+    return error(Errc::kResourceExhausted, "ibv_create_cq(" + std::to_string(depth) + ") on " +
+                                               name_ + ": " + errno_text(errno));
   }
   ibv_qp_init_attr init{};
   init.send_cq = out.cq.get();
@@ -425,16 +430,14 @@ Result<RcQp> Device::create_rc_qp(uint32_t depth) {
   init.cap.max_inline_data = 0;
   out.qp.reset(ibv_create_qp(pd_.get(), &init));
   if (!out.qp) {
-    return error(Errc::kResourceExhausted,
-                 "ibv_create_qp (RC, depth " + std::to_string(depth) + ") on " + name_ + ": " +
-                     errno_text(errno));
+    return error(Errc::kResourceExhausted, "ibv_create_qp (RC, depth " + std::to_string(depth) +
+                                               ") on " + name_ + ": " + errno_text(errno));
   }
   return out;
 }
 
 Result<wire::QpInfo> Device::local_qp_info(const ibv_qp* qp) const {
-  return make_qp_info(port_attr_, port_, gid_index_, gid_, qp->qp_num, random_psn(), name_,
-                      keys_);
+  return make_qp_info(port_attr_, port_, gid_index_, gid_, qp->qp_num, random_psn(), name_, keys_);
 }
 
 Status Device::connect_qp(ibv_qp* qp, const wire::QpInfo& local, const wire::QpInfo& remote,
@@ -511,8 +514,7 @@ VerbsControl::~VerbsControl() {
 void VerbsControl::mark_dead(const std::string& why) {
   if (live_->alive.exchange(false, std::memory_order_acq_rel)) {
     if (!stopping_.load()) {
-      FM_LOG_ERROR(kTag, "memory node at {} is gone: {}; far memory is unavailable", address_,
-                   why);
+      FM_LOG_ERROR(kTag, "memory node at {} is gone: {}; far memory is unavailable", address_, why);
     }
   }
   std::lock_guard<std::mutex> g(mu_);
@@ -556,9 +558,9 @@ Result<wire::QpInfo> VerbsControl::exchange_qp(uint16_t core, const wire::QpInfo
     replies_.clear();  // a late answer to an exchange that timed out
   }
   if (!alive()) {
-    return error(Errc::kUnavailable,
-                 "memory node at " + address_ + " is gone; cannot connect core " +
-                     std::to_string(core) + "'s queue pair");
+    return error(Errc::kUnavailable, "memory node at " + address_ +
+                                         " is gone; cannot connect core " + std::to_string(core) +
+                                         "'s queue pair");
   }
   wire::QpConnect msg{};
   msg.h = wire::make_header<wire::QpConnect>(wire::MsgType::kQpConnect);
@@ -567,15 +569,14 @@ Result<wire::QpInfo> VerbsControl::exchange_qp(uint16_t core, const wire::QpInfo
   FM_RETURN_IF_ERROR(channel_.send(&msg, sizeof(msg)));
 
   std::unique_lock<std::mutex> lk(mu_);
-  const bool got = cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
-    return !replies_.empty() || !alive();
-  });
+  const bool got = cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms),
+                                [&] { return !replies_.empty() || !alive(); });
   if (replies_.empty()) {
-    return error(Errc::kUnavailable,
-                 "memory node at " + address_ +
-                     (got ? " went away" : " did not answer within " + std::to_string(timeout_ms) +
-                                               " ms") +
-                     " while connecting core " + std::to_string(core) + "'s queue pair");
+    return error(
+        Errc::kUnavailable,
+        "memory node at " + address_ +
+            (got ? " went away" : " did not answer within " + std::to_string(timeout_ms) + " ms") +
+            " while connecting core " + std::to_string(core) + "'s queue pair");
   }
   std::vector<uint8_t> reply = std::move(replies_.front());
   replies_.pop_front();
@@ -587,15 +588,14 @@ Result<wire::QpInfo> VerbsControl::exchange_qp(uint16_t core, const wire::QpInfo
     wire::ErrorMsg e;
     std::memcpy(&e, reply.data(), sizeof(e));
     e.reason[sizeof(e.reason) - 1] = 0;
-    return error(Errc::kUnavailable, "memory node at " + address_ +
-                                         " refused core " + std::to_string(core) +
-                                         "'s queue pair: " + e.reason);
+    return error(Errc::kUnavailable, "memory node at " + address_ + " refused core " +
+                                         std::to_string(core) + "'s queue pair: " + e.reason);
   }
   if (!wire::header_ok(h, wire::MsgType::kQpAccept, sizeof(wire::QpAccept)) ||
       reply.size() != sizeof(wire::QpAccept)) {
-    return error(Errc::kInternal, "memory node at " + address_ +
-                                      " sent a malformed answer (type " + std::to_string(h.type) +
-                                      ", " + std::to_string(reply.size()) + " bytes) to QpConnect");
+    return error(Errc::kInternal, "memory node at " + address_ + " sent a malformed answer (type " +
+                                      std::to_string(h.type) + ", " + std::to_string(reply.size()) +
+                                      " bytes) to QpConnect");
   }
   wire::QpAccept acc;
   std::memcpy(&acc, reply.data(), sizeof(acc));

@@ -7,6 +7,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -104,8 +105,7 @@ std::string wc_status_message(ibv_wc_status status, uint32_t vendor_err);
 /// Fills one signaled RDMA READ/WRITE work request with a single SGE. Pure. The remote
 /// address is `pool_addr + remote_offset`; `wr_id` passes through to the completion.
 void fill_send_wr(ibv_send_wr& wr, ibv_sge& sge, IoOp op, uint64_t pool_addr, uint32_t rkey,
-                  uint64_t remote_offset, void* local, uint32_t len, uint32_t lkey,
-                  uint64_t wr_id);
+                  uint64_t remote_offset, void* local, uint32_t len, uint32_t lkey, uint64_t wr_id);
 
 // ---------------------------------------------------------------------------------------------
 // Queue bookkeeping: one QP's outstanding count and health. Owner core only; no device.
@@ -117,7 +117,8 @@ class QpBook {
   /// Whether a post may go out now: kDead once the QP broke or the transport died, kFull at
   /// max_outstanding, else kOk.
   PostResult admit(bool transport_alive) const {
-    if (broken_ || !transport_alive) [[unlikely]] return PostResult::kDead;
+    if (broken_ || !transport_alive) [[unlikely]]
+      return PostResult::kDead;
     if (outstanding_ >= max_) return PostResult::kFull;
     return PostResult::kOk;
   }
@@ -149,8 +150,8 @@ class QpBook {
 /// written (== wcs.size(); `out` must be at least as large). Sets `*peer_gone` when one of them
 /// says the memory node is unreachable; `first_error` receives the first failed wc (if any)
 /// for logging. Pure apart from `book`.
-uint32_t harvest_completions(std::span<const ibv_wc> wcs, std::span<Completion> out,
-                             QpBook& book, bool* peer_gone, const ibv_wc** first_error);
+uint32_t harvest_completions(std::span<const ibv_wc> wcs, std::span<Completion> out, QpBook& book,
+                             bool* peer_gone, const ibv_wc** first_error);
 
 /// What ibv_post_send's return value means: 0 -> kOk, ENOMEM (send queue full) -> kFull,
 /// anything else (QP in the error state, bad WR) -> kDead.
@@ -160,19 +161,29 @@ PostResult post_errno_result(int rc);
 // RAII over the verbs objects.
 
 struct ContextDeleter {
-  void operator()(ibv_context* c) const { if (c) ibv_close_device(c); }
+  void operator()(ibv_context* c) const {
+    if (c) ibv_close_device(c);
+  }
 };
 struct PdDeleter {
-  void operator()(ibv_pd* p) const { if (p) ibv_dealloc_pd(p); }
+  void operator()(ibv_pd* p) const {
+    if (p) ibv_dealloc_pd(p);
+  }
 };
 struct MrDeleter {
-  void operator()(ibv_mr* m) const { if (m) ibv_dereg_mr(m); }
+  void operator()(ibv_mr* m) const {
+    if (m) ibv_dereg_mr(m);
+  }
 };
 struct CqDeleter {
-  void operator()(ibv_cq* c) const { if (c) ibv_destroy_cq(c); }
+  void operator()(ibv_cq* c) const {
+    if (c) ibv_destroy_cq(c);
+  }
 };
 struct QpDeleter {
-  void operator()(ibv_qp* q) const { if (q) ibv_destroy_qp(q); }
+  void operator()(ibv_qp* q) const {
+    if (q) ibv_destroy_qp(q);
+  }
 };
 using ContextPtr = std::unique_ptr<ibv_context, ContextDeleter>;
 using PdPtr = std::unique_ptr<ibv_pd, PdDeleter>;

@@ -1,6 +1,7 @@
 // The verbs transport: RC queue pairs posting one-sided READ/WRITE to the memory node's pool.
 #include "paging/verbs_transport.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <mutex>
@@ -48,7 +49,8 @@ class VerbsQueuePair final : public QueuePair {
   PostResult post(IoOp op, uint64_t remote_offset, void* local, uint32_t len,
                   uint64_t wr_id) override {
     const PostResult admit = book_.admit(live_->alive.load(std::memory_order_relaxed));
-    if (admit != PostResult::kOk) [[unlikely]] return admit;
+    if (admit != PostResult::kOk) [[unlikely]]
+      return admit;
     FM_DCHECK(remote_offset + len <= target_.pool_bytes);
     FM_DCHECK(reinterpret_cast<uintptr_t>(local) >= target_.local_base &&
               reinterpret_cast<uintptr_t>(local) + len <= target_.local_base + target_.local_len);
@@ -68,7 +70,8 @@ class VerbsQueuePair final : public QueuePair {
   }
 
   uint32_t poll(std::span<Completion> out) override {
-    if (!flushed_ && !live_->alive.load(std::memory_order_relaxed)) [[unlikely]] flush();
+    if (!flushed_ && !live_->alive.load(std::memory_order_relaxed)) [[unlikely]]
+      flush();
     uint32_t total = 0;
     while (total < out.size() && book_.outstanding() > 0) {
       std::array<ibv_wc, verbs::kPollBurst> wcs;
@@ -82,7 +85,8 @@ class VerbsQueuePair final : public QueuePair {
       const ibv_wc* first_error = nullptr;
       total += verbs::harvest_completions(std::span<const ibv_wc>(wcs.data(), size_t(n)),
                                           out.subspan(total), book_, &peer_gone, &first_error);
-      if (first_error) [[unlikely]] completion_failed(*first_error, peer_gone);
+      if (first_error) [[unlikely]]
+        completion_failed(*first_error, peer_gone);
       if (n < want) break;
     }
     return total;
@@ -183,8 +187,8 @@ class VerbsTransport final : public Transport {
                   uint64_t(mr->length)};
     FM_LOG_INFO(kTag, "core {}: queue pair {} connected to memory node QP {}", to_int(core),
                 local->qp_num, remote->qp_num);
-    return std::unique_ptr<QueuePair>(new VerbsQueuePair(
-        dev_, mr_, control_, std::move(rc.value()), core, target, opts_.max_outstanding));
+    return std::unique_ptr<QueuePair>(new VerbsQueuePair(dev_, mr_, control_, std::move(rc.value()),
+                                                         core, target, opts_.max_outstanding));
   }
 
   bool alive() const override { return control_->alive(); }

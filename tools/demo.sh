@@ -52,7 +52,8 @@ echo "demo: loadgen: preload 10000 keys of 128 B, then open-loop GETs at $RATE r
 rc=0
 "$BUILD/tools/loadgen/loadgen" \
   --vdev "net_memif0,role=client,socket=$SOCK,socket-abstract=no,mac=02:fa:00:00:00:02" \
-  --keys 10000 --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 0.5 || rc=$?
+  --keys 10000 --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 0.5 --retries 2 \
+  || rc=$?
 
 kill -INT "$server_pid"
 wait "$server_pid" || true

@@ -35,6 +35,30 @@ inline std::unique_ptr<Store> make_store(const StoreOptions& o = small_options()
   return r.is_ok() ? std::move(r).value() : nullptr;
 }
 
+/// Local memory that the store must treat like far memory: try_pin() never succeeds, so every
+/// key check and read-modify-write takes the read-copy-retry path (pins with no lock held).
+class WaitingArena final : public Arena {
+ public:
+  explicit WaitingArena(uint64_t bytes) : inner_(std::move(LocalArena::create(bytes).value())) {}
+  uint64_t size_bytes() const override { return inner_->size_bytes(); }
+  std::byte* pin(uint64_t offset, uint32_t len, Access access) override {
+    return inner_->pin(offset, len, access);
+  }
+  void unpin(uint64_t offset, uint32_t len, std::byte* data) override {
+    inner_->unpin(offset, len, data);
+  }
+  bool may_fault() const override { return true; }
+
+ private:
+  std::unique_ptr<LocalArena> inner_;
+};
+
+inline std::unique_ptr<Store> make_store_on(const StoreOptions& o, std::unique_ptr<Arena> arena) {
+  auto r = Store::create(o, std::move(arena));
+  EXPECT_TRUE(r.is_ok()) << (r.is_ok() ? "" : r.status().message());
+  return r.is_ok() ? std::move(r).value() : nullptr;
+}
+
 inline std::span<const uint8_t> bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }

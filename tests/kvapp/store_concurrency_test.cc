@@ -1,6 +1,9 @@
 // Multi-threaded Store tests: disjoint and shared keys, counters, cas loops, eviction pressure.
+// Each runs twice: on local memory (the under-lock fast paths) and on an arena that behaves like
+// far memory (every key check and read-modify-write takes the read-copy-retry path).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <random>
@@ -16,10 +19,22 @@ namespace {
 
 using testing::bytes;
 using testing::kNow;
-using testing::make_store;
 using testing::peek;
 
 constexpr int kThreads = 4;
+
+class StoreConcurrencyTest : public ::testing::TestWithParam<bool> {
+ protected:
+  std::unique_ptr<Store> make_store(const StoreOptions& o = testing::small_options()) {
+    return GetParam() ? testing::make_store_on(
+                            o, std::make_unique<testing::WaitingArena>(uint64_t{o.memory_mb} << 20))
+                      : testing::make_store(o);
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Arenas, StoreConcurrencyTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "ReadCopyRetry" : "Local";
+                         });
 
 StoreOutcome put(Store& s, std::string_view key, std::string_view value,
                  StoreMode mode = StoreMode::kSet, uint64_t cas = 0) {
@@ -54,7 +69,7 @@ bool well_formed(std::string_view v) {
   return true;
 }
 
-TEST(StoreConcurrencyTest, DisjointKeysMatchAPerThreadModel) {
+TEST_P(StoreConcurrencyTest, DisjointKeysMatchAPerThreadModel) {
   StoreOptions o = testing::small_options();
   o.memory_mb = 64;  // no eviction: the model must match exactly
   o.hash_power = 12;
@@ -105,7 +120,7 @@ TEST(StoreConcurrencyTest, DisjointKeysMatchAPerThreadModel) {
   EXPECT_EQ(s->stats().curr_items, total);
 }
 
-TEST(StoreConcurrencyTest, SharedKeysAreNeverTorn) {
+TEST_P(StoreConcurrencyTest, SharedKeysAreNeverTorn) {
   StoreOptions o = testing::small_options();
   o.memory_mb = 16;
   auto s = make_store(o);
@@ -139,7 +154,7 @@ TEST(StoreConcurrencyTest, SharedKeysAreNeverTorn) {
   EXPECT_LE(s->stats().curr_items, 8u);
 }
 
-TEST(StoreConcurrencyTest, IncrementsAreNotLost) {
+TEST_P(StoreConcurrencyTest, IncrementsAreNotLost) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "ctr", "0"), StoreOutcome::kStored);
   ASSERT_EQ(put(*s, "ctr2", "1000000"), StoreOutcome::kStored);
@@ -160,7 +175,36 @@ TEST(StoreConcurrencyTest, IncrementsAreNotLost) {
   EXPECT_EQ(peek(*s, "ctr2"), std::to_string(1000000 - kThreads * kPerThread) + " ");
 }
 
-TEST(StoreConcurrencyTest, CasLoopsCountExactly) {
+TEST_P(StoreConcurrencyTest, AppendsAndPrependsAreNotLost) {
+  StoreOptions o = testing::small_options();
+  o.memory_mb = 64;  // the value grows through ~20 slab classes of one 1 MiB slab each
+  auto s = make_store(o);
+  ASSERT_EQ(put(*s, "log", "|"), StoreOutcome::kStored);
+  constexpr int kPerThread = 4000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string tag(1, char('a' + t));
+      for (int i = 0; i < kPerThread; ++i) {
+        ASSERT_EQ(put(*s, "log", tag, i % 2 ? StoreMode::kAppend : StoreMode::kPrepend),
+                  StoreOutcome::kStored);
+        if (i % 16 == 0) s->get("log", kNow, [](const ItemView&) {});
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const std::string v = peek(*s, "log");
+  ASSERT_EQ(v.size(), 1u + kThreads * kPerThread);
+  const size_t bar = v.find('|');
+  for (int t = 0; t < kThreads; ++t) {
+    const char c = char('a' + t);
+    EXPECT_EQ(std::count(v.begin(), v.begin() + bar, c), kPerThread / 2);  // prepended
+    EXPECT_EQ(std::count(v.begin() + bar, v.end(), c), kPerThread / 2);    // appended
+  }
+  EXPECT_EQ(s->stats().chunks_used, s->stats().curr_items);
+}
+
+TEST_P(StoreConcurrencyTest, CasLoopsCountExactly) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "c", "0"), StoreOutcome::kStored);
   constexpr int kPerThread = 3000;
@@ -189,7 +233,7 @@ TEST(StoreConcurrencyTest, CasLoopsCountExactly) {
   EXPECT_EQ(peek(*s, "c"), std::to_string(kThreads * kPerThread));
 }
 
-TEST(StoreConcurrencyTest, EvictionUnderConcurrentLoad) {
+TEST_P(StoreConcurrencyTest, EvictionUnderConcurrentLoad) {
   StoreOptions o;
   o.memory_mb = 2;
   o.item_size_max = 64 << 10;

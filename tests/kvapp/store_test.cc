@@ -31,6 +31,22 @@ StoreOutcome put(Store& s, std::string_view key, std::string_view value,
   return s.store(r, now);
 }
 
+// The command semantics hold on local memory (under-lock fast paths) and on an arena that the
+// store must treat like far memory (every key check and read-modify-write reads with no lock
+// held and re-validates).
+class StoreTest : public ::testing::TestWithParam<bool> {
+ protected:
+  std::unique_ptr<Store> make_store(const StoreOptions& o = small_options()) {
+    return GetParam() ? testing::make_store_on(
+                            o, std::make_unique<testing::WaitingArena>(uint64_t{o.memory_mb} << 20))
+                      : testing::make_store(o);
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Arenas, StoreTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "ReadCopyRetry" : "Local";
+                         });
+
 TEST(AbsoluteExpiryTest, MemcachedRules) {
   EXPECT_EQ(absolute_expiry(0, kNow), 0);                     // never
   EXPECT_EQ(absolute_expiry(1, kNow), kNow + 1);              // relative
@@ -41,7 +57,7 @@ TEST(AbsoluteExpiryTest, MemcachedRules) {
   EXPECT_EQ(absolute_expiry(INT32_MIN, kNow), 1);
 }
 
-TEST(StoreTest, SetGetView) {
+TEST_P(StoreTest, SetGetView) {
   auto s = make_store();
   uint64_t cas = 0;
   StoreRequest r;
@@ -71,7 +87,7 @@ TEST(StoreTest, SetGetView) {
   EXPECT_GT(cas2, cas);
 }
 
-TEST(StoreTest, Modes) {
+TEST_P(StoreTest, Modes) {
   auto s = make_store();
   EXPECT_EQ(put(*s, "a", "1", StoreMode::kAdd), StoreOutcome::kStored);
   EXPECT_EQ(put(*s, "a", "2", StoreMode::kAdd), StoreOutcome::kNotStored);
@@ -91,7 +107,7 @@ TEST(StoreTest, Modes) {
   EXPECT_EQ(s->stats().curr_items, 1u);
 }
 
-TEST(StoreTest, RemoveAndTouch) {
+TEST_P(StoreTest, RemoveAndTouch) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "a", "1"), StoreOutcome::kStored);
   EXPECT_EQ(s->touch("a", kNow + 5, kNow), Lookup::kHit);
@@ -106,7 +122,7 @@ TEST(StoreTest, RemoveAndTouch) {
   EXPECT_EQ(s->stats().bytes, 0u);
 }
 
-TEST(StoreTest, GetAndTouch) {
+TEST_P(StoreTest, GetAndTouch) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "a", "1", StoreMode::kSet, kNow + 5), StoreOutcome::kStored);
   int64_t seen = -1;
@@ -118,7 +134,7 @@ TEST(StoreTest, GetAndTouch) {
   EXPECT_EQ(peek(*s, "a", kNow + 100), "<miss>");
 }
 
-TEST(StoreTest, Expiry) {
+TEST_P(StoreTest, Expiry) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "rel", "1", StoreMode::kSet, absolute_expiry(10, kNow)), StoreOutcome::kStored);
   ASSERT_EQ(put(*s, "abs", "1", StoreMode::kSet, absolute_expiry(kNow + 60, kNow)),
@@ -139,7 +155,7 @@ TEST(StoreTest, Expiry) {
   EXPECT_EQ(s->apply_delta("rel", true, 1, kNow + 10).outcome, DeltaOutcome::kNotFound);
 }
 
-TEST(StoreTest, FlushAllImmediate) {
+TEST_P(StoreTest, FlushAllImmediate) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "a", "1"), StoreOutcome::kStored);
   ASSERT_EQ(put(*s, "b", "1", StoreMode::kSet, 0, 0, 0, kNow - 100), StoreOutcome::kStored);
@@ -152,7 +168,7 @@ TEST(StoreTest, FlushAllImmediate) {
   EXPECT_EQ(peek(*s, "c", kNow + 1000), "1");
 }
 
-TEST(StoreTest, FlushAllDelayedAndNeverResurrects) {
+TEST_P(StoreTest, FlushAllDelayedAndNeverResurrects) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "old", "1"), StoreOutcome::kStored);
   ASSERT_EQ(put(*s, "old2", "1"), StoreOutcome::kStored);
@@ -174,7 +190,7 @@ TEST(StoreTest, FlushAllDelayedAndNeverResurrects) {
   EXPECT_EQ(peek(*s, "new", kNow + 5000), "<miss>");
 }
 
-TEST(StoreTest, DeltaKeepsFlagsAndExpiry) {
+TEST_P(StoreTest, DeltaKeepsFlagsAndExpiry) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "n", "99", StoreMode::kSet, kNow + 50, 5), StoreOutcome::kStored);
   const DeltaResult r = s->apply_delta("n", true, 1, kNow);
@@ -188,7 +204,7 @@ TEST(StoreTest, DeltaKeepsFlagsAndExpiry) {
   EXPECT_EQ(peek(*s, "n"), "0  ");
 }
 
-TEST(StoreTest, ReadersKeepTheirBytesWhileTheItemChanges) {
+TEST_P(StoreTest, ReadersKeepTheirBytesWhileTheItemChanges) {
   // A view stays valid for its callback even when the item is deleted, replaced or incremented
   // meanwhile: the chunk is not reused until the reader lets go.
   auto s = make_store();
@@ -205,7 +221,7 @@ TEST(StoreTest, ReadersKeepTheirBytesWhileTheItemChanges) {
   EXPECT_EQ(s->stats().curr_items, 100u);
 }
 
-TEST(StoreTest, StatsCountItemsAndBytes) {
+TEST_P(StoreTest, StatsCountItemsAndBytes) {
   auto s = make_store();
   ASSERT_EQ(put(*s, "ab", "123"), StoreOutcome::kStored);
   ASSERT_EQ(put(*s, "ab", "12345"), StoreOutcome::kStored);

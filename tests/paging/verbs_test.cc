@@ -259,7 +259,8 @@ TEST(VerbsDevice, PickFirstNamedOrExplain) {
             "paging.verbs.device: RDMA device \"rxe0\" not found; present: mlx5_0, mlx5_1");
   auto none = verbs::pick_device({}, "", keys);
   ASSERT_FALSE(none.is_ok());
-  EXPECT_CONTAINS(none.status().message(), "no RDMA device found (ibv_get_device_list: no devices)");
+  EXPECT_CONTAINS(none.status().message(),
+                  "no RDMA device found (ibv_get_device_list: no devices)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,8 +385,8 @@ TEST(VerbsTransitions, RtrWithGids) {
   EXPECT_EQ(a.ah_attr.grh.sgid_index, 3);
   EXPECT_EQ(a.ah_attr.grh.hop_limit, verbs::kHopLimit);
   EXPECT_EQ(std::memcmp(a.ah_attr.grh.dgid.raw, remote.gid, 16), 0);
-  EXPECT_EQ(r->mask, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-                         IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
+  EXPECT_EQ(r->mask, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+                         IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
 }
 
 TEST(VerbsTransitions, RtrWithLids) {
@@ -651,8 +652,8 @@ class FakeMemnode {
   using Script = std::function<void(Channel&)>;
   explicit FakeMemnode(Script script) {
     static std::atomic<int> seq{0};
-    path_ = "/tmp/fm-verbs-test-" + std::to_string(getpid()) + "-" + std::to_string(seq++) +
-            ".sock";
+    path_ =
+        "/tmp/fm-verbs-test-" + std::to_string(getpid()) + "-" + std::to_string(seq++) + ".sock";
     auto addr = parse_channel_address("unix:" + path_, "test");
     EXPECT_TRUE(addr.is_ok());
     addr_ = *addr;

@@ -244,6 +244,7 @@ class DpdkBackend : public Backend {
     eal.memory_mb = o.memory_mb;
     eal.hugepages = o.hugepages == "on" ? HugepageMode::kOn
                     : o.hugepages == "off" ? HugepageMode::kOff : HugepageMode::kAuto;
+    eal.extra_args = o.eal_args;
     if (o.pci.empty()) eal.vdevs.push_back(o.vdev);
     else eal.pci_allow.push_back(o.pci);
     auto ei = eal_init(eal, "loadgen");
@@ -258,7 +259,9 @@ class DpdkBackend : public Backend {
     auto port = net::Port::open(popts, n);
     if (!port) {
       return error(port.status().code(), port.status().message() +
-                   " (the loadgen opens one queue pair per --lcores entry)");
+                   " (a memif client fails to start when no server listens on the socket named "
+                   "in --vdev: is the server running? The loadgen opens one queue pair per "
+                   "--lcores entry)");
     }
     b->port_ = std::move(port.value());
     auto my_ip = net::parse_ipv4(o.ip, "--ip");

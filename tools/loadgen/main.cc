@@ -76,12 +76,6 @@ int run(Options& o) {
   ProgressPrinter progress(o.progress_s, o.lcores);
   uint64_t wrong = 0;
   for (uint32_t i = 0; i < o.rates.size() && !stop_requested(); ++i) {
-    for (auto& s : slots) {
-      s.sent.set(0);
-      s.replies.set(0);
-      s.timeouts.set(0);
-      s.late.set(0);
-    }
     PointSpec p;
     p.index = i;
     p.rate = o.rates[i];
@@ -91,12 +85,26 @@ int run(Options& o) {
     p.requests = o.requests;
     p.seed = o.seed;
     const double expected_s = o.warmup_s + (o.requests ? double(o.requests) / p.rate : o.duration_s);
-    progress.start(p.rate, expected_s, slots, i, uint32_t(o.rates.size()));
-    std::vector<CoreResult> per_core = b.run_point(p, slots);
-    progress.stop();
-    CoreResult merged;
-    for (const CoreResult& c : per_core) merged.merge(c);
-    const PointReport r = make_report(p.rate, merged, b.hz(), rules);
+    PointReport r;
+    for (uint32_t attempt = 1;; ++attempt) {
+      for (auto& s : slots) {
+        s.sent.set(0);
+        s.replies.set(0);
+        s.timeouts.set(0);
+        s.late.set(0);
+      }
+      progress.start(p.rate, expected_s, slots, i, uint32_t(o.rates.size()));
+      std::vector<CoreResult> per_core = b.run_point(p, slots);
+      progress.stop();
+      CoreResult merged;
+      for (const CoreResult& c : per_core) merged.merge(c);
+      r = make_report(p.rate, merged, b.hz(), rules);
+      r.attempts = attempt;
+      if (r.valid || attempt > o.retries || stop_requested()) break;
+      std::fprintf(stderr, "loadgen: rate point %.0f req/s INVALID (%s); retrying (%u of %u)\n",
+                   p.rate, r.invalid_reason.c_str(), attempt, o.retries);
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::max(o.pause_s, 0.2)));
+    }
     rep.point(r);
     wrong += r.all.wrong;
     if (o.stop_p99_us > 0 && r.all.latency.p99 > o.stop_p99_us) {

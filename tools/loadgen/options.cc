@@ -90,6 +90,8 @@ void add_flags(CLI::App& app, Options& o) {
       ->check(CLI::Range(16u, 1u << 20))->capture_default_str()->group(where);
   app.add_option("--mbufs", o.mbufs, "dpdk: mbufs in the port's pool")
       ->check(CLI::Range(1023u, 1u << 24))->capture_default_str()->group(where);
+  app.add_option("--eal-arg", o.eal_args, "dpdk: one extra EAL argument, verbatim; repeat for "
+                 "several (e.g. --eal-arg=--single-file-segments)")->allow_extra_args(false)->group(where);
   app.add_option("--ip", o.ip, "dpdk: this client's IPv4 address")->capture_default_str()->group(where);
   app.add_option("--server-ip", o.server_ip, "the server's IPv4 address (default 10.77.0.1 for "
                  "dpdk, 127.0.0.1 for socket)")->group(where);
@@ -132,7 +134,8 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--timeout-ms", o.timeout_ms, "a reply later than this after its scheduled "
                  "time is a drop (infinite latency)")->check(CLI::Range(0.01, 60000.0))->capture_default_str()->group(how);
   app.add_option("--late-us", o.late_us, "a request sent later than this after its scheduled "
-                 "time is late (schedule adherence)")->check(CLI::Range(0.1, 1e6))->capture_default_str()->group(how);
+                 "time is late (schedule adherence); 0 = 10 for dpdk, 50 for socket, whose "
+                 "sends are syscalls of several us")->check(CLI::Range(0.0, 1e6))->capture_default_str()->group(how);
   app.add_option("--min-adherence", o.min_adherence, "percent of requests that must be sent "
                  "on schedule, else the point is INVALID")->check(CLI::Range(0.0, 100.0))->capture_default_str()->group(how);
   app.add_option("--flows", o.flows, "source ports per core (1, 2, 4 .. 64), each with its own "
@@ -140,6 +143,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--seed", o.seed, "seed of every schedule and key choice")->capture_default_str()->group(how);
   app.add_option("--stop-p99-us", o.stop_p99_us, "end a sweep after the first point whose p99 "
                  "exceeds this (0 = run every point)")->check(CLI::Range(0.0, 1e12))->capture_default_str()->group(how);
+  app.add_option("--retries", o.retries, "rerun a point that came out INVALID (generator fell "
+                 "behind) up to this many times; the row says how many attempts it took")
+      ->check(CLI::Range(0u, 100u))->capture_default_str()->group(how);
   app.add_option("--pause", o.pause_s, "idle seconds between rate points")
       ->check(CLI::Range(0.0, 60.0))->capture_default_str()->group(how);
 
@@ -255,6 +261,7 @@ Status validate(Options& o) {
   o.arrival_kind = o.arrival == "constant" ? Arrival::kConstant : Arrival::kPoisson;
   if (o.server_ip.empty()) o.server_ip = o.backend_kind == BackendKind::kDpdk ? "10.77.0.1" : "127.0.0.1";
   if (o.label.empty()) o.label = o.backend;
+  if (o.late_us == 0) o.late_us = o.backend_kind == BackendKind::kDpdk ? 10.0 : 50.0;
   if (o.lcores.empty()) return bad("--lcores: at least one CPU is needed");
   if (o.lcores.size() > 64) return bad("--lcores: at most 64 cores");
   std::set<uint32_t> seen;
@@ -287,10 +294,8 @@ Status validate(Options& o) {
   return Status::ok();
 }
 
-/// How many flows a core needs so that a request id is not reused while its predecessor may
-/// still be in flight: ids last 65536 * flows requests; keep that >= 4x rate x timeout.
 uint32_t auto_flows(double per_core_rate, double timeout_s) {
-  const double need = per_core_rate * timeout_s * 4.0 / 65536.0;
+  const double need = per_core_rate * timeout_s * 2.0 / 65536.0;
   uint32_t f = 1;
   while (f < 64 && double(f) < need) f <<= 1;
   return f;

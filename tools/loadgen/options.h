@@ -32,6 +32,7 @@ struct Options {
   std::string hugepages = "auto";  // DPDK: auto | on | off
   uint32_t memory_mb = 256;        // DPDK: EAL memory; the mbuf pool needs ~20 MiB
   uint32_t mbufs = 16383;          // DPDK: mbufs in the pool (RX rings + TX in flight + caches)
+  std::vector<std::string> eal_args;  // DPDK: extra EAL arguments, verbatim (e.g. --single-file-segments)
   std::string ip = "10.77.0.2";    // DPDK: this client's address
   std::string server_ip;           // empty: 10.77.0.1 (dpdk, kvserver's default) or 127.0.0.1 (socket)
   uint16_t server_port = 11211;    // memcached's UDP port
@@ -53,12 +54,14 @@ struct Options {
   uint64_t requests = 0;           // > 0: measure this many requests per point instead
   double warmup_s = 0.5;           // sent but not measured, before each point's window
   double timeout_ms = 100;         // a reply later than this (after its due time) is a drop
-  double late_us = 10;             // a send later than this after its due time is late
+  double late_us = 0;              // a send later than this after its due time is late; 0 = 10
+                                   // for dpdk, 50 for socket (one syscall is the send granularity)
   double min_adherence = 99.0;     // % on-time sends below which a point is INVALID
   uint32_t flows = 0;              // source ports per core (power of two <= 64); 0 = auto
   uint64_t seed = 1;               // every schedule derives from it
   double stop_p99_us = 0;          // > 0: end a sweep after the first point whose p99 exceeds it
   double pause_s = 0.2;            // idle time between rate points
+  uint32_t retries = 0;            // rerun an INVALID point up to this many times (noisy hosts)
   // --- output
   std::string csv;              // CSV file: one row per rate point, every field + config
   std::string json;             // JSON-lines file: one object per rate point
@@ -85,7 +88,8 @@ Result<Options> parse_args(const std::vector<std::string>& args);
 Status validate(Options& o);
 
 /// Source ports a core needs so that a request id is not reused while its previous request
-/// may still be in flight (ids last 65536 x flows requests; keep that >= 4 x rate x timeout).
+/// may still be in flight (ids last 65536 x flows requests; keep that >= 2 x rate x timeout:
+/// even a server that drops everything has only rate x timeout requests in flight).
 uint32_t auto_flows(double per_core_rate, double timeout_s);
 
 /// The help text (every flag, its default and meaning).

@@ -34,7 +34,7 @@ struct alignas(64) CoreState {
   uint16_t queue = 0;
   fm::net::Identity me;
   uint8_t ip_be[4] = {};
-  fm::Counter answered, other;
+  fm::Counter answered, other, busy_cycles, cycles;
 };
 
 inline uint16_t be16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
@@ -76,7 +76,10 @@ int core_main(void* arg) {
   auto& c = *static_cast<CoreState*>(arg);
   rte_mbuf* rx[32];
   rte_mbuf* tx[32];
+  const uint64_t t_start = rte_rdtsc();
+  uint64_t busy = 0, loops = 0;
   while (!fm::stop_requested()) {
+    const uint64_t t0 = rte_rdtsc();
     const uint16_t n = c.port->rx_burst(c.queue, rx, 32);
     uint16_t t = 0;
     for (uint16_t i = 0; i < n; ++i) {
@@ -91,7 +94,7 @@ int core_main(void* arg) {
       }
       const fm::net::Classified cl = fm::net::classify({d, m->data_len}, c.me, false);
       if (cl.kind == fm::net::Classified::Kind::kArpRequest) {
-        const size_t l = fm::net::build_arp_reply({d, m->data_len}, c.me, {d, rte_pktmbuf_tailroom(m) + m->data_len});
+        const size_t l = fm::net::build_arp_reply({d, m->data_len}, c.me, {d, size_t(rte_pktmbuf_tailroom(m)) + m->data_len});
         m->data_len = uint16_t(l);
         m->pkt_len = uint32_t(l);
         tx[t++] = m;
@@ -105,7 +108,14 @@ int core_main(void* arg) {
       if (sent < t) rte_pktmbuf_free_bulk(tx + sent, t - sent);
       c.answered.add(sent);
     }
+    if (n) busy += rte_rdtsc() - t0;
+    if ((++loops & 1023) == 0) {
+      c.busy_cycles.set(busy);
+      c.cycles.set(rte_rdtsc() - t_start);
+    }
   }
+  c.busy_cycles.set(busy);
+  c.cycles.set(rte_rdtsc() - t_start);
   return 0;
 }
 
@@ -160,8 +170,12 @@ int main(int argc, char** argv) {
   core_main(&cores[0]);
   rte_eal_mp_wait_lcore();
   for (size_t i = 0; i < cores.size(); ++i) {
-    std::fprintf(stderr, "reflector core %zu: answered %lu, other frames %lu\n", i,
-                 (unsigned long)cores[i].answered.read(), (unsigned long)cores[i].other.read());
+    const double busy = cores[i].cycles.read()
+                            ? 100.0 * double(cores[i].busy_cycles.read()) / double(cores[i].cycles.read())
+                            : 0.0;
+    std::fprintf(stderr, "reflector core %zu: answered %lu, other frames %lu, busy %.1f%% of %.1f s\n",
+                 i, (unsigned long)cores[i].answered.read(), (unsigned long)cores[i].other.read(),
+                 busy, double(cores[i].cycles.read()) / double(rte_get_tsc_hz()));
   }
   (*port)->close();
   fm::eal_cleanup();

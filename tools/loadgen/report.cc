@@ -100,6 +100,7 @@ std::vector<Field> config_fields(const Options& o, uint32_t flows, const std::st
   f.push_back(num("late_us", o.late_us));
   f.push_back(num("min_adherence_pct", o.min_adherence));
   f.push_back(integer("flows", flows));
+  f.push_back(integer("retries", o.retries));
   f.push_back(integer("seed", o.seed));
   f.push_back(flag("preload", o.preload));
   f.push_back(flag("verify", o.verify));
@@ -127,6 +128,7 @@ std::vector<Field> point_fields(const PointReport& r) {
   f.push_back(num("send_lag_p99_us", r.send_lag_p99_us));
   f.push_back(num("send_lag_max_us", r.send_lag_max_us));
   f.push_back(num("loadgen_busy_pct", r.loadgen_busy_pct));
+  f.push_back(integer("attempts", r.attempts));
   add_op(f, "all", r.all);
   add_op(f, "get", r.get);
   add_op(f, "set", r.set);

@@ -98,6 +98,7 @@ struct PointReport {
   double adherence_pct = 0;  // share of measured requests sent within the late window
   double send_lag_p99_us = 0, send_lag_max_us = 0;
   double loadgen_busy_pct = 0;  // how busy the loadgen's cores were (near 100: suspect)
+  uint32_t attempts = 1;        // runs of this point (> 1 with --retries after INVALID ones)
   bool valid = true;
   std::string invalid_reason;  // empty when valid
 };

@@ -1,0 +1,69 @@
+# Shared by the experiment scripts: start/stop memnode and kvserver variants on this machine.
+# Source it from the repository root after tools/build.sh.
+BUILD=${FARMEM_BUILD:-build}
+EXP_WORK=$(mktemp -d /tmp/farmem-exp.XXXXXX)
+EXP_MEMIF=$EXP_WORK/memif.sock
+EXP_MNSOCK=$EXP_WORK/memnode.sock
+exp_server_pid=""
+exp_memnode_pid=""
+
+exp_cleanup() {
+  exp_stop_server
+  if [ -n "$exp_memnode_pid" ]; then
+    kill -TERM "$exp_memnode_pid" 2>/dev/null || true
+    wait "$exp_memnode_pid" 2>/dev/null || true
+    exp_memnode_pid=""
+  fi
+  rm -rf "$EXP_WORK"
+}
+trap exp_cleanup EXIT
+
+exp_start_memnode() {  # pool_mb
+  cat >"$EXP_WORK/memnode.toml" <<TOML
+[memnode]
+pool_mb = $1
+listen = "unix:$EXP_MNSOCK"
+[log]
+level = "warn"
+TOML
+  "$BUILD/memnode/memnode" --config "$EXP_WORK/memnode.toml" 2>"$EXP_WORK/memnode.log" &
+  exp_memnode_pid=$!
+  for _ in $(seq 100); do [ -S "$EXP_MNSOCK" ] && return 0; sleep 0.05; done
+  echo "memnode did not start:" >&2; cat "$EXP_WORK/memnode.log" >&2; return 1
+}
+
+# exp_start_server NAME EXTRA_TOML: kvserver on lcore 1 with the memif socket of this run.
+exp_start_server() {
+  local name=$1 extra=$2
+  cat >"$EXP_WORK/$name.toml" <<TOML
+[eal]
+lcores = [1]
+[port]
+vdev = "net_memif0,role=server,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:01"
+[dataplane]
+idle_backoff = true
+[log]
+level = "warn"
+$extra
+TOML
+  sed -i "s|@MEMNODE@|unix:$EXP_MNSOCK|" "$EXP_WORK/$name.toml"
+  rm -f "$EXP_MEMIF"
+  "$BUILD/kvapp/kvserver" --config "$EXP_WORK/$name.toml" 2>"$EXP_WORK/$name.log" &
+  exp_server_pid=$!
+  for _ in $(seq 100); do [ -S "$EXP_MEMIF" ] && return 0; kill -0 $exp_server_pid || break; sleep 0.05; done
+  echo "kvserver ($name) did not start:" >&2; cat "$EXP_WORK/$name.log" >&2; return 1
+}
+
+exp_stop_server() {
+  if [ -n "$exp_server_pid" ]; then
+    kill -INT "$exp_server_pid" 2>/dev/null || true
+    wait "$exp_server_pid" 2>/dev/null || true
+    exp_server_pid=""
+  fi
+}
+
+# exp_loadgen ARGS...: the DPDK loadgen on lcore 0 against this run's server.
+exp_loadgen() {
+  "$BUILD/tools/loadgen/loadgen" --lcores 0 \
+    --vdev "net_memif0,role=client,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:02" "$@"
+}
