@@ -20,6 +20,9 @@ class FarArena final : public Arena {
   std::byte* pin(uint64_t offset, uint32_t len, Access access) override {
     return region_.pin(*current_paging_core(), offset, len, to_pin(access));
   }
+  std::byte* try_pin(uint64_t offset, uint32_t len, Access access) override {
+    return region_.try_pin(*current_paging_core(), offset, len, to_pin(access));
+  }
   void unpin(uint64_t offset, uint32_t len, std::byte* data) override {
     region_.unpin(*current_paging_core(), offset, len, data);
   }

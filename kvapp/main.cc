@@ -341,6 +341,8 @@ int run(const config::ServerConfig& cfg) {
     if (pc && cfg.sched.faults == sched::FaultMode::kAsync) {
       pc->set_hooks({&AsyncWait::wait_io, &AsyncWait::wait_other, &AsyncWait::on_complete, pc});
     }
+    // Completions are polled between fibers too, so a burst of new requests cannot delay them.
+    if (pc) cs->set_between(&paging::PagingCore::poll_hook, pc);
     handlers.push_back(std::make_unique<KvCore>(nullptr, pc, cs));
     stacks.push_back(std::make_unique<net::Stack>(**port, i, me, cfg.net, handlers.back().get()));
     handlers.back()->set_stack(stacks.back().get());
@@ -370,6 +372,17 @@ int run(const config::ServerConfig& cfg) {
                  (unsigned long)nc.total_drops(), (unsigned long)nc.arp_replies.read(),
                  (unsigned long)nc.icmp_replies.read(), (unsigned long)cs.loops.read(),
                  (unsigned long)cs.busy_loops.read(), (unsigned long)cs.sleeps.read());
+    const auto& sc = view.scheds[i]->counters();
+    std::fprintf(stderr,
+                 "  sched: submitted %lu dropped %lu started %lu finished %lu parks %lu wakes %lu "
+                 "requeues %lu stolen %lu in-flight %u queued %u; no request buffer %lu\n",
+                 (unsigned long)sc.submitted.read(), (unsigned long)sc.dropped.read(),
+                 (unsigned long)sc.started.read(), (unsigned long)sc.finished.read(),
+                 (unsigned long)sc.parks.read(), (unsigned long)sc.wakes.read(),
+                 (unsigned long)sc.requeues.read(),
+                 (unsigned long)(sc.stolen_new.read() + sc.stolen_ready.read()),
+                 view.scheds[i]->in_flight(), view.scheds[i]->queued(),
+                 (unsigned long)handlers[i]->no_request());
     for (size_t r = 0; r < net::kDropReasonCount; ++r) {
       if (uint64_t d = nc.drops[r].read())
         std::fprintf(stderr, "  drop %s: %lu\n", net::drop_reason_name(net::DropReason(r)), (unsigned long)d);

@@ -36,9 +36,6 @@ inline constexpr uint32_t kMaxLockStripes = 4096;
 /// LRU search depth (5) but larger because CLOCK second chances are not counted.
 inline constexpr uint32_t kEvictionSkipLimit = 64;
 
-/// Optimistic retries for append/prepend/incr before falling back to the locked path.
-inline constexpr int kRmwRetries = 4;
-
 /// Bytes of a reply buffer held back so an error line always fits after a truncated reply.
 inline constexpr size_t kReplyReserve = 128;
 

@@ -227,6 +227,24 @@ std::byte* Region::pin(PagingCore& core, uint64_t offset, uint32_t len, PinAcces
   return b->buf.get();
 }
 
+std::byte* Region::try_pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access) {
+  if (len == 0) len = 1;
+  const uint64_t page = offset / kPageSize;
+  if (page != (offset + len - 1) / kPageSize) return nullptr;
+  std::atomic<uint64_t>& e = table_[page];
+  uint64_t w = e.load(std::memory_order_acquire);
+  while (state_of(w) == kResident && pins_of(w) < (kPinMask >> 8)) {
+    uint64_t nw = w + kPinOne;
+    if (access != PinAccess::kRead) nw |= kDirty;
+    if (e.compare_exchange_weak(w, nw, std::memory_order_acq_rel)) {
+      frame_ref_[frame_of(w)].store(1, std::memory_order_relaxed);
+      core.counters().pins.add();
+      return frame_addr(frame_of(w)) + offset % kPageSize;
+    }
+  }
+  return nullptr;
+}
+
 void Region::unpin(PagingCore& core, uint64_t offset, uint32_t len, std::byte* data) {
   current_core() = &core;
   if (len == 0) len = 1;

@@ -123,6 +123,10 @@ class Region {
   /// May wait at the fetch boundary (sync: spin; async: the fiber yields). Any core, as `core`.
   std::byte* pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access);
 
+  /// pin() that never waits: the range's page must be resident already (one page only), else
+  /// nullptr. For callers holding a lock. Any core.
+  std::byte* try_pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access);
+
   /// Ends the scope of the matching pin(), which returned `data`. `core` is the core running
   /// the caller now (a fiber may have moved). Never fails: every page stayed pinned.
   void unpin(PagingCore& core, uint64_t offset, uint32_t len, std::byte* data);

@@ -17,6 +17,8 @@
 namespace fm::sched {
 namespace {
 constexpr const char* kTag = "sched";
+// New requests started per poll: bounds how long a burst keeps the core from its NIC queue.
+constexpr uint32_t kNewPerPoll = 8;
 thread_local Fiber* tls_fiber = nullptr;
 thread_local CoreScheduler* tls_sched = nullptr;
 
@@ -105,6 +107,7 @@ void CoreScheduler::run(Fiber* f) {
   } else {
     counters_.parks.add();  // parked: its completion will wake() it
   }
+  if (between_fn_) between_fn_(between_arg_);
 }
 
 void CoreScheduler::finish(Fiber* f) {
@@ -140,8 +143,9 @@ uint32_t CoreScheduler::poll() {
     run(f);
     ++ran;
   }
-  // Then new requests, FCFS, while this core has a free fiber.
-  while (!free_fibers_.empty()) {
+  // Then new requests, FCFS, while this core has a free fiber — a bounded batch, so the loop
+  // gets back to the NIC and the completion queue within a few requests.
+  for (uint32_t started = 0; started < kNewPerPoll && !free_fibers_.empty(); ++started) {
     Request* r = new_.pop();
     if (r == nullptr) break;
     if (!start_new(r)) {

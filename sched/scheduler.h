@@ -75,6 +75,13 @@ class CoreScheduler {
   uint32_t poll();
   static uint32_t poll_hook(void* arg) { return static_cast<CoreScheduler*>(arg)->poll(); }
 
+  /// A hook run after every fiber switch back to the scheduler (kvserver: poll the completion
+  /// queue), so completions are seen between requests, not only once per loop. Control path.
+  void set_between(uint32_t (*fn)(void*), void* arg) {
+    between_fn_ = fn;
+    between_arg_ = arg;
+  }
+
   /// Makes a parked fiber runnable on THIS core (the one whose completion queue woke it).
   /// Exactly once per park. Owner core only.
   void wake(Fiber* f);
@@ -108,6 +115,8 @@ class CoreScheduler {
   Ring<Request> new_;           // SP (owner's NIC), MC (owner + stealers)
   Ring<Fiber> ready_;           // MP (wakes), MC (owner + stealers)
   std::atomic<uint32_t> in_flight_{0};
+  uint32_t (*between_fn_)(void*) = nullptr;
+  void* between_arg_ = nullptr;
   SchedCounters counters_;
   void* stacks_ = nullptr;
   size_t stacks_bytes_ = 0;

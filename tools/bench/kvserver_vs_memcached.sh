@@ -23,7 +23,7 @@ GET_RATIO=${GET_RATIO:-0.9}
 DURATION=${DURATION:-2}
 WARMUP=${WARMUP:-0.5}
 KV_RATES=${KV_RATES:-50k,100k,250k:3M:250k}
-MC_RATES=${MC_RATES:-10k:100k:10k,125k,150k,200k}
+MC_RATES=${MC_RATES:-10k:100k:10k,125k:500k:25k}
 # A sweep ends after the first point whose p99 exceeds this: the server is past saturation.
 STOP_P99_US=${STOP_P99_US:-20000}
 MC_PORT=${MC_PORT:-11311}

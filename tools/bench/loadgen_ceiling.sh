@@ -12,7 +12,7 @@ source "$(dirname "$0")/common.sh"
 OUT=${OUT:-results/loadgen-ceiling}
 REFLECTOR_CPU=${REFLECTOR_CPU:-1}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
-RATES=${RATES:-1M:6M:500k}
+RATES=${RATES:-1M:3M:500k,4M:8M:1M}
 TRIALS=${TRIALS:-3}
 DURATION=${DURATION:-2}
 REFLECTOR=$BUILD/tools/loadgen/reflector

@@ -41,14 +41,14 @@ lcores = [1]
 [port]
 vdev = "net_memif0,role=server,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:01"
 [dataplane]
-idle_backoff = true
+idle_backoff = ${IDLE_BACKOFF:-true}
 [log]
 level = "warn"
 $extra
 TOML
   sed -i "s|@MEMNODE@|unix:$EXP_MNSOCK|" "$EXP_WORK/$name.toml"
   rm -f "$EXP_MEMIF"
-  "$BUILD/kvapp/kvserver" --config "$EXP_WORK/$name.toml" 2>"$EXP_WORK/$name.log" &
+  nice -n -19 "$BUILD/kvapp/kvserver" --config "$EXP_WORK/$name.toml" 2>"$EXP_WORK/$name.log" &
   exp_server_pid=$!
   for _ in $(seq 100); do [ -S "$EXP_MEMIF" ] && return 0; kill -0 $exp_server_pid || break; sleep 0.05; done
   echo "kvserver ($name) did not start:" >&2; cat "$EXP_WORK/$name.log" >&2; return 1
@@ -64,6 +64,6 @@ exp_stop_server() {
 
 # exp_loadgen ARGS...: the DPDK loadgen on lcore 0 against this run's server.
 exp_loadgen() {
-  "$BUILD/tools/loadgen/loadgen" --lcores 0 \
+  nice -n -19 "$BUILD/tools/loadgen/loadgen" --lcores 0 \
     --vdev "net_memif0,role=client,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:02" "$@"
 }

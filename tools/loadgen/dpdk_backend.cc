@@ -22,6 +22,7 @@
 #include "net/packet.h"
 #include "net/port.h"
 #include "tools/loadgen/backend.h"
+#include "tools/loadgen/tuning.h"
 
 namespace fm::loadgen {
 namespace {
@@ -41,7 +42,7 @@ constexpr size_t kEthType = 12, kIp = 14, kIpLen = kIp + 2, kIpFrag = kIp + 6, k
 /// One core's queue pair as an Engine transport. Owner core only; no allocation after setup.
 class DpdkTransport {
  public:
-  static constexpr uint16_t kBurst = 32;
+  static constexpr uint16_t kBurst = kDpdkBurst;
 
   DpdkTransport(net::Port& port, uint16_t queue, const net::Identity& me, uint32_t flows,
                 bool udp_checksum)
@@ -321,7 +322,7 @@ class DpdkBackend : public Backend {
   std::vector<CoreResult> run_point(const PointSpec& p, std::span<ProgressSlot> progress) override {
     const uint32_t n = cores();
     const double h = hz();
-    const uint64_t start = rte_rdtsc() + uint64_t(0.005 * h);  // every core starts together
+    const uint64_t start = rte_rdtsc() + uint64_t(kDpdkStartDelayS * h);  // cores start together
     for (uint32_t i = 0; i < n; ++i) {
       Core& c = *cores_[i];
       c.job = [&c, &p, i, n, h, start, slot = &progress[i]] {

@@ -13,6 +13,7 @@
 #include "tools/loadgen/progress.h"
 #include "tools/loadgen/report.h"
 #include "tools/loadgen/tsc_clock.h"
+#include "tools/loadgen/tuning.h"
 
 namespace fm::loadgen {
 namespace {
@@ -47,7 +48,7 @@ int run(Options& o) {
 
   if (o.preload) {
     const uint64_t t0 = rdtsc_now();
-    const PreloadResult pr = b.preload(o.keys, o.preload_window, 2);
+    const PreloadResult pr = b.preload(o.keys, o.preload_window, kPreloadRetries);
     const double secs = double(rdtsc_now() - t0) / b.hz();
     if (!o.quiet) {
       std::printf("preload: %lu keys (values %s B) in %.2f s, %lu not stored\n",

@@ -5,7 +5,7 @@ One line per run and percentile: p50, p99 and p99.9 (or --percentiles) against a
 throughput, every run on the same axes so runs compare on one plot. A run is a CSV file, or one
 `label` within a file that holds several. INVALID points (the generator fell behind) are drawn
 as crosses and never joined to the curve; points whose percentile is infinite (drops) are left
-out. Optional: a horizontal line at a p99 bound (--bound-us).
+out and break the line there. Optional: a horizontal line at a p99 bound (--bound-us).
 
   tools/loadgen/plot.py -o curves.png a.csv b.csv [--title T] [--op all|get|set] [--bound-us 500]
 """
@@ -88,6 +88,7 @@ def main():
                         x = number(r[f"{args.op}_achieved_rps"])
                         y = number(r[f"{args.op}_{p}_us"])
                         if x is None or y is None or y <= 0:
+                            ok.write("\n")  # an infinite percentile (drops) breaks the line
                             continue
                         if r.get("valid", "1") == "1":
                             ok.write(f"{x / 1000.0} {y}\n")

@@ -48,6 +48,7 @@ std::string number_text(double v) {
 void add_op(std::vector<Field>& out, const std::string& p, const OpReport& o) {
   out.push_back(integer(p + "_requests", o.requests));
   out.push_back(integer(p + "_replies", o.replies));
+  out.push_back(num(p + "_scheduled_rps", o.scheduled_rps));
   out.push_back(num(p + "_achieved_rps", o.achieved_rps));
   out.push_back(integer(p + "_timeouts", o.timeouts));
   out.push_back(integer(p + "_misses", o.misses));

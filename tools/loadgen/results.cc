@@ -38,6 +38,7 @@ OpReport op_report(const OpStats& o, double window_s) {
   r.wrong = o.wrong;
   r.server_errors = o.server_errors;
   r.malformed = o.malformed;
+  r.scheduled_rps = window_s > 0 ? double(o.scheduled) / window_s : 0.0;
   r.achieved_rps = window_s > 0 ? double(o.completed) / window_s : 0.0;
   r.latency = summarize(o.latency);
   return r;

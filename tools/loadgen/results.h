@@ -84,6 +84,7 @@ struct OpReport {
   uint64_t replies = 0;        // answered within the timeout
   uint64_t timeouts = 0;       // drops: not answered in time, or never sent (infinite latency)
   uint64_t misses = 0, wrong = 0, server_errors = 0, malformed = 0;
+  double scheduled_rps = 0;    // requests due per second of window (this op's offered load)
   double achieved_rps = 0;     // replies per second of window
   LatencySummary latency;
 };

@@ -18,6 +18,7 @@
 #include "dataplane/log.h"
 #include "tools/loadgen/backend.h"
 #include "tools/loadgen/tsc_clock.h"
+#include "tools/loadgen/tuning.h"
 
 namespace fm::loadgen {
 namespace {
@@ -25,7 +26,7 @@ namespace {
 /// One core's sockets (one per flow) as an Engine transport. Owner thread only.
 class SocketTransport {
  public:
-  static constexpr uint32_t kBatch = 32;
+  static constexpr uint32_t kBatch = kSocketBatch;
   static constexpr size_t kBufLen = 2048;  // >= kMaxRequestLen and any one reply datagram
 
   ~SocketTransport() {
@@ -41,7 +42,7 @@ class SocketTransport {
       Flow& f = t->flows_[i];
       f.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
       if (f.fd < 0) return error(Errc::kInternal, fmt::format("socket(): {}", std::strerror(errno)));
-      const int big = 8 << 20;
+      const int big = kSocketBufferBytes;
       // Large buffers so a burst of replies is not dropped by our own socket; FORCE needs
       // CAP_NET_ADMIN and silently falls back to the capped size without it.
       if (::setsockopt(f.fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0)
@@ -220,7 +221,7 @@ class SocketBackend : public Backend {
 
   std::vector<CoreResult> run_point(const PointSpec& p, std::span<ProgressSlot> progress) override {
     const uint32_t n = cores();
-    const uint64_t start = rdtsc_now() + uint64_t(0.01 * hz_);  // threads are up by then
+    const uint64_t start = rdtsc_now() + uint64_t(kSocketStartDelayS * hz_);  // threads are up by then
     run_threads([&](uint32_t i, Core& c) {
       c.result = run_core_point(*c.engine, p, i, n, hz_, start, &progress[i]);
     });
