@@ -178,10 +178,14 @@ TEST(Scheduler, StealingStressServesEveryRequestExactlyOnce) {
   ASSERT_TRUE(s.is_ok());
   std::atomic<bool> done{false};
   std::atomic<uint32_t> next{0};
-  // Core 0 receives every request (like one busy NIC queue); core 1 only steals.
+  // Core 0 receives every request (like one busy NIC queue) and runs its scheduler only every
+  // fourth round, so work piles up there; core 1 only steals — new requests and resumed fibers
+  // that parked (and were woken) on core 0.
   auto core_loop = [&](uint16_t id) {
     CoreScheduler& c = (*s)->core(CoreId{id});
+    uint64_t round = 0;
     while (!done.load()) {
+      ++round;
       if (id == 0) {
         for (int k = 0; k < 8; ++k) {
           const uint32_t n = next.load();
@@ -192,7 +196,7 @@ TEST(Scheduler, StealingStressServesEveryRequestExactlyOnce) {
         }
       }
       app.complete(c);
-      c.poll();
+      if (id == 1 || round % 4 == 0) c.poll();
     }
   };
   std::thread t0(core_loop, 0), t1(core_loop, 1);
@@ -205,14 +209,10 @@ TEST(Scheduler, StealingStressServesEveryRequestExactlyOnce) {
   done.store(true);
   t0.join();
   t1.join();
-  uint64_t finished = 0, stolen = 0;
-  for (uint16_t c = 0; c < 2; ++c) {
-    finished += (*s)->core(CoreId{c}).counters().finished.read();
-    stolen += (*s)->core(CoreId{c}).counters().stolen_new.read() +
-              (*s)->core(CoreId{c}).counters().stolen_ready.read();
-  }
+  uint64_t finished = 0;
+  for (uint16_t c = 0; c < 2; ++c) finished += (*s)->core(CoreId{c}).counters().finished.read();
   EXPECT_EQ(finished, kRequests);
-  EXPECT_GT(stolen, 0u);
+  EXPECT_GT((*s)->core(CoreId{1}).counters().stolen_new.read(), 0u);
   for (uint32_t i = 0; i < kRequests; ++i) ASSERT_EQ(app.served[i].load(), 1) << "request " << i;
 }
 

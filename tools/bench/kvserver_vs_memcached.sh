@@ -33,6 +33,7 @@ MODES=${MODES:-local far}
 bench_build "$LOADGEN" "$BUILD/kvapp/kvserver" "$BUILD/memnode/memnode"
 command -v memcached >/dev/null || { echo "bench: stock memcached is not installed (tools/setup.sh)" >&2; exit 1; }
 mkdir -p "$OUT"
+rm -f "$OUT"/*.csv
 WORK=$(mktemp -d /tmp/farmem-bench.XXXXXX)
 trap 'cleanup_all; rm -rf "$WORK"' EXIT
 machine_info >"$WORK/machine.txt"

@@ -19,7 +19,9 @@ REFLECTOR=$BUILD/tools/loadgen/reflector
 ENGINE_BENCH=$BUILD/tools/loadgen/engine_bench
 
 bench_build "$LOADGEN" "$REFLECTOR" "$ENGINE_BENCH"
+[ "$TRIALS" -ge 1 ] || { echo "bench: TRIALS must be >= 1" >&2; exit 1; }
 mkdir -p "$OUT"
+rm -f "$OUT"/trial*.csv
 WORK=$(mktemp -d /tmp/farmem-ceiling.XXXXXX)
 trap 'cleanup_all; rm -rf "$WORK"' EXIT
 machine_info >"$WORK/machine.txt"
@@ -28,6 +30,7 @@ CMD=()
 csvs=()
 for t in $(seq "$TRIALS"); do
   echo "bench: trial $t of $TRIALS: reflector (CPU $REFLECTOR_CPU) <- DPDK loadgen over memif (CPU $LOADGEN_CPU): $RATES"
+  rm -f "$SOCK" "$OUT/trial$t.csv"
   start_bg "$WORK/reflector.log" "${NICE[@]}" "$REFLECTOR" --lcores "$REFLECTOR_CPU" \
     --vdev "net_memif0,role=server,socket=$SOCK,socket-abstract=no,mac=02:fa:00:00:00:01"
   RPID=$LAST_PID
@@ -38,14 +41,14 @@ for t in $(seq "$TRIALS"); do
        --csv "$OUT/trial$t.csv")
   "${NICE[@]}" "${CMD[@]}" || true
   stop_pid "$RPID"
-  csvs+=("$OUT/trial$t.csv")
+  if [ -s "$OUT/trial$t.csv" ]; then csvs+=("$OUT/trial$t.csv"); else echo "bench: trial $t produced no CSV" >&2; fi
 done
 
 {
   echo "loadgen ceiling: one DPDK loadgen core against tools/loadgen/reflector over memif"
   cat "$WORK/machine.txt"
   [ ${#NICE[@]} -gt 0 ] && echo "every process at nice -19 in its own autogroup (tools/bench/common.sh)"
-  echo "reflector CPU $REFLECTOR_CPU, loadgen CPU $LOADGEN_CPU; GETs of 11-byte keys, replies END; $TRIALS trials"
+  echo "reflector CPU $REFLECTOR_CPU, loadgen CPU $LOADGEN_CPU; GETs of 11-byte keys, replies END; ${#csvs[@]} of $TRIALS trials ran"
   echo "command: ${CMD[*]}"
   echo
   python3 tools/bench/summarize.py ceiling "${csvs[@]}"
