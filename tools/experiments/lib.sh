@@ -14,7 +14,7 @@ exp_cleanup() {
     wait "$exp_memnode_pid" 2>/dev/null || true
     exp_memnode_pid=""
   fi
-  rm -rf "$EXP_WORK"
+  [ -n "${EXP_KEEP:-}" ] || rm -rf "$EXP_WORK"
 }
 trap exp_cleanup EXIT
 
