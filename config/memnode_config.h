@@ -13,7 +13,7 @@ namespace fm::config {
 
 struct MemnodeConfig {
   // Size of the pool compute nodes page from; must hold every compute node's far region.
-  uint32_t pool_mb = 1024;
+  uint32_t pool_mb = 256;
   // Back the pool with 2 MiB hugepages when free (auto), always (on) or never (off).
   HugepageMode hugepages = HugepageMode::kAuto;
   // Control address: unix:/path for the emulated transport, tcp:host:port for verbs.

@@ -33,7 +33,11 @@ uint64_t read_u64(const char* path) {
 }  // namespace
 
 uint64_t free_hugepages_2m() {
-  return read_u64("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+  // Pages another process reserved (a hugetlb mapping not yet touched) count as free in
+  // free_hugepages but cannot be had: subtract them.
+  const uint64_t free = read_u64("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+  const uint64_t resv = read_u64("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages");
+  return free > resv ? free - resv : 0;
 }
 
 Result<EalInfo> build_eal_args(const EalOptions& opts, const std::string& program,

@@ -48,7 +48,7 @@ struct EalInfo {
 Result<EalInfo> build_eal_args(const EalOptions& opts, const std::string& program,
                                uint64_t free_hugepages_2m);
 
-/// Free 2 MiB hugepages on this machine (0 when unknown).
+/// 2 MiB hugepages free and not reserved by another process (0 when unknown).
 uint64_t free_hugepages_2m();
 
 /// Initialises EAL once per process. Control path; main thread only.

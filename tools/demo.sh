@@ -9,6 +9,7 @@ tools/setup.sh
 tools/build.sh >/dev/null
 BUILD=${FARMEM_BUILD:-build}
 RATE=${RATE:-100000}
+KEYS=${KEYS:-200000}
 DURATION=${DURATION:-3}
 WORK=$(mktemp -d /tmp/farmem-demo.XXXXXX)
 SOCK=$WORK/memif.sock
@@ -48,16 +49,26 @@ if [ ! -S "$SOCK" ]; then
   exit 1
 fi
 
-echo "demo: loadgen: preload 10000 keys of 128 B, then open-loop GETs at $RATE req/s for $DURATION s"
+echo "demo: loadgen: preload $KEYS keys of 128 B (5x the local memory), then open-loop GETs at $RATE req/s for $DURATION s"
 rc=0
 "$BUILD/tools/loadgen/loadgen" \
   --vdev "net_memif0,role=client,socket=$SOCK,socket-abstract=no,mac=02:fa:00:00:00:02" \
-  --keys 10000 --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 0.5 --retries 2 \
+  --keys "$KEYS" --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 0.5 --retries 2 \
   || rc=$?
 
 kill -INT "$server_pid"
 wait "$server_pid" || true
 server_pid=""
 echo "demo: kvserver statistics:"
-grep -E "^core |^  drop |^paging: " "$LOG" || cat "$LOG"
-exit $rc
+grep -E "^core |^  drop |^  sched: |^paging: " "$LOG" || cat "$LOG"
+kill -TERM "$memnode_pid" 2>/dev/null || true
+wait "$memnode_pid" 2>/dev/null || true
+memnode_pid=""
+[ "$rc" = 0 ] || exit $rc
+
+# The paper's Table 1 on the same machine: no-fault vs sync vs async at one offered load.
+if [ "${TABLE1:-1}" = 1 ]; then
+  echo
+  echo "demo: Table 1 (tools/experiments/table1.sh ${TABLE1_RATE:-100000} 2)"
+  IDLE_BACKOFF=${IDLE_BACKOFF:-false} tools/experiments/table1.sh "${TABLE1_RATE:-100000}" 2
+fi
