@@ -2,6 +2,7 @@
 // its key and file.
 #include <gtest/gtest.h>
 
+#include "config/memnode_config.h"
 #include "config/server_config.h"
 
 namespace fm::config {
@@ -82,6 +83,34 @@ TEST(ServerConfig, ImpossibleValuesAreNamed) {
             std::string::npos);
   EXPECT_NE(error_of("[log]\nlevel = \"loud\"\n").find("log.level"), std::string::npos);
   EXPECT_NE(error_of("[kv]\nmemory_mb = 0\n").find("kv.memory_mb"), std::string::npos);
+}
+
+TEST(ServerConfig, PagingAndSchedErrorsNameTheKey) {
+  EXPECT_NE(error_of("[paging]\ntransport = \"infiniband\"\n").find("paging.transport: \"infiniband\" is not one of"),
+            std::string::npos);
+  EXPECT_NE(error_of("[paging]\nlocal_fraction = 0.0\n").find("paging.local_fraction"), std::string::npos);
+  EXPECT_NE(error_of("[paging]\nmemnode = \"tcp:10.0.0.1:7000\"\n").find("paging.memnode: the emulated transport needs unix:"),
+            std::string::npos);
+  EXPECT_NE(error_of("[paging]\ntransport = \"verbs\"\n").find("paging.memnode: the verbs transport needs tcp:"),
+            std::string::npos);
+  EXPECT_NE(error_of("[paging.emulated]\nmax_outstanding = 0\n").find("paging.emulated.max_outstanding"),
+            std::string::npos);
+  EXPECT_NE(error_of("[paging.emulated]\nlink_gbps = -1\n").find("paging.emulated.link_gbps"), std::string::npos);
+  EXPECT_NE(error_of("[paging.verbs]\nnope = 1\n").find("paging.verbs.nope: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("[sched]\nfaults = \"maybe\"\n").find("sched.faults"), std::string::npos);
+  EXPECT_NE(error_of("[sched]\nmax_in_flight = 0\n").find("sched.max_in_flight"), std::string::npos);
+}
+
+TEST(MemnodeConfig, DefaultsFileAndErrors) {
+  auto loaded = load_memnode_config(source_file("config/memnode.toml"));
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  EXPECT_EQ(to_toml(*loaded), to_toml(MemnodeConfig{}));
+  auto bad = parse_memnode_config("[memnode]\npool_mb = 0\n", "m.toml");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("m.toml: memnode.pool_mb"), std::string::npos);
+  bad = parse_memnode_config("[memnode]\ntransport = \"verbs\"\n", "m.toml");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("memnode.listen"), std::string::npos);
 }
 
 TEST(ServerConfig, KvCrossFieldRulesNameTheKey) {
