@@ -8,7 +8,8 @@ tools/build.sh || exit 1
 BUILD=${FARMEM_BUILD:-build}
 rc=0
 # Every GoogleTest binary writes its results here; the closing line counts test cases.
-export GTEST_OUTPUT="json:$PWD/$BUILD/gtest-results/"
+case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS=$PWD/$BUILD ;; esac
+export GTEST_OUTPUT="json:$BUILD_ABS/gtest-results/"
 rm -rf "$BUILD/gtest-results"
 meson test -C "$BUILD" --suite unit --print-errorlogs || rc=1
 meson test -C "$BUILD" --no-rebuild --suite dpdk --suite e2e --num-processes 1 --print-errorlogs \

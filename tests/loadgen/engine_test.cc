@@ -1,11 +1,12 @@
 // The sender/receiver engine against a simulated server: open-loop behaviour (the coordinated-
 // omission case), drops as infinite latency, schedule adherence, verification, preload.
+#include "tools/loadgen/engine.h"
+
 #include <gtest/gtest.h>
 
 #include <limits>
 
 #include "tests/loadgen/fake_net.h"
-#include "tools/loadgen/engine.h"
 #include "tools/loadgen/results.h"
 #include "tools/loadgen/schedule.h"
 
@@ -18,7 +19,8 @@ constexpr double kHz = 1e9;  // the fake clock counts nanoseconds
 struct PointRun {
   CoreResult result;
   PointReport report;
-  uint64_t scheduled_by_replay = 0;  // measured requests an independent replay of the schedule finds
+  uint64_t scheduled_by_replay =
+      0;  // measured requests an independent replay of the schedule finds
 };
 
 class EngineTest : public ::testing::Test {
@@ -36,7 +38,7 @@ class EngineTest : public ::testing::Test {
 
   /// Runs one point of `rate` req/s: `warmup_s` then `duration_s` measured.
   PointRun run(FakeNet& net, const EngineConfig& cfg, double rate, double duration_s,
-          double warmup_s = 0.01, double get_ratio = 1.0, uint64_t seed = 7) {
+               double warmup_s = 0.01, double get_ratio = 1.0, uint64_t seed = 7) {
     Engine<FakeNet> e(net, cfg);
     WorkloadSpec w{&keys_, get_ratio, Arrival::kPoisson};
     if (preload_) {
@@ -87,9 +89,9 @@ TEST_F(EngineTest, SlowServerMakesLatencyGrowNotTheSendRateDrop) {
   const PointRun r = run(net, config(/*timeout_ms=*/10'000), 100'000, 0.2, 0.0);
   EXPECT_TRUE(r.report.valid) << r.report.invalid_reason;
   EXPECT_EQ(r.report.all.requests, r.scheduled_by_replay);  // every request sent...
-  EXPECT_DOUBLE_EQ(r.report.adherence_pct, 100.0);           // ...on time
+  EXPECT_DOUBLE_EQ(r.report.adherence_pct, 100.0);          // ...on time
   EXPECT_LT(r.report.send_lag_max_us, 10.0);
-  EXPECT_EQ(r.report.all.replies, r.report.all.requests);    // and answered, eventually
+  EXPECT_EQ(r.report.all.replies, r.report.all.requests);  // and answered, eventually
   EXPECT_NEAR(r.report.scheduled_rps, 100'000, 5'000);
   // After 0.2 s at twice the capacity the backlog is ~0.1 s of work: the last requests wait
   // that long, the median about half of it. Far above the 20 us service time.

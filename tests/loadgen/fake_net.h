@@ -3,9 +3,9 @@
 // in-process and deterministically.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
 #include <deque>
 #include <span>
 #include <string>
@@ -21,10 +21,10 @@ namespace fm::loadgen::testing {
 class FakeNet {
  public:
   struct Server {
-    uint64_t service_ns = 1000;     // time to answer one request; requests queue behind it
-    uint64_t one_way_ns = 500;      // wire delay each way
-    uint32_t drop_every = 0;        // > 0: never answer every Nth request
-    uint32_t corrupt_every = 0;     // > 0: every Nth GET hit returns a damaged value
+    uint64_t service_ns = 1000;  // time to answer one request; requests queue behind it
+    uint64_t one_way_ns = 500;   // wire delay each way
+    uint32_t drop_every = 0;     // > 0: never answer every Nth request
+    uint32_t corrupt_every = 0;  // > 0: every Nth GET hit returns a damaged value
     bool never_answer = false;
   };
 
@@ -47,7 +47,8 @@ class FakeNet {
 
   void tx_commit(uint32_t flow, size_t len) {
     ++requests_;
-    const std::string_view req(reinterpret_cast<const char*>(buf_ + kFrameHeaderLen), len - kFrameHeaderLen);
+    const std::string_view req(reinterpret_cast<const char*>(buf_ + kFrameHeaderLen),
+                               len - kFrameHeaderLen);
     if (s_.never_answer || (s_.drop_every && requests_ % s_.drop_every == 0)) {
       ++dropped_;
       return;
@@ -108,7 +109,8 @@ class FakeNet {
       if (it == values_.end()) return "END\r\n";
       std::string v = it->second;
       if (s_.corrupt_every && ++gets_ % s_.corrupt_every == 0 && !v.empty()) v[0] ^= 1;
-      return "VALUE " + std::string(k) + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n";
+      return "VALUE " + std::string(k) + " 0 " + std::to_string(v.size()) + "\r\n" + v +
+             "\r\nEND\r\n";
     }
     if (req.starts_with("set ")) {
       const std::string_view k = req.substr(4, kKeyLen);

@@ -128,10 +128,12 @@ class LoadgenE2E : public ::testing::Test {
   }
 
   std::string vdev_client() const {
-    return "net_memif0,role=client,socket=" + tag_ + ".sock,socket-abstract=no,mac=02:fa:00:00:00:02";
+    return "net_memif0,role=client,socket=" + tag_ +
+           ".sock,socket-abstract=no,mac=02:fa:00:00:00:02";
   }
   std::string vdev_server() const {
-    return "net_memif0,role=server,socket=" + tag_ + ".sock,socket-abstract=no,mac=02:fa:00:00:00:01";
+    return "net_memif0,role=server,socket=" + tag_ +
+           ".sock,socket-abstract=no,mac=02:fa:00:00:00:01";
   }
 
   /// Waits for the server's memif socket (bounded).
@@ -165,21 +167,24 @@ TEST_F(LoadgenE2E, AgainstKvserverOverMemif) {
   Child server({kvserver, "--config", tag_ + ".toml"}, tag_ + ".server.log");
   ASSERT_TRUE(wait_socket(server)) << "kvserver made no memif socket; log:\n" << server.log();
 
-  const int rc = run_loadgen({"--vdev", vdev_client(), "--lcores", "0", "--keys", "2000",
-                              "--value-size", "uniform:16-512", "--get-ratio", "0.9",
-                              "--rate", "20k,40k", "--duration", "1", "--warmup", "0.2",
-                              "--retries", "2", "--progress", "0", "--label", "e2e",
-                              "--csv", tag_ + ".csv", "--json", tag_ + ".json"});
+  const int rc = run_loadgen({"--vdev",      vdev_client(), "--lcores",     "0",
+                              "--keys",      "2000",        "--value-size", "uniform:16-512",
+                              "--get-ratio", "0.9",         "--rate",       "20k,40k",
+                              "--duration",  "1",           "--warmup",     "0.2",
+                              "--retries",   "2",           "--progress",   "0",
+                              "--label",     "e2e",         "--csv",        tag_ + ".csv",
+                              "--json",      tag_ + ".json"});
   // 0: every point valid; 2: a point INVALID (this shared machine can starve the loadgen) or
   // wrong values, which the checks below tell apart. Anything else is a failure.
-  ASSERT_TRUE(rc == 0 || rc == 2) << "exit " << rc << "; loadgen log:\n" << loadgen_log_
-                                  << "\nserver log:\n" << server.log();
+  ASSERT_TRUE(rc == 0 || rc == 2) << "exit " << rc << "; loadgen log:\n"
+                                  << loadgen_log_ << "\nserver log:\n"
+                                  << server.log();
   const auto rows = read_csv(tag_ + ".csv");
   ASSERT_EQ(rows.size(), 2u) << slurp(tag_ + ".csv");
-  for (const char* col : {"label", "backend", "offered_rps", "achieved_rps", "p50_us", "p99_us",
-                          "p999_us", "drops", "wrong", "adherence_pct", "valid", "get_p99_us",
-                          "set_p99_us", "all_p9999_us", "all_max_us", "get_misses",
-                          "server_errors", "invalid_reason"}) {
+  for (const char* col :
+       {"label", "backend", "offered_rps", "achieved_rps", "p50_us", "p99_us", "p999_us", "drops",
+        "wrong", "adherence_pct", "valid", "get_p99_us", "set_p99_us", "all_p9999_us", "all_max_us",
+        "get_misses", "server_errors", "invalid_reason"}) {
     EXPECT_TRUE(rows[0].count(col)) << "no column " << col;
   }
   for (const auto& r : rows) {
@@ -204,9 +209,9 @@ TEST_F(LoadgenE2E, AgainstTheInstantReflector) {
   ASSERT_FALSE(reflector.empty()) << "REFLECTOR is not set";
   Child server({reflector, "--vdev", vdev_server(), "--lcores", "1"}, tag_ + ".server.log");
   ASSERT_TRUE(wait_socket(server)) << server.log();
-  const int rc = run_loadgen({"--vdev", vdev_client(), "--no-preload", "--no-verify",
-                              "--rate", "200k", "--duration", "0.5", "--warmup", "0.1",
-                              "--retries", "2", "--progress", "0", "--csv", tag_ + ".csv"});
+  const int rc = run_loadgen({"--vdev", vdev_client(), "--no-preload", "--no-verify", "--rate",
+                              "200k", "--duration", "0.5", "--warmup", "0.1", "--retries", "2",
+                              "--progress", "0", "--csv", tag_ + ".csv"});
   ASSERT_TRUE(rc == 0 || rc == 2) << loadgen_log_;
   const auto rows = read_csv(tag_ + ".csv");
   ASSERT_EQ(rows.size(), 1u);
@@ -222,17 +227,21 @@ TEST_F(LoadgenE2E, KernelSocketsAgainstStockMemcached) {
   std::string memcached;
   for (const char* p : {"/usr/bin/memcached", "/usr/local/bin/memcached"})
     if (::access(p, X_OK) == 0) memcached = p;
-  if (memcached.empty()) GTEST_SKIP() << "stock memcached is not installed (tools/setup.sh installs it)";
+  if (memcached.empty())
+    GTEST_SKIP() << "stock memcached is not installed (tools/setup.sh installs it)";
   const std::string port = std::to_string(20000 + ::getpid() % 20000);
-  Child server({memcached, "-U", port, "-p", "0", "-l", "127.0.0.1", "-t", "1", "-u", "root", "-m", "64"},
-               tag_ + ".server.log");
+  Child server(
+      {memcached, "-U", port, "-p", "0", "-l", "127.0.0.1", "-t", "1", "-u", "root", "-m", "64"},
+      tag_ + ".server.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(server.alive()) << server.log();
-  const int rc = run_loadgen({"--backend", "socket", "--lcores", "0", "--server-port", port,
-                              "--src-port", std::to_string(30000 + ::getpid() % 20000),
-                              "--keys", "1000", "--get-ratio", "0.8", "--rate", "10k",
-                              "--duration", "1", "--warmup", "0.2", "--retries", "2",
-                              "--progress", "0", "--csv", tag_ + ".csv"});
+  const int rc = run_loadgen(
+      {"--backend",     "socket", "--lcores",    "0",
+       "--server-port", port,     "--src-port",  std::to_string(30000 + ::getpid() % 20000),
+       "--keys",        "1000",   "--get-ratio", "0.8",
+       "--rate",        "10k",    "--duration",  "1",
+       "--warmup",      "0.2",    "--retries",   "2",
+       "--progress",    "0",      "--csv",       tag_ + ".csv"});
   ASSERT_TRUE(rc == 0 || rc == 2) << loadgen_log_;
   const auto rows = read_csv(tag_ + ".csv");
   ASSERT_EQ(rows.size(), 1u) << loadgen_log_;
@@ -245,7 +254,8 @@ TEST_F(LoadgenE2E, KernelSocketsAgainstStockMemcached) {
 
 TEST_F(LoadgenE2E, NoServerIsAClearErrorNotAHang) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int rc = run_loadgen({"--vdev", vdev_client(), "--connect-timeout", "2", "--progress", "0"}, 30);
+  const int rc =
+      run_loadgen({"--vdev", vdev_client(), "--connect-timeout", "2", "--progress", "0"}, 30);
   EXPECT_EQ(rc, 1) << loadgen_log_;
   EXPECT_NE(loadgen_log_.find("server running"), std::string::npos) << loadgen_log_;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));

@@ -1,13 +1,15 @@
 // Flags, the TOML config file and output formats: bad input names the flag, files are strict.
+#include "tools/loadgen/options.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include "tools/loadgen/options.h"
 #include "tools/loadgen/report.h"
 
 namespace fm::loadgen {
@@ -30,7 +32,8 @@ std::string error_of(std::vector<std::string> args) {
 class TempFile {
  public:
   explicit TempFile(const std::string& text) {
-    path_ = "/tmp/loadgen-options-test-" + std::to_string(::getpid()) + "-" + std::to_string(n_++) + ".toml";
+    path_ = "/tmp/loadgen-options-test-" + std::to_string(::getpid()) + "-" + std::to_string(n_++) +
+            ".toml";
     std::ofstream(path_) << text;
   }
   ~TempFile() { ::unlink(path_.c_str()); }
@@ -107,14 +110,46 @@ TEST(Flags, HelpListsEveryFlag) {
   ASSERT_FALSE(o.is_ok());
   EXPECT_EQ(o.status().code(), Errc::kNotFound);
   const std::string& help = o.status().message();
-  for (const char* f : {"--backend", "--lcores", "--vdev", "--pci", "--hugepages", "--memory-mb",
-                        "--mbufs", "--eal-arg", "--ip", "--server-ip", "--server-port", "--src-port",
-                        "--udp-checksum", "--connect-timeout", "--keys", "--key-dist",
-                        "--value-size", "--get-ratio", "--no-preload", "--preload-window",
-                        "--no-verify", "--rate", "--arrival", "--duration", "--requests",
-                        "--warmup", "--timeout-ms", "--late-us", "--min-adherence", "--flows",
-                        "--seed", "--stop-p99-us", "--retries", "--pause", "--csv", "--json", "--label",
-                        "--progress", "--quiet", "--config"}) {
+  for (const char* f : {"--backend",
+                        "--lcores",
+                        "--vdev",
+                        "--pci",
+                        "--hugepages",
+                        "--memory-mb",
+                        "--mbufs",
+                        "--eal-arg",
+                        "--ip",
+                        "--server-ip",
+                        "--server-port",
+                        "--src-port",
+                        "--udp-checksum",
+                        "--connect-timeout",
+                        "--keys",
+                        "--key-dist",
+                        "--value-size",
+                        "--get-ratio",
+                        "--no-preload",
+                        "--preload-window",
+                        "--no-verify",
+                        "--rate",
+                        "--arrival",
+                        "--duration",
+                        "--requests",
+                        "--warmup",
+                        "--timeout-ms",
+                        "--late-us",
+                        "--min-adherence",
+                        "--flows",
+                        "--seed",
+                        "--stop-p99-us",
+                        "--retries",
+                        "--pause",
+                        "--csv",
+                        "--json",
+                        "--label",
+                        "--progress",
+                        "--quiet",
+                        "--config"}) {
     EXPECT_NE(help.find(f), std::string::npos) << f;
   }
 }
@@ -139,6 +174,16 @@ timeout-ms = 50
   EXPECT_FALSE(o->verify);
   EXPECT_DOUBLE_EQ(o->timeout_ms, 50);
   EXPECT_EQ(o->config_file, f.path());
+}
+
+TEST(ConfigFile, TheShippedExampleIsValid) {
+  const char* path = std::getenv("LOADGEN_EXAMPLE");
+  if (path == nullptr) GTEST_SKIP() << "LOADGEN_EXAMPLE (tools/loadgen/example.toml) is not set";
+  auto o = parse({"--config", path});
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  EXPECT_EQ(o->key_dist, "zipf:0.99");
+  EXPECT_EQ(o->rates.size(), 10u);
+  EXPECT_EQ(o->retries, 2u);
 }
 
 TEST(ConfigFile, UnknownKeysAndBadValuesAreNamed) {
@@ -186,11 +231,13 @@ TEST(Output, CsvHasEveryColumnAndInfForDrops) {
   std::vector<Field> f = config_fields(o, 1, "2024-01-01T00:00:00Z");
   for (Field& x : point_fields(r)) f.push_back(std::move(x));
   const std::string header = csv_header(f), row = csv_row(f);
-  for (const char* col : {"label", "backend", "cores", "keys", "key_dist", "value_size",
-                          "get_ratio", "arrival", "timeout_ms", "seed", "offered_rps",
-                          "achieved_rps", "p50_us", "p99_us", "p999_us", "drops", "wrong",
-                          "adherence_pct", "attempts", "all_p9999_us", "get_p50_us", "set_max_us",
-                          "get_timeouts", "set_server_errors", "valid", "invalid_reason"}) {
+  for (const char* col : {"label",      "backend",       "cores",        "keys",
+                          "key_dist",   "value_size",    "get_ratio",    "arrival",
+                          "timeout_ms", "seed",          "offered_rps",  "achieved_rps",
+                          "p50_us",     "p99_us",        "p999_us",      "drops",
+                          "wrong",      "adherence_pct", "attempts",     "all_p9999_us",
+                          "get_p50_us", "set_max_us",    "get_timeouts", "set_server_errors",
+                          "valid",      "invalid_reason"}) {
     EXPECT_NE(("," + header + ",").find(std::string(",") + col + ","), std::string::npos) << col;
   }
   // Same number of cells; infinite latency is "inf"; the row says INVALID.

@@ -1,12 +1,12 @@
 // The open-loop schedule: exponential inter-arrival times with the requested mean (statistical
 // tests with fixed seeds), constant spacing, determinism, and the GET/SET mix.
+#include "tools/loadgen/schedule.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
-
-#include "tools/loadgen/schedule.h"
 
 namespace fm::loadgen {
 namespace {

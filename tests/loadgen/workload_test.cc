@@ -1,4 +1,6 @@
 // Key popularity (Zipf, uniform), value sizes, request encoding and reply verification.
+#include "tools/loadgen/workload.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <vector>
 
 #include "tools/loadgen/distributions.h"
-#include "tools/loadgen/workload.h"
 
 namespace fm::loadgen {
 namespace {
@@ -135,8 +136,8 @@ TEST(ValueSizes, FormsParseAndStayInBounds) {
 }
 
 TEST(ValueSizes, BadSpecsNameTheFlag) {
-  for (const char* bad : {"0", "1301", "abc", "uniform:5", "uniform:20-10", "exp:0", "fixed:",
-                          "pareto:1"}) {
+  for (const char* bad :
+       {"0", "1301", "abc", "uniform:5", "uniform:20-10", "exp:0", "fixed:", "pareto:1"}) {
     auto d = ValueSizes::parse(bad, "--value-size");
     ASSERT_FALSE(d.is_ok()) << bad;
     EXPECT_NE(d.status().message().find("--value-size"), std::string::npos);
@@ -151,8 +152,8 @@ std::string body_of(const uint8_t* buf, size_t len) {
 std::string get_reply(uint64_t key, const std::string& value) {
   char k[kKeyLen];
   key_text(key, k);
-  return "VALUE " + std::string(k, kKeyLen) + " 0 " + std::to_string(value.size()) + "\r\n" + value +
-         "\r\nEND\r\n";
+  return "VALUE " + std::string(k, kKeyLen) + " 0 " + std::to_string(value.size()) + "\r\n" +
+         value + "\r\nEND\r\n";
 }
 
 std::string value_of(uint64_t key, uint32_t len) {
@@ -192,13 +193,18 @@ TEST(Workload, GetRepliesAreVerified) {
   EXPECT_EQ(check_get_reply(get_reply(5, bad), 5, 100, true), ReplyOutcome::kWrongValue);
   EXPECT_EQ(check_get_reply(get_reply(5, bad), 5, 100, false), ReplyOutcome::kOk);
   // Another key's value under the right name, the right value under another name, wrong length.
-  EXPECT_EQ(check_get_reply(get_reply(5, value_of(6, 100)), 5, 100, true), ReplyOutcome::kWrongValue);
-  EXPECT_EQ(check_get_reply(get_reply(6, value_of(5, 100)), 5, 100, true), ReplyOutcome::kWrongValue);
-  EXPECT_EQ(check_get_reply(get_reply(5, value_of(5, 99)), 5, 100, true), ReplyOutcome::kWrongValue);
+  EXPECT_EQ(check_get_reply(get_reply(5, value_of(6, 100)), 5, 100, true),
+            ReplyOutcome::kWrongValue);
+  EXPECT_EQ(check_get_reply(get_reply(6, value_of(5, 100)), 5, 100, true),
+            ReplyOutcome::kWrongValue);
+  EXPECT_EQ(check_get_reply(get_reply(5, value_of(5, 99)), 5, 100, true),
+            ReplyOutcome::kWrongValue);
   EXPECT_EQ(check_get_reply("END\r\n", 5, 100, true), ReplyOutcome::kMiss);
-  EXPECT_EQ(check_get_reply("SERVER_ERROR out of memory\r\n", 5, 100, true), ReplyOutcome::kServerError);
+  EXPECT_EQ(check_get_reply("SERVER_ERROR out of memory\r\n", 5, 100, true),
+            ReplyOutcome::kServerError);
   EXPECT_EQ(check_get_reply("ERROR\r\n", 5, 100, true), ReplyOutcome::kServerError);
-  EXPECT_EQ(check_get_reply("VALUE k0000000005 0 100\r\nshort", 5, 100, true), ReplyOutcome::kMalformed);
+  EXPECT_EQ(check_get_reply("VALUE k0000000005 0 100\r\nshort", 5, 100, true),
+            ReplyOutcome::kMalformed);
   EXPECT_EQ(check_get_reply("hello", 5, 100, true), ReplyOutcome::kMalformed);
   EXPECT_EQ(check_get_reply("", 5, 100, true), ReplyOutcome::kMalformed);
 }
@@ -206,7 +212,8 @@ TEST(Workload, GetRepliesAreVerified) {
 TEST(Workload, SetRepliesAreChecked) {
   EXPECT_EQ(check_set_reply("STORED\r\n"), ReplyOutcome::kOk);
   EXPECT_EQ(check_set_reply("NOT_STORED\r\n"), ReplyOutcome::kServerError);
-  EXPECT_EQ(check_set_reply("SERVER_ERROR object too large for cache\r\n"), ReplyOutcome::kServerError);
+  EXPECT_EQ(check_set_reply("SERVER_ERROR object too large for cache\r\n"),
+            ReplyOutcome::kServerError);
   EXPECT_EQ(check_set_reply("STORED"), ReplyOutcome::kMalformed);
 }
 

@@ -26,7 +26,9 @@ bench_build() {
 machine_info() {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "host: $(uname -sr), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-  if grep -q hypervisor /proc/cpuinfo; then echo "virtualised: yes ($(systemd-detect-virt 2>/dev/null || echo unknown))"; fi
+  if grep -q hypervisor /proc/cpuinfo; then
+    echo "virtualised: $(lscpu 2>/dev/null | awk -F: '/Hypervisor vendor/ {gsub(/^ +/, "", $2); print $2}') VM ($(nproc) vCPUs)"
+  fi
   echo "memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); free 2 MiB hugepages: $(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages 2>/dev/null || echo 0)"
   echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"

@@ -17,12 +17,12 @@ namespace fm::loadgen {
 
 /// One rate point, as every core must run it.
 struct PointSpec {
-  uint32_t index = 0;        // position in the sweep (seeds differ per point)
-  double rate = 0;           // requests/s over all cores
+  uint32_t index = 0;  // position in the sweep (seeds differ per point)
+  double rate = 0;     // requests/s over all cores
   const WorkloadSpec* workload = nullptr;
   double warmup_s = 0;
   double duration_s = 0;
-  uint64_t requests = 0;     // > 0: measure this many (over all cores) instead of duration
+  uint64_t requests = 0;  // > 0: measure this many (over all cores) instead of duration
   uint64_t seed = 1;
 };
 
@@ -38,7 +38,8 @@ class Backend {
   /// Stores keys [0, keys) on all cores at once (core i takes i, i+n, ...), closed loop.
   virtual PreloadResult preload(uint64_t keys, uint32_t window, uint32_t retries) = 0;
   /// Runs one rate point on every core; one result per core.
-  virtual std::vector<CoreResult> run_point(const PointSpec& p, std::span<ProgressSlot> progress) = 0;
+  virtual std::vector<CoreResult> run_point(const PointSpec& p,
+                                            std::span<ProgressSlot> progress) = 0;
 };
 
 /// The engine settings implied by the options on a clock of `hz` ticks per second.
@@ -59,8 +60,8 @@ inline EngineConfig engine_config(const Options& o, double hz, uint32_t flows,
 /// `start`. The same on every backend: per-core Poisson streams of rate/ncores superpose to
 /// one Poisson stream of the full rate.
 template <class Transport>
-CoreResult run_core_point(Engine<Transport>& e, const PointSpec& p, uint32_t core,
-                          uint32_t ncores, double hz, uint64_t start, ProgressSlot* slot) {
+CoreResult run_core_point(Engine<Transport>& e, const PointSpec& p, uint32_t core, uint32_t ncores,
+                          double hz, uint64_t start, ProgressSlot* slot) {
   Schedule sched(*p.workload, p.rate / ncores, hz, derive_seed(p.seed, p.index, core),
                  double(core) / double(ncores));
   PointPlan plan;

@@ -21,13 +21,15 @@ Result<KeyDist> KeyDist::parse(std::string_view spec, uint64_t keys, std::string
     if (!s || !(*s > 0) || *s > 10) {
       return error(Errc::kInvalidArgument,
                    fmt::format("{}: '{}': the Zipf exponent must be a number in (0, 10], e.g. "
-                               "zipf:0.99", flag, spec));
+                               "zipf:0.99",
+                               flag, spec));
     }
     return KeyDist::zipf(keys, *s);
   }
   return error(Errc::kInvalidArgument,
                fmt::format("{}: '{}' is not a key distribution: use uniform or zipf:S (e.g. "
-                           "zipf:0.99)", flag, spec));
+                           "zipf:0.99)",
+                           flag, spec));
 }
 
 std::string KeyDist::describe() const {
@@ -38,7 +40,8 @@ Result<ValueSizes> ValueSizes::parse(std::string_view spec, std::string_view fla
   const auto bad = [&](std::string_view why) {
     return error(Errc::kInvalidArgument,
                  fmt::format("{}: '{}': {} (forms: N, fixed:N, uniform:MIN-MAX, exp:MEAN, etc; "
-                             "sizes 1..{})", flag, spec, why, kMaxValueSize));
+                             "sizes 1..{})",
+                             flag, spec, why, kMaxValueSize));
   };
   const auto size = [&](std::string_view t) -> std::optional<uint32_t> {
     auto v = parse_count(t);
@@ -72,10 +75,14 @@ Result<ValueSizes> ValueSizes::parse(std::string_view spec, std::string_view fla
 
 std::string ValueSizes::describe() const {
   switch (kind_) {
-    case Kind::kFixed: return std::to_string(min_);
-    case Kind::kUniform: return fmt::format("uniform:{}-{}", min_, max_);
-    case Kind::kExponential: return fmt::format("exp:{:g}", param_);
-    case Kind::kEtc: return "etc";
+    case Kind::kFixed:
+      return std::to_string(min_);
+    case Kind::kUniform:
+      return fmt::format("uniform:{}-{}", min_, max_);
+    case Kind::kExponential:
+      return fmt::format("exp:{:g}", param_);
+    case Kind::kEtc:
+      return "etc";
   }
   return "?";
 }

@@ -50,7 +50,8 @@ class ZipfSampler {
     return std::abs(x) > 1e-8 ? std::log1p(x) / x : 1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x));
   }
   static double helper2(double x) {
-    return std::abs(x) > 1e-8 ? std::expm1(x) / x : 1.0 + x * 0.5 * (1.0 + x / 3.0 * (1.0 + 0.25 * x));
+    return std::abs(x) > 1e-8 ? std::expm1(x) / x
+                              : 1.0 + x * 0.5 * (1.0 + x / 3.0 * (1.0 + 0.25 * x));
   }
 
   uint64_t n_;
@@ -109,10 +110,17 @@ class ValueSizes {
     const double u = double(splitmix64(st) >> 11) * 0x1.0p-53;  // [0, 1)
     double v = 0;
     switch (kind_) {
-      case Kind::kFixed: break;
-      case Kind::kUniform: v = double(min_) + std::floor(u * double(max_ - min_ + 1)); break;
-      case Kind::kExponential: v = std::ceil(-std::log1p(-u) * param_); break;
-      case Kind::kEtc: v = std::ceil(214.476 * (std::pow(1.0 - u, -0.348238) - 1.0) / 0.348238); break;
+      case Kind::kFixed:
+        break;
+      case Kind::kUniform:
+        v = double(min_) + std::floor(u * double(max_ - min_ + 1));
+        break;
+      case Kind::kExponential:
+        v = std::ceil(-std::log1p(-u) * param_);
+        break;
+      case Kind::kEtc:
+        v = std::ceil(214.476 * (std::pow(1.0 - u, -0.348238) - 1.0) / 0.348238);
+        break;
     }
     if (!(v >= double(min_))) v = double(min_);
     if (v > double(max_)) v = double(max_);

@@ -5,12 +5,11 @@
 // a per-flow header template into bulk-allocated mbufs and parses replies with a few compares,
 // because at millions of requests per second net::Stack's general path (software checksums,
 // one allocation per frame) would make the loadgen, not the server, the bottleneck.
+#include <fmt/core.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
-
-#include <fmt/core.h>
 
 #include <cstring>
 #include <functional>
@@ -36,8 +35,8 @@ inline void store_be16(uint8_t* p, uint16_t v) {
 
 // Offsets in an Ethernet + IPv4 (no options) + UDP frame.
 constexpr size_t kEthType = 12, kIp = 14, kIpLen = kIp + 2, kIpFrag = kIp + 6, kIpProto = kIp + 9,
-                 kIpSum = kIp + 10, kIpDst = kIp + 16, kUdp = 34, kUdpSrc = kUdp, kUdpDst = kUdp + 2,
-                 kUdpLen = kUdp + 4, kUdpSum = kUdp + 6;
+                 kIpSum = kIp + 10, kIpDst = kIp + 16, kUdp = 34, kUdpSrc = kUdp,
+                 kUdpDst = kUdp + 2, kUdpLen = kUdp + 4, kUdpSum = kUdp + 6;
 
 /// One core's queue pair as an Engine transport. Owner core only; no allocation after setup.
 class DpdkTransport {
@@ -46,7 +45,11 @@ class DpdkTransport {
 
   DpdkTransport(net::Port& port, uint16_t queue, const net::Identity& me, uint32_t flows,
                 bool udp_checksum)
-      : port_(port), queue_(queue), me_(me), flows_(flows), udp_checksum_(udp_checksum),
+      : port_(port),
+        queue_(queue),
+        me_(me),
+        flows_(flows),
+        udp_checksum_(udp_checksum),
         templates_(flows) {}
 
   ~DpdkTransport() {
@@ -127,7 +130,8 @@ class DpdkTransport {
         const uint32_t udp_len = load_be16(d + kUdpLen);
         const uint32_t ip_len = load_be16(d + kIpLen);
         if (flow < flows_ && udp_len >= 8 && ip_len == udp_len + 20 && kIp + ip_len <= len) {
-          sink.on_datagram(flow, std::span<const uint8_t>(d + net::kUdpHeadersLen, udp_len - 8), now);
+          sink.on_datagram(flow, std::span<const uint8_t>(d + net::kUdpHeadersLen, udp_len - 8),
+                           now);
           continue;
         }
       }
@@ -197,7 +201,8 @@ class DpdkTransport {
     if (c.kind == net::Classified::Kind::kArpRequest) {
       rte_mbuf* r = rte_pktmbuf_alloc(port_.pool());
       if (!r) return;
-      const size_t n = net::build_arp_reply(frame, me_, {rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r)});
+      const size_t n = net::build_arp_reply(
+          frame, me_, {rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r)});
       r->data_len = uint16_t(n);
       r->pkt_len = r->data_len;
       if (tx_n_ == kBurst) send_batch();
@@ -243,11 +248,14 @@ class DpdkBackend : public Backend {
     EalOptions eal;
     eal.lcores = o.lcores;
     eal.memory_mb = o.memory_mb;
-    eal.hugepages = o.hugepages == "on" ? HugepageMode::kOn
-                    : o.hugepages == "off" ? HugepageMode::kOff : HugepageMode::kAuto;
+    eal.hugepages = o.hugepages == "on"    ? HugepageMode::kOn
+                    : o.hugepages == "off" ? HugepageMode::kOff
+                                           : HugepageMode::kAuto;
     eal.extra_args = o.eal_args;
-    if (o.pci.empty()) eal.vdevs.push_back(o.vdev);
-    else eal.pci_allow.push_back(o.pci);
+    if (o.pci.empty())
+      eal.vdevs.push_back(o.vdev);
+    else
+      eal.pci_allow.push_back(o.pci);
     auto ei = eal_init(eal, "loadgen");
     if (!ei) return ei.status();
     b->eal_up_ = true;
@@ -259,10 +267,11 @@ class DpdkBackend : public Backend {
     const uint16_t n = uint16_t(o.lcores.size());
     auto port = net::Port::open(popts, n);
     if (!port) {
-      return error(port.status().code(), port.status().message() +
-                   " (a memif client fails to start when no server listens on the socket named "
-                   "in --vdev: is the server running? The loadgen opens one queue pair per "
-                   "--lcores entry)");
+      return error(port.status().code(),
+                   port.status().message() +
+                       " (a memif client fails to start when no server listens on the socket named "
+                       "in --vdev: is the server running? The loadgen opens one queue pair per "
+                       "--lcores entry)");
     }
     b->port_ = std::move(port.value());
     auto my_ip = net::parse_ipv4(o.ip, "--ip");
@@ -270,11 +279,13 @@ class DpdkBackend : public Backend {
     if (!my_ip) return my_ip.status();
     if (!srv_ip) return srv_ip.status();
     if (!b->wait_link(o.connect_timeout_s)) {
-      return error(Errc::kUnavailable, fmt::format(
-          "port '{}' did not come up within {} s (--connect-timeout): is the server running, "
-          "on the memif socket named in --vdev? A memif server must also have at least as many "
-          "queue pairs as the loadgen has --lcores ({}): kvserver has one per eal.lcores entry",
-          b->port_->name(), o.connect_timeout_s, n));
+      return error(
+          Errc::kUnavailable,
+          fmt::format(
+              "port '{}' did not come up within {} s (--connect-timeout): is the server running, "
+              "on the memif socket named in --vdev? A memif server must also have at least as many "
+              "queue pairs as the loadgen has --lcores ({}): kvserver has one per eal.lcores entry",
+              b->port_->name(), o.connect_timeout_s, n));
     }
     const EngineConfig ec = engine_config(o, double(tsc_hz()), flows, values, &stop_requested);
     for (uint16_t q = 0; q < n; ++q) {
@@ -297,9 +308,9 @@ class DpdkBackend : public Backend {
   double hz() const override { return double(tsc_hz()); }
   uint32_t cores() const override { return uint32_t(cores_.size()); }
   std::string describe() const override {
-    return fmt::format("dpdk port '{}' ({}), {} queue pair(s), server {}:{} at {}",
-                       port_->name(), hugepages_ ? "hugepages" : "no hugepages", cores_.size(),
-                       o_->server_ip, o_->server_port, server_mac_.to_string());
+    return fmt::format("dpdk port '{}' ({}), {} queue pair(s), server {}:{} at {}", port_->name(),
+                       hugepages_ ? "hugepages" : "no hugepages", cores_.size(), o_->server_ip,
+                       o_->server_port, server_mac_.to_string());
   }
 
   PreloadResult preload(uint64_t keys, uint32_t window, uint32_t retries) override {

@@ -100,7 +100,8 @@ class Engine {
         while (!sched_done && plan.start + next.at <= due_by && in_burst < kSendBurst) {
           bool measured = false;
           if (next.at >= plan.measure_from) {
-            if (plan.measure_count ? measured_seen == plan.measure_count : next.at >= plan.measure_until) {
+            if (plan.measure_count ? measured_seen == plan.measure_count
+                                   : next.at >= plan.measure_until) {
               sched_done = true;
               window_end = next.at;
               break;
@@ -156,7 +157,8 @@ class Engine {
         if (round_keys.empty()) break;
       }
       uint64_t idx = 0;
-      const uint64_t total = from_list ? round_keys.size() : (keys > first ? (keys - first + stride - 1) / stride : 0);
+      const uint64_t total =
+          from_list ? round_keys.size() : (keys > first ? (keys - first + stride - 1) / stride : 0);
       while ((idx < total || outstanding_ != 0) && !(cfg_.stop && cfg_.stop())) {
         const uint64_t now = t_.now();
         while (idx < total && outstanding_ < window) {
@@ -199,12 +201,17 @@ class Engine {
       return;
     }
     ReplyOutcome o;
-    if (total != 1) o = ReplyOutcome::kMalformed;  // values are sized to fit one datagram
-    else if (s.op == Op::kGet) o = check_get_reply(body, s.key, s.value_len, cfg_.verify);
-    else o = check_set_reply(body);
+    if (total != 1)
+      o = ReplyOutcome::kMalformed;  // values are sized to fit one datagram
+    else if (s.op == Op::kGet)
+      o = check_get_reply(body, s.key, s.value_len, cfg_.verify);
+    else
+      o = check_set_reply(body);
     if (preloading_) {
-      if (o == ReplyOutcome::kOk) ++preload_stored_;
-      else preload_failed_.push_back(s.key);
+      if (o == ReplyOutcome::kOk)
+        ++preload_stored_;
+      else
+        preload_failed_.push_back(s.key);
       return;
     }
     progress_->replies.add();
@@ -213,11 +220,20 @@ class Engine {
     ++st.completed;
     st.latency.record(uint64_t(double(now > s.due ? now - s.due : 0) * cfg_.ns_per_tick));
     switch (o) {
-      case ReplyOutcome::kOk: break;
-      case ReplyOutcome::kMiss: ++st.misses; break;
-      case ReplyOutcome::kWrongValue: ++st.wrong; break;
-      case ReplyOutcome::kServerError: ++st.server_errors; break;
-      case ReplyOutcome::kMalformed: ++st.malformed; break;
+      case ReplyOutcome::kOk:
+        break;
+      case ReplyOutcome::kMiss:
+        ++st.misses;
+        break;
+      case ReplyOutcome::kWrongValue:
+        ++st.wrong;
+        break;
+      case ReplyOutcome::kServerError:
+        ++st.server_errors;
+        break;
+      case ReplyOutcome::kMalformed:
+        ++st.malformed;
+        break;
     }
   }
 
@@ -279,8 +295,8 @@ class Engine {
     std::span<uint8_t> buf = t_.tx_begin(flow);
     if (buf.size() < kMaxRequestLen) return false;
     const uint32_t vlen = cfg_.values->size_for(key);
-    const size_t len = op == Op::kGet ? encode_get(buf.data(), id, key)
-                                      : encode_set(buf.data(), id, key, vlen);
+    const size_t len =
+        op == Op::kGet ? encode_get(buf.data(), id, key) : encode_set(buf.data(), id, key, vlen);
     t_.tx_commit(flow, len);
     Slot& s = slots_[next_seq_ & (cap_ - 1)];
     s.due = due;

@@ -5,9 +5,8 @@
 // loadgen core could do if the NIC/memif cost nothing: an upper bound for any backend.
 #include <sched.h>
 
-#include <algorithm>
-
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -41,7 +40,8 @@ class InstantTransport {
     const uint32_t n = n_;
     if (n == 0) return 0;
     const uint64_t t = rdtsc_now();
-    for (uint32_t i = 0; i < n; ++i) sink.on_datagram(pending_[i].flow, {pending_[i].bytes, pending_[i].len}, t);
+    for (uint32_t i = 0; i < n; ++i)
+      sink.on_datagram(pending_[i].flow, {pending_[i].bytes, pending_[i].len}, t);
     n_ = 0;
     return n;
   }
@@ -70,9 +70,11 @@ int main(int argc, char** argv) {
   app.add_option("--duration", seconds, "seconds per rate")->capture_default_str();
   app.add_option("--rates", rates, "rates to try (req/s)")->delimiter(',')->capture_default_str();
   app.add_option("--cpu", cpu, "pin to this CPU (-1: do not pin)")->capture_default_str();
-  app.add_option("--hiccups", hiccup_s, "first measure for this many seconds how much of the "
+  app.add_option("--hiccups", hiccup_s,
+                 "first measure for this many seconds how much of the "
                  "time this CPU is taken away (gaps > 10 us in a tight TSC loop): the machine's "
-                 "noise floor, which bounds any generator's schedule adherence")->capture_default_str();
+                 "noise floor, which bounds any generator's schedule adherence")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (cpu >= 0) {
     cpu_set_t set;
@@ -93,9 +95,10 @@ int main(int argc, char** argv) {
       }
       prev = t;
     }
-    std::printf("noise floor: %.3f%% of %.0f s lost in %lu stalls > 10 us (longest %.0f us, %.1f/s)\n",
-                100.0 * double(lost) / (hiccup_s * hz), hiccup_s, (unsigned long)n,
-                double(longest) * 1e6 / hz, double(n) / hiccup_s);
+    std::printf(
+        "noise floor: %.3f%% of %.0f s lost in %lu stalls > 10 us (longest %.0f us, %.1f/s)\n",
+        100.0 * double(lost) / (hiccup_s * hz), hiccup_s, (unsigned long)n,
+        double(longest) * 1e6 / hz, double(n) / hiccup_s);
   }
   const KeyDist keys = KeyDist::uniform(10000);
   const ValueSizes values = ValueSizes::fixed(128);

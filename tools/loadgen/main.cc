@@ -32,8 +32,9 @@ int run(Options& o) {
   const uint32_t flows = o.flows ? o.flows : auto_flows(max_rate / ncores, o.timeout_ms * 1e-3);
 
   install_stop_signals();
-  auto backend = o.backend_kind == BackendKind::kDpdk ? make_dpdk_backend(o, flows, &values.value())
-                                                      : make_socket_backend(o, flows, &values.value());
+  auto backend = o.backend_kind == BackendKind::kDpdk
+                     ? make_dpdk_backend(o, flows, &values.value())
+                     : make_socket_backend(o, flows, &values.value());
   if (!backend) {
     std::fprintf(stderr, "loadgen: %s\n", backend.status().message().c_str());
     return 1;
@@ -52,11 +53,14 @@ int run(Options& o) {
     const double secs = double(rdtsc_now() - t0) / b.hz();
     if (!o.quiet) {
       std::printf("preload: %lu keys (values %s B) in %.2f s, %lu not stored\n",
-                  (unsigned long)o.keys, values->describe().c_str(), secs, (unsigned long)pr.failed);
+                  (unsigned long)o.keys, values->describe().c_str(), secs,
+                  (unsigned long)pr.failed);
     }
     if (pr.failed) {
-      std::fprintf(stderr, "loadgen: warning: %lu of %lu keys could not be stored; their GETs "
-                   "will count as misses\n", (unsigned long)pr.failed, (unsigned long)o.keys);
+      std::fprintf(stderr,
+                   "loadgen: warning: %lu of %lu keys could not be stored; their GETs "
+                   "will count as misses\n",
+                   (unsigned long)pr.failed, (unsigned long)o.keys);
     }
     if (stop_requested()) return 1;
   }
@@ -65,8 +69,8 @@ int run(Options& o) {
   rep.begin(fmt::format(
       "loadgen: {}; {} core(s) on CPU {}; {} flow(s)/core; keys {} {}; values {} B; GET {:.0f}%; "
       "{} arrivals; warm-up {:g} s; {}; timeout {:g} ms; late > {:g} us",
-      b.describe(), ncores, fmt::format("{}", o.lcores[0]) + (ncores > 1 ? "+" : ""), flows,
-      o.keys, keys->describe(), values->describe(), o.get_ratio * 100, o.arrival, o.warmup_s,
+      b.describe(), ncores, fmt::format("{}", o.lcores[0]) + (ncores > 1 ? "+" : ""), flows, o.keys,
+      keys->describe(), values->describe(), o.get_ratio * 100, o.arrival, o.warmup_s,
       o.requests ? fmt::format("{} requests per point", o.requests)
                  : fmt::format("{:g} s per point", o.duration_s),
       o.timeout_ms, o.late_us));
@@ -85,7 +89,8 @@ int run(Options& o) {
     p.duration_s = o.duration_s;
     p.requests = o.requests;
     p.seed = o.seed;
-    const double expected_s = o.warmup_s + (o.requests ? double(o.requests) / p.rate : o.duration_s);
+    const double expected_s =
+        o.warmup_s + (o.requests ? double(o.requests) / p.rate : o.duration_s);
     PointReport r;
     for (uint32_t attempt = 1;; ++attempt) {
       for (auto& s : slots) {
@@ -120,7 +125,8 @@ int run(Options& o) {
     }
   }
   const uint64_t invalid = rep.finish();
-  if (wrong) std::fprintf(stderr, "loadgen: %lu GET replies had wrong values\n", (unsigned long)wrong);
+  if (wrong)
+    std::fprintf(stderr, "loadgen: %lu GET replies had wrong values\n", (unsigned long)wrong);
   return (invalid == 0 && wrong == 0) ? 0 : 2;
 }
 

@@ -2,13 +2,13 @@
 #include "tools/loadgen/options.h"
 
 #include <fmt/core.h>
+#include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <memory>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "net/packet.h"
 #include "tools/loadgen/spec_parse.h"
@@ -39,11 +39,14 @@ class TomlConfig : public CLI::ConfigBase {
     std::vector<CLI::ConfigItem> items;
     for (const auto& [k, node] : table) {
       std::string name(k.str());
-      for (char& c : name) if (c == '_') c = '-';
+      for (char& c : name)
+        if (c == '_') c = '-';
       const CLI::Option* op = app_->get_option_no_throw("--" + name);
       if (op == nullptr || name == "config" || name == "help") {
-        throw CLI::ConfigError(fmt::format("{}: unknown key '{}' (keys are the long flag names "
-                                           "of --help, without the dashes)", file_, k.str()));
+        throw CLI::ConfigError(
+            fmt::format("{}: unknown key '{}' (keys are the long flag names "
+                        "of --help, without the dashes)",
+                        file_, k.str()));
       }
       CLI::ConfigItem item;
       item.name = name;
@@ -63,8 +66,10 @@ class TomlConfig : public CLI::ConfigBase {
     if (auto b = n.value_exact<bool>()) return *b ? "true" : "false";
     if (auto i = n.value_exact<int64_t>()) return std::to_string(*i);
     if (auto d = n.value_exact<double>()) return fmt::format("{}", *d);
-    throw CLI::ConfigError(fmt::format("{}: {}: expected a string, number, boolean or an array "
-                                       "of them", file_, key));
+    throw CLI::ConfigError(
+        fmt::format("{}: {}: expected a string, number, boolean or an array "
+                    "of them",
+                    file_, key));
   }
 
   const CLI::App* app_;
@@ -75,90 +80,183 @@ class TomlConfig : public CLI::ConfigBase {
 void add_flags(CLI::App& app, Options& o) {
   app.get_formatter()->column_width(34);
   const char* where = "Where requests go";
-  app.add_option("--backend", o.backend, "dpdk: a DPDK port (kernel bypass, memif client by "
+  app.add_option("--backend", o.backend,
+                 "dpdk: a DPDK port (kernel bypass, memif client by "
                  "default); socket: kernel UDP sockets with sendmmsg/recvmmsg (any memcached -U)")
-      ->check(CLI::IsMember({"dpdk", "socket"}))->capture_default_str()->group(where);
-  app.add_option("--lcores", o.lcores, "CPUs of the load cores, comma-separated; each gets "
+      ->check(CLI::IsMember({"dpdk", "socket"}))
+      ->capture_default_str()
+      ->group(where);
+  app.add_option("--lcores", o.lcores,
+                 "CPUs of the load cores, comma-separated; each gets "
                  "its own queue pair (dpdk) or pinned thread (socket) and source port(s)")
-      ->delimiter(',')->capture_default_str()->group(where);
-  app.add_option("--vdev", o.vdev, "dpdk: the DPDK virtual device (any net_memif/af_packet/"
-                 "af_xdp/tap spec)")->capture_default_str()->group(where);
+      ->delimiter(',')
+      ->capture_default_str()
+      ->group(where);
+  app.add_option("--vdev", o.vdev,
+                 "dpdk: the DPDK virtual device (any net_memif/af_packet/"
+                 "af_xdp/tap spec)")
+      ->capture_default_str()
+      ->group(where);
   app.add_option("--pci", o.pci, "dpdk: a PCI NIC to use instead of --vdev")->group(where);
   app.add_option("--hugepages", o.hugepages, "dpdk: auto | on | off (off = --no-huge)")
-      ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str()->group(where);
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str()
+      ->group(where);
   app.add_option("--memory-mb", o.memory_mb, "dpdk: EAL memory in MiB")
-      ->check(CLI::Range(16u, 1u << 20))->capture_default_str()->group(where);
+      ->check(CLI::Range(16u, 1u << 20))
+      ->capture_default_str()
+      ->group(where);
   app.add_option("--mbufs", o.mbufs, "dpdk: mbufs in the port's pool")
-      ->check(CLI::Range(1023u, 1u << 24))->capture_default_str()->group(where);
-  app.add_option("--eal-arg", o.eal_args, "dpdk: one extra EAL argument, verbatim; repeat for "
-                 "several (e.g. --eal-arg=--single-file-segments)")->allow_extra_args(false)->group(where);
-  app.add_option("--ip", o.ip, "dpdk: this client's IPv4 address")->capture_default_str()->group(where);
-  app.add_option("--server-ip", o.server_ip, "the server's IPv4 address (default 10.77.0.1 for "
-                 "dpdk, 127.0.0.1 for socket)")->group(where);
+      ->check(CLI::Range(1023u, 1u << 24))
+      ->capture_default_str()
+      ->group(where);
+  app.add_option("--eal-arg", o.eal_args,
+                 "dpdk: one extra EAL argument, verbatim; repeat for "
+                 "several (e.g. --eal-arg=--single-file-segments)")
+      ->allow_extra_args(false)
+      ->group(where);
+  app.add_option("--ip", o.ip, "dpdk: this client's IPv4 address")
+      ->capture_default_str()
+      ->group(where);
+  app.add_option("--server-ip", o.server_ip,
+                 "the server's IPv4 address (default 10.77.0.1 for "
+                 "dpdk, 127.0.0.1 for socket)")
+      ->group(where);
   app.add_option("--server-port", o.server_port, "the server's UDP port")
-      ->check(CLI::Range(1, 65535))->capture_default_str()->group(where);
-  app.add_option("--src-port", o.src_port, "first source UDP port; core i flow f sends from "
-                 "src-port + i*flows + f")->check(CLI::Range(1, 65535))->capture_default_str()->group(where);
-  app.add_flag("--udp-checksum", o.udp_checksum, "dpdk: fill UDP checksums (default: 0, i.e. "
-               "none, which IPv4 allows)")->group(where);
-  app.add_option("--connect-timeout", o.connect_timeout_s, "seconds to wait for the link, ARP "
-                 "and the server's first answer")->check(CLI::Range(0.1, 3600.0))->capture_default_str()->group(where);
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str()
+      ->group(where);
+  app.add_option("--src-port", o.src_port,
+                 "first source UDP port; core i flow f sends from "
+                 "src-port + i*flows + f")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str()
+      ->group(where);
+  app.add_flag("--udp-checksum", o.udp_checksum,
+               "dpdk: fill UDP checksums (default: 0, i.e. "
+               "none, which IPv4 allows)")
+      ->group(where);
+  app.add_option("--connect-timeout", o.connect_timeout_s,
+                 "seconds to wait for the link, ARP "
+                 "and the server's first answer")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str()
+      ->group(where);
 
   const char* what = "Workload";
   app.add_option("--keys", o.keys, "key space size: keys k0000000000 .. k<keys-1>")
-      ->check(CLI::Range(uint64_t(1), uint64_t(10'000'000'000)))->capture_default_str()->group(what);
-  app.add_option("--key-dist", o.key_dist, "key popularity: uniform | zipf:S (S > 0; key 0 is "
-                 "the hottest)")->capture_default_str()->group(what);
-  app.add_option("--value-size", o.value_size, "value bytes: N | fixed:N | uniform:MIN-MAX | "
+      ->check(CLI::Range(uint64_t(1), uint64_t(10'000'000'000)))
+      ->capture_default_str()
+      ->group(what);
+  app.add_option("--key-dist", o.key_dist,
+                 "key popularity: uniform | zipf:S (S > 0; key 0 is "
+                 "the hottest)")
+      ->capture_default_str()
+      ->group(what);
+  app.add_option("--value-size", o.value_size,
+                 "value bytes: N | fixed:N | uniform:MIN-MAX | "
                  "exp:MEAN | etc (Facebook ETC); a pure function of the key, 1..1300")
-      ->capture_default_str()->group(what);
+      ->capture_default_str()
+      ->group(what);
   app.add_option("--get-ratio", o.get_ratio, "share of GETs, the rest are SETs")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str()->group(what);
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str()
+      ->group(what);
   app.add_flag("!--no-preload", o.preload, "do not store every key before measuring")->group(what);
   app.add_option("--preload-window", o.preload_window, "SETs in flight per core while preloading")
-      ->check(CLI::Range(1u, 65536u))->capture_default_str()->group(what);
-  app.add_flag("!--no-verify", o.verify, "do not check GET values against what was stored")->group(what);
+      ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str()
+      ->group(what);
+  app.add_flag("!--no-verify", o.verify, "do not check GET values against what was stored")
+      ->group(what);
 
   const char* how = "Load and timing";
-  app.add_option("--rate", o.rate, "offered load in requests/s over all cores: a rate (250k, "
+  app.add_option("--rate", o.rate,
+                 "offered load in requests/s over all cores: a rate (250k, "
                  "1.5M), a list (100k,200k) or ranges FROM:TO:STEP / FROM:TO:xFACTOR; one "
-                 "point each")->capture_default_str()->group(how);
+                 "point each")
+      ->capture_default_str()
+      ->group(how);
   app.add_option("--arrival", o.arrival, "inter-arrival times: poisson (exponential) | constant")
-      ->check(CLI::IsMember({"poisson", "constant"}))->capture_default_str()->group(how);
+      ->check(CLI::IsMember({"poisson", "constant"}))
+      ->capture_default_str()
+      ->group(how);
   app.add_option("--duration", o.duration_s, "measured seconds per rate point")
-      ->check(CLI::Range(0.001, 86400.0))->capture_default_str()->group(how);
-  app.add_option("--requests", o.requests, "measure this many requests per point instead of "
-                 "--duration (0 = use --duration)")->capture_default_str()->group(how);
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--requests", o.requests,
+                 "measure this many requests per point instead of "
+                 "--duration (0 = use --duration)")
+      ->capture_default_str()
+      ->group(how);
   app.add_option("--warmup", o.warmup_s, "seconds sent but not measured before each point")
-      ->check(CLI::Range(0.0, 3600.0))->capture_default_str()->group(how);
-  app.add_option("--timeout-ms", o.timeout_ms, "a reply later than this after its scheduled "
-                 "time is a drop (infinite latency)")->check(CLI::Range(0.01, 60000.0))->capture_default_str()->group(how);
-  app.add_option("--late-us", o.late_us, "a request sent later than this after its scheduled "
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--timeout-ms", o.timeout_ms,
+                 "a reply later than this after its scheduled "
+                 "time is a drop (infinite latency)")
+      ->check(CLI::Range(0.01, 60000.0))
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--late-us", o.late_us,
+                 "a request sent later than this after its scheduled "
                  "time is late (schedule adherence); 0 = 10 for dpdk, 50 for socket, whose "
-                 "sends are syscalls of several us")->check(CLI::Range(0.0, 1e6))->capture_default_str()->group(how);
-  app.add_option("--min-adherence", o.min_adherence, "percent of requests that must be sent "
-                 "on schedule, else the point is INVALID")->check(CLI::Range(0.0, 100.0))->capture_default_str()->group(how);
-  app.add_option("--flows", o.flows, "source ports per core (1, 2, 4 .. 64), each with its own "
-                 "65536 request ids; 0 = enough for rate x timeout")->capture_default_str()->group(how);
-  app.add_option("--seed", o.seed, "seed of every schedule and key choice")->capture_default_str()->group(how);
-  app.add_option("--stop-p99-us", o.stop_p99_us, "end a sweep after the first point whose p99 "
-                 "exceeds this (0 = run every point)")->check(CLI::Range(0.0, 1e12))->capture_default_str()->group(how);
-  app.add_option("--retries", o.retries, "rerun a point that came out INVALID (generator fell "
+                 "sends are syscalls of several us")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--min-adherence", o.min_adherence,
+                 "percent of requests that must be sent "
+                 "on schedule, else the point is INVALID")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--flows", o.flows,
+                 "source ports per core (1, 2, 4 .. 64), each with its own "
+                 "65536 request ids; 0 = enough for rate x timeout")
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--seed", o.seed, "seed of every schedule and key choice")
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--stop-p99-us", o.stop_p99_us,
+                 "end a sweep after the first point whose p99 "
+                 "exceeds this (0 = run every point)")
+      ->check(CLI::Range(0.0, 1e12))
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--retries", o.retries,
+                 "rerun a point that came out INVALID (generator fell "
                  "behind) up to this many times; the row says how many attempts it took")
-      ->check(CLI::Range(0u, 100u))->capture_default_str()->group(how);
+      ->check(CLI::Range(0u, 100u))
+      ->capture_default_str()
+      ->group(how);
   app.add_option("--pause", o.pause_s, "idle seconds between rate points")
-      ->check(CLI::Range(0.0, 60.0))->capture_default_str()->group(how);
+      ->check(CLI::Range(0.0, 60.0))
+      ->capture_default_str()
+      ->group(how);
 
   const char* out = "Output";
-  app.add_option("--csv", o.csv, "write one CSV row per rate point (every field + the "
-                 "configuration) to this file")->group(out);
-  app.add_option("--json", o.json, "write one JSON object per line per rate point to this file")->group(out);
-  app.add_option("--label", o.label, "name of this run in CSV/JSON and plot legends (default: "
-                 "the backend)")->group(out);
+  app.add_option("--csv", o.csv,
+                 "write one CSV row per rate point (every field + the "
+                 "configuration) to this file")
+      ->group(out);
+  app.add_option("--json", o.json, "write one JSON object per line per rate point to this file")
+      ->group(out);
+  app.add_option("--label", o.label,
+                 "name of this run in CSV/JSON and plot legends (default: "
+                 "the backend)")
+      ->group(out);
   app.add_option("--progress", o.progress_s, "seconds between progress lines on stderr (0 = none)")
-      ->check(CLI::Range(0.0, 3600.0))->capture_default_str()->group(out);
-  app.add_flag("--quiet", o.quiet, "no table on stdout (INVALID banners and errors still "
-               "print)")->group(out);
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str()
+      ->group(out);
+  app.add_flag("--quiet", o.quiet,
+               "no table on stdout (INVALID banners and errors still "
+               "print)")
+      ->group(out);
 }
 
 std::string usage_intro() {
@@ -175,13 +273,15 @@ Result<std::vector<double>> parse_rates(std::string_view spec) {
   const auto bad = [&](std::string_view item, std::string_view why) {
     return error(Errc::kInvalidArgument,
                  fmt::format("--rate: '{}': {} (forms: 250k, 100k,200k, FROM:TO:STEP, "
-                             "FROM:TO:xFACTOR)", item, why));
+                             "FROM:TO:xFACTOR)",
+                             item, why));
   };
   if (spec.empty()) return bad(spec, "empty");
   size_t pos = 0;
   while (pos <= spec.size()) {
     const size_t comma = spec.find(',', pos);
-    const std::string_view item = spec.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+    const std::string_view item =
+        spec.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
     pos = comma == std::string_view::npos ? spec.size() + 1 : comma + 1;
     const auto rate = [&](std::string_view t) -> std::optional<double> {
       auto v = parse_number(t);
@@ -224,14 +324,17 @@ Result<Options> parse_args(const std::vector<std::string>& args) {
   add_flags(app, o);
   auto cfg = std::make_shared<TomlConfig>(&app);
   app.config_formatter(cfg);
-  app.set_config("--config", "", "TOML file whose keys are long flag names (rate = \"100k\", "
+  app.set_config("--config", "",
+                 "TOML file whose keys are long flag names (rate = \"100k\", "
                  "lcores = [0, 1], no-verify = true); flags on the command line win")
       ->group("Output");
   app.allow_config_extras(CLI::config_extras_mode::error);
   // The file name for messages: CLI11 hands the formatter only a stream.
   for (size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--config" && i + 1 < args.size()) cfg->set_file(args[i + 1]);
-    else if (args[i].starts_with("--config=")) cfg->set_file(args[i].substr(9));
+    if (args[i] == "--config" && i + 1 < args.size())
+      cfg->set_file(args[i + 1]);
+    else if (args[i].starts_with("--config="))
+      cfg->set_file(args[i].substr(9));
   }
   std::vector<std::string> rev(args.rbegin(), args.rend() - (args.empty() ? 0 : 1));
   try {
@@ -243,7 +346,8 @@ Result<Options> parse_args(const std::vector<std::string>& args) {
     if (dynamic_cast<const CLI::FileError*>(&e) != nullptr) msg = "--config: " + msg;
     return error(Errc::kInvalidArgument, msg);
   }
-  if (const CLI::Option* c = app.get_option("--config"); c && c->count()) o.config_file = c->as<std::string>();
+  if (const CLI::Option* c = app.get_option("--config"); c && c->count())
+    o.config_file = c->as<std::string>();
   return o;
 }
 
@@ -251,7 +355,8 @@ std::string help_text() {
   Options o;
   CLI::App app{usage_intro(), "loadgen"};
   add_flags(app, o);
-  app.set_config("--config", "", "TOML file whose keys are long flag names; flags win")->group("Output");
+  app.set_config("--config", "", "TOML file whose keys are long flag names; flags win")
+      ->group("Output");
   return app.help();
 }
 
@@ -259,7 +364,8 @@ Status validate(Options& o) {
   const auto bad = [](const std::string& m) { return error(Errc::kInvalidArgument, m); };
   o.backend_kind = o.backend == "socket" ? BackendKind::kSocket : BackendKind::kDpdk;
   o.arrival_kind = o.arrival == "constant" ? Arrival::kConstant : Arrival::kPoisson;
-  if (o.server_ip.empty()) o.server_ip = o.backend_kind == BackendKind::kDpdk ? "10.77.0.1" : "127.0.0.1";
+  if (o.server_ip.empty())
+    o.server_ip = o.backend_kind == BackendKind::kDpdk ? "10.77.0.1" : "127.0.0.1";
   if (o.label.empty()) o.label = o.backend;
   if (o.late_us == 0) o.late_us = o.backend_kind == BackendKind::kDpdk ? 10.0 : 50.0;
   if (o.lcores.empty()) return bad("--lcores: at least one CPU is needed");

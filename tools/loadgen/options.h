@@ -27,18 +27,21 @@ struct Options {
   // CPU 0 by default: kvserver's default config runs on CPU 1.
   std::vector<uint32_t> lcores = {0};
   // DPDK: the memif client that meets kvserver's default memif server.
-  std::string vdev = "net_memif0,role=client,socket=/tmp/farmem-memif.sock,socket-abstract=no,mac=02:fa:00:00:00:02";
+  std::string vdev =
+      "net_memif0,role=client,socket=/tmp/"
+      "farmem-memif.sock,socket-abstract=no,mac=02:fa:00:00:00:02";
   std::string pci;                 // DPDK: a PCI NIC instead of vdev
   std::string hugepages = "auto";  // DPDK: auto | on | off
   uint32_t memory_mb = 256;        // DPDK: EAL memory; the mbuf pool needs ~20 MiB
   uint32_t mbufs = 16383;          // DPDK: mbufs in the pool (RX rings + TX in flight + caches)
-  std::vector<std::string> eal_args;  // DPDK: extra EAL arguments, verbatim (e.g. --single-file-segments)
-  std::string ip = "10.77.0.2";    // DPDK: this client's address
-  std::string server_ip;           // empty: 10.77.0.1 (dpdk, kvserver's default) or 127.0.0.1 (socket)
-  uint16_t server_port = 11211;    // memcached's UDP port
-  uint16_t src_port = 40000;       // first source port; core i, flow f uses src_port + i*flows + f
-  bool udp_checksum = false;       // DPDK: UDP checksums on TX (0 = none, legal in IPv4)
-  double connect_timeout_s = 10;   // DPDK: link up + ARP; socket: first reply to a probe
+  std::vector<std::string>
+      eal_args;  // DPDK: extra EAL arguments, verbatim (e.g. --single-file-segments)
+  std::string ip = "10.77.0.2";  // DPDK: this client's address
+  std::string server_ip;  // empty: 10.77.0.1 (dpdk, kvserver's default) or 127.0.0.1 (socket)
+  uint16_t server_port = 11211;   // memcached's UDP port
+  uint16_t src_port = 40000;      // first source port; core i, flow f uses src_port + i*flows + f
+  bool udp_checksum = false;      // DPDK: UDP checksums on TX (0 = none, legal in IPv4)
+  double connect_timeout_s = 10;  // DPDK: link up + ARP; socket: first reply to a probe
   // --- what is asked
   uint64_t keys = 10000;             // key space: k0000000000 .. k(keys-1)
   std::string key_dist = "uniform";  // uniform | zipf:S
@@ -48,27 +51,27 @@ struct Options {
   uint32_t preload_window = 64;      // SETs in flight per core during preload
   bool verify = true;                // check each GET value against what was stored
   // --- how fast and how long
-  std::string rate = "100000";     // offered req/s: N, a list "100k,200k" or ranges "a:b:step"
-  std::string arrival = "poisson"; // poisson | constant
-  double duration_s = 3.0;         // measured seconds per rate point
-  uint64_t requests = 0;           // > 0: measure this many requests per point instead
-  double warmup_s = 0.5;           // sent but not measured, before each point's window
-  double timeout_ms = 100;         // a reply later than this (after its due time) is a drop
-  double late_us = 0;              // a send later than this after its due time is late; 0 = 10
-                                   // for dpdk, 50 for socket (one syscall is the send granularity)
-  double min_adherence = 99.0;     // % on-time sends below which a point is INVALID
-  uint32_t flows = 0;              // source ports per core (power of two <= 64); 0 = auto
-  uint64_t seed = 1;               // every schedule derives from it
-  double stop_p99_us = 0;          // > 0: end a sweep after the first point whose p99 exceeds it
-  double pause_s = 0.2;            // idle time between rate points
-  uint32_t retries = 0;            // rerun an INVALID point up to this many times (noisy hosts)
+  std::string rate = "100000";      // offered req/s: N, a list "100k,200k" or ranges "a:b:step"
+  std::string arrival = "poisson";  // poisson | constant
+  double duration_s = 3.0;          // measured seconds per rate point
+  uint64_t requests = 0;            // > 0: measure this many requests per point instead
+  double warmup_s = 0.5;            // sent but not measured, before each point's window
+  double timeout_ms = 100;          // a reply later than this (after its due time) is a drop
+  double late_us = 0;               // a send later than this after its due time is late; 0 = 10
+                                    // for dpdk, 50 for socket (one syscall is the send granularity)
+  double min_adherence = 99.0;      // % on-time sends below which a point is INVALID
+  uint32_t flows = 0;               // source ports per core (power of two <= 64); 0 = auto
+  uint64_t seed = 1;                // every schedule derives from it
+  double stop_p99_us = 0;           // > 0: end a sweep after the first point whose p99 exceeds it
+  double pause_s = 0.2;             // idle time between rate points
+  uint32_t retries = 0;             // rerun an INVALID point up to this many times (noisy hosts)
   // --- output
-  std::string csv;              // CSV file: one row per rate point, every field + config
-  std::string json;             // JSON-lines file: one object per rate point
-  std::string label;            // names this run in CSV/JSON/plots (default: backend)
-  double progress_s = 1.0;      // progress line period on stderr; 0 = off
-  bool quiet = false;           // no table on stdout (errors and INVALID banners still print)
-  std::string config_file;      // the TOML file read, if any
+  std::string csv;          // CSV file: one row per rate point, every field + config
+  std::string json;         // JSON-lines file: one object per rate point
+  std::string label;        // names this run in CSV/JSON/plots (default: backend)
+  double progress_s = 1.0;  // progress line period on stderr; 0 = off
+  bool quiet = false;       // no table on stdout (errors and INVALID banners still print)
+  std::string config_file;  // the TOML file read, if any
 
   // --- derived by validate()
   BackendKind backend_kind = BackendKind::kDpdk;

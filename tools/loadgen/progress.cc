@@ -1,11 +1,10 @@
 // The progress line printer.
 #include "tools/loadgen/progress.h"
 
+#include <fmt/core.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
-
-#include <fmt/core.h>
 
 #include <chrono>
 #include <cstdio>
@@ -69,8 +68,10 @@ void ProgressPrinter::loop() {
     const std::string line = fmt::format(
         "[{}/{}] rate {:.0f}/s  {:.1f}/{:.1f} s  sent {}  replies {}  timeouts {}  late {}",
         index_ + 1, points_, rate_, el, total_s_, sent, replies, timeouts, late);
-    if (tty_) std::fprintf(stderr, "\r\033[K%s", line.c_str());
-    else std::fprintf(stderr, "%s\n", line.c_str());
+    if (tty_)
+      std::fprintf(stderr, "\r\033[K%s", line.c_str());
+    else
+      std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
   }
 }

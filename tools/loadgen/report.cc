@@ -159,9 +159,15 @@ std::string csv_row(const std::vector<Field>& fields) {
           s += f.text;
         }
         break;
-      case Field::Kind::kNumber: s += number_text(f.number); break;
-      case Field::Kind::kInteger: s += std::to_string(f.integer); break;
-      case Field::Kind::kBool: s += f.flag ? "1" : "0"; break;
+      case Field::Kind::kNumber:
+        s += number_text(f.number);
+        break;
+      case Field::Kind::kInteger:
+        s += std::to_string(f.integer);
+        break;
+      case Field::Kind::kBool:
+        s += f.flag ? "1" : "0";
+        break;
     }
   }
   return s;
@@ -177,17 +183,24 @@ std::string json_object(const std::vector<Field>& fields) {
       case Field::Kind::kText:
         s += '"';
         for (unsigned char c : f.text) {
-          if (c == '"' || c == '\\') s += std::string("\\") + char(c);
-          else if (c < 0x20) s += fmt::format("\\u{:04x}", c);
-          else s += char(c);
+          if (c == '"' || c == '\\')
+            s += std::string("\\") + char(c);
+          else if (c < 0x20)
+            s += fmt::format("\\u{:04x}", c);
+          else
+            s += char(c);
         }
         s += '"';
         break;
       case Field::Kind::kNumber:
         s += std::isfinite(f.number) ? number_text(f.number) : "null";
         break;
-      case Field::Kind::kInteger: s += std::to_string(f.integer); break;
-      case Field::Kind::kBool: s += f.flag ? "true" : "false"; break;
+      case Field::Kind::kInteger:
+        s += std::to_string(f.integer);
+        break;
+      case Field::Kind::kBool:
+        s += f.flag ? "true" : "false";
+        break;
     }
   }
   return s + "}";
@@ -198,20 +211,22 @@ Result<std::unique_ptr<Reporter>> Reporter::open(const Options& o, uint32_t flow
   r->o_ = &o;
   char ts[32];
   const time_t now = ::time(nullptr);
-  struct tm tm{};
+  struct tm tm {};
   ::gmtime_r(&now, &tm);
   ::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
   r->config_ = config_fields(o, flows, ts);
   if (!o.csv.empty()) {
     r->csv_ = std::fopen(o.csv.c_str(), "w");
     if (!r->csv_) {
-      return error(Errc::kNotFound, fmt::format("--csv: cannot write '{}': {}", o.csv, std::strerror(errno)));
+      return error(Errc::kNotFound,
+                   fmt::format("--csv: cannot write '{}': {}", o.csv, std::strerror(errno)));
     }
   }
   if (!o.json.empty()) {
     r->json_ = std::fopen(o.json.c_str(), "w");
     if (!r->json_) {
-      return error(Errc::kNotFound, fmt::format("--json: cannot write '{}': {}", o.json, std::strerror(errno)));
+      return error(Errc::kNotFound,
+                   fmt::format("--json: cannot write '{}': {}", o.json, std::strerror(errno)));
     }
   }
   return r;
@@ -252,15 +267,16 @@ void Reporter::point(const PointReport& r) {
   if (!o_->quiet) {
     const auto row = [&](const char* op, const OpReport& o, bool first) {
       const LatencySummary& l = o.latency;
-      std::printf("%10s %10.0f %-3s | %7s %7s %7s %7s %7s %7s %7s %7s %7s | %8lu %6lu %6lu %5lu | %8s %s\n",
-                  first ? fmt::format("{:.0f}", r.offered_rps).c_str() : "", o.achieved_rps, op,
-                  fmt_us(l.min).c_str(), fmt_us(l.mean).c_str(), fmt_us(l.p50).c_str(),
-                  fmt_us(l.p90).c_str(), fmt_us(l.p95).c_str(), fmt_us(l.p99).c_str(),
-                  fmt_us(l.p999).c_str(), fmt_us(l.p9999).c_str(), fmt_us(l.max).c_str(),
-                  (unsigned long)o.timeouts, (unsigned long)o.misses,
-                  (unsigned long)(o.server_errors + o.malformed), (unsigned long)o.wrong,
-                  first ? fmt::format("{:.2f}%", r.adherence_pct).c_str() : "",
-                  first ? (r.valid ? "ok" : "INVALID") : "");
+      std::printf(
+          "%10s %10.0f %-3s | %7s %7s %7s %7s %7s %7s %7s %7s %7s | %8lu %6lu %6lu %5lu | %8s %s\n",
+          first ? fmt::format("{:.0f}", r.offered_rps).c_str() : "", o.achieved_rps, op,
+          fmt_us(l.min).c_str(), fmt_us(l.mean).c_str(), fmt_us(l.p50).c_str(),
+          fmt_us(l.p90).c_str(), fmt_us(l.p95).c_str(), fmt_us(l.p99).c_str(),
+          fmt_us(l.p999).c_str(), fmt_us(l.p9999).c_str(), fmt_us(l.max).c_str(),
+          (unsigned long)o.timeouts, (unsigned long)o.misses,
+          (unsigned long)(o.server_errors + o.malformed), (unsigned long)o.wrong,
+          first ? fmt::format("{:.2f}%", r.adherence_pct).c_str() : "",
+          first ? (r.valid ? "ok" : "INVALID") : "");
     };
     row("all", r.all, true);
     if (r.get.requests && r.set.requests) {
@@ -270,8 +286,8 @@ void Reporter::point(const PointReport& r) {
     std::fflush(stdout);
   }
   if (!r.valid) {
-    const std::string banner = fmt::format(
-        "*** INVALID: rate point {:.0f} req/s: {} ***", r.offered_rps, r.invalid_reason);
+    const std::string banner = fmt::format("*** INVALID: rate point {:.0f} req/s: {} ***",
+                                           r.offered_rps, r.invalid_reason);
     std::fprintf(stderr, "%s\n", banner.c_str());
     if (!o_->quiet) std::printf("%s\n", banner.c_str());
   }

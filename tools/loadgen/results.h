@@ -13,14 +13,14 @@ namespace fm::loadgen {
 
 /// Counters and latencies of one operation type, over the measured requests only.
 struct OpStats {
-  Histogram latency;        // ns from the scheduled send time; drops recorded as infinite
-  uint64_t scheduled = 0;   // measured requests that were due in the window
-  uint64_t completed = 0;   // answered within the timeout (any answer, errors included)
-  uint64_t timeouts = 0;    // not answered within the timeout, or never sent: infinite latency
-  uint64_t misses = 0;      // GET answered END (no value)
-  uint64_t wrong = 0;       // GET answered with a value that is not the key's
+  Histogram latency;           // ns from the scheduled send time; drops recorded as infinite
+  uint64_t scheduled = 0;      // measured requests that were due in the window
+  uint64_t completed = 0;      // answered within the timeout (any answer, errors included)
+  uint64_t timeouts = 0;       // not answered within the timeout, or never sent: infinite latency
+  uint64_t misses = 0;         // GET answered END (no value)
+  uint64_t wrong = 0;          // GET answered with a value that is not the key's
   uint64_t server_errors = 0;  // ERROR / CLIENT_ERROR / SERVER_ERROR / NOT_STORED
-  uint64_t malformed = 0;   // an answer the loadgen cannot parse (or split over datagrams)
+  uint64_t malformed = 0;      // an answer the loadgen cannot parse (or split over datagrams)
 
   void merge(const OpStats& o) {
     latency.merge(o.latency);
@@ -80,12 +80,12 @@ struct LatencySummary {
 
 /// What one operation type (or all of them) saw at a rate point.
 struct OpReport {
-  uint64_t requests = 0;       // measured requests due in the window
-  uint64_t replies = 0;        // answered within the timeout
-  uint64_t timeouts = 0;       // drops: not answered in time, or never sent (infinite latency)
+  uint64_t requests = 0;  // measured requests due in the window
+  uint64_t replies = 0;   // answered within the timeout
+  uint64_t timeouts = 0;  // drops: not answered in time, or never sent (infinite latency)
   uint64_t misses = 0, wrong = 0, server_errors = 0, malformed = 0;
-  double scheduled_rps = 0;    // requests due per second of window (this op's offered load)
-  double achieved_rps = 0;     // replies per second of window
+  double scheduled_rps = 0;  // requests due per second of window (this op's offered load)
+  double achieved_rps = 0;   // replies per second of window
   LatencySummary latency;
 };
 

@@ -2,13 +2,12 @@
 // core. Drives any memcached-UDP server (stock `memcached -U`), with the same engine, schedule
 // and measurement as the DPDK backend, so the two compare like for like.
 #include <arpa/inet.h>
+#include <fmt/core.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <fmt/core.h>
 
 #include <cerrno>
 #include <cstring>
@@ -30,7 +29,8 @@ class SocketTransport {
   static constexpr size_t kBufLen = 2048;  // >= kMaxRequestLen and any one reply datagram
 
   ~SocketTransport() {
-    for (auto& f : flows_) if (f.fd >= 0) ::close(f.fd);
+    for (auto& f : flows_)
+      if (f.fd >= 0) ::close(f.fd);
   }
 
   /// Opens and connects `flows` sockets bound to ports first_port.. on any local address.
@@ -41,7 +41,8 @@ class SocketTransport {
     for (uint32_t i = 0; i < flows; ++i) {
       Flow& f = t->flows_[i];
       f.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (f.fd < 0) return error(Errc::kInternal, fmt::format("socket(): {}", std::strerror(errno)));
+      if (f.fd < 0)
+        return error(Errc::kInternal, fmt::format("socket(): {}", std::strerror(errno)));
       const int big = kSocketBufferBytes;
       // Large buffers so a burst of replies is not dropped by our own socket; FORCE needs
       // CAP_NET_ADMIN and silently falls back to the capped size without it.
@@ -59,7 +60,8 @@ class SocketTransport {
       }
       if (::connect(f.fd, reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0) {
         return error(Errc::kUnavailable, fmt::format("--server-ip: cannot connect a UDP socket "
-                                                     "to the server: {}", std::strerror(errno)));
+                                                     "to the server: {}",
+                                                     std::strerror(errno)));
       }
       f.tx_buf.resize(size_t(kBatch) * kBufLen);
       f.rx_buf.resize(size_t(kBatch) * kBufLen);
@@ -92,7 +94,8 @@ class SocketTransport {
   }
 
   uint64_t tx_flush() {
-    for (Flow& f : flows_) if (f.tx_n) flush_flow(f);
+    for (Flow& f : flows_)
+      if (f.tx_n) flush_flow(f);
     const uint64_t r = refused_;
     refused_ = 0;
     return r;
@@ -108,8 +111,9 @@ class SocketTransport {
       if (n <= 0) continue;
       const uint64_t now = rdtsc_now();
       for (int j = 0; j < n; ++j) {
-        sink.on_datagram(i, std::span<const uint8_t>(f.rx_buf.data() + size_t(j) * kBufLen,
-                                                     f.rx_msg[j].msg_len), now);
+        sink.on_datagram(
+            i, std::span<const uint8_t>(f.rx_buf.data() + size_t(j) * kBufLen, f.rx_msg[j].msg_len),
+            now);
       }
       total += uint32_t(n);
     }
@@ -153,7 +157,8 @@ Status probe(const sockaddr_in& server, double timeout_s, const std::string& nam
   if (fd < 0) return error(Errc::kInternal, fmt::format("socket(): {}", std::strerror(errno)));
   timeval tv{0, 200000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const uint8_t req[] = {0xfe, 0xed, 0, 0, 0, 1, 0, 0, 'v', 'e', 'r', 's', 'i', 'o', 'n', '\r', '\n'};
+  const uint8_t req[] = {0xfe, 0xed, 0,   0,   0,   1,   0,    0,   'v',
+                         'e',  'r',  's', 'i', 'o', 'n', '\r', '\n'};
   const int tries = std::max(1, int(timeout_s / 0.2));
   for (int i = 0; i < tries && !stop_requested(); ++i) {
     ::sendto(fd, req, sizeof req, 0, reinterpret_cast<const sockaddr*>(&server), sizeof server);
@@ -163,7 +168,8 @@ Status probe(const sockaddr_in& server, double timeout_s, const std::string& nam
       ::close(fd);
       return Status::ok();
     }
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNREFUSED && errno != EINTR) break;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNREFUSED && errno != EINTR)
+      break;
     if (n < 0 && errno == ECONNREFUSED) ::usleep(200000);
   }
   ::close(fd);
@@ -184,7 +190,8 @@ class SocketBackend : public Backend {
     server.sin_family = AF_INET;
     server.sin_port = htons(o.server_port);
     if (::inet_pton(AF_INET, o.server_ip.c_str(), &server.sin_addr) != 1) {
-      return error(Errc::kInvalidArgument, fmt::format("--server-ip: '{}' is not an IPv4 address", o.server_ip));
+      return error(Errc::kInvalidArgument,
+                   fmt::format("--server-ip: '{}' is not an IPv4 address", o.server_ip));
     }
     const std::string name = fmt::format("{}:{}", o.server_ip, o.server_port);
     FM_RETURN_IF_ERROR(probe(server, o.connect_timeout_s, name));
@@ -210,7 +217,8 @@ class SocketBackend : public Backend {
 
   PreloadResult preload(uint64_t keys, uint32_t window, uint32_t retries) override {
     const uint32_t n = cores();
-    run_threads([&](uint32_t i, Core& c) { c.preload = c.engine->preload(i, n, keys, window, retries); });
+    run_threads(
+        [&](uint32_t i, Core& c) { c.preload = c.engine->preload(i, n, keys, window, retries); });
     PreloadResult total;
     for (auto& c : cores_) {
       total.stored += c->preload.stored;
@@ -221,7 +229,8 @@ class SocketBackend : public Backend {
 
   std::vector<CoreResult> run_point(const PointSpec& p, std::span<ProgressSlot> progress) override {
     const uint32_t n = cores();
-    const uint64_t start = rdtsc_now() + uint64_t(kSocketStartDelayS * hz_);  // threads are up by then
+    const uint64_t start =
+        rdtsc_now() + uint64_t(kSocketStartDelayS * hz_);  // threads are up by then
     run_threads([&](uint32_t i, Core& c) {
       c.result = run_core_point(*c.engine, p, i, n, hz_, start, &progress[i]);
     });
@@ -250,8 +259,10 @@ class SocketBackend : public Backend {
         CPU_ZERO(&set);
         CPU_SET(c.cpu, &set);
         if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
-          FM_LOG_FIRST_N(LogLevel::kWarn, 1, "loadgen", "cannot pin a load thread to CPU {}: "
-                         "running unpinned", c.cpu);
+          FM_LOG_FIRST_N(LogLevel::kWarn, 1, "loadgen",
+                         "cannot pin a load thread to CPU {}: "
+                         "running unpinned",
+                         c.cpu);
         }
         fn(i, c);
       });

@@ -18,10 +18,23 @@ inline std::optional<double> parse_number(std::string_view s, bool suffixes = tr
   double mult = 1;
   if (suffixes) {
     switch (s.back()) {
-      case 'k': case 'K': mult = 1e3; s.remove_suffix(1); break;
-      case 'm': case 'M': mult = 1e6; s.remove_suffix(1); break;
-      case 'g': case 'G': mult = 1e9; s.remove_suffix(1); break;
-      default: break;
+      case 'k':
+      case 'K':
+        mult = 1e3;
+        s.remove_suffix(1);
+        break;
+      case 'm':
+      case 'M':
+        mult = 1e6;
+        s.remove_suffix(1);
+        break;
+      case 'g':
+      case 'G':
+        mult = 1e9;
+        s.remove_suffix(1);
+        break;
+      default:
+        break;
     }
   }
   if (s.empty() || s.front() == '+') return std::nullopt;

@@ -22,9 +22,12 @@ inline constexpr size_t kFrameHeaderLen = 8;
 inline void put_frame_header(uint8_t* p, uint16_t request_id) {
   p[0] = uint8_t(request_id >> 8);
   p[1] = uint8_t(request_id);
-  p[2] = 0; p[3] = 0;  // sequence 0
-  p[4] = 0; p[5] = 1;  // one datagram
-  p[6] = 0; p[7] = 0;
+  p[2] = 0;
+  p[3] = 0;  // sequence 0
+  p[4] = 0;
+  p[5] = 1;  // one datagram
+  p[6] = 0;
+  p[7] = 0;
 }
 
 /// Bytes a request may take: "set" + key + header line + kMaxValueSize + CRLF, with margin.
@@ -79,7 +82,8 @@ inline bool value_matches(std::string_view v, uint64_t key, uint32_t len) {
   for (uint32_t j = 0; j < tag; ++j)
     if (v[j] != char('A' + ((h >> (5 * j)) & 31) % 26)) return false;
   const size_t off = size_t(h >> 40) % detail::kPatternLen;
-  return len <= tag || std::memcmp(v.data() + tag, detail::value_pattern() + off + tag, len - tag) == 0;
+  return len <= tag ||
+         std::memcmp(v.data() + tag, detail::value_pattern() + off + tag, len - tag) == 0;
 }
 
 /// Writes "get <key>\r\n" after the frame header. Returns the payload length.
@@ -155,7 +159,8 @@ inline ReplyOutcome check_get_reply(std::string_view body, uint64_t key, uint32_
     bytes = bytes * 10 + uint64_t(c - '0');
   }
   const std::string_view rest = body.substr(eol + 2);
-  if (rest.size() != bytes + 7 || rest.substr(bytes) != "\r\nEND\r\n") return ReplyOutcome::kMalformed;
+  if (rest.size() != bytes + 7 || rest.substr(bytes) != "\r\nEND\r\n")
+    return ReplyOutcome::kMalformed;
   if (!verify) return ReplyOutcome::kOk;
   char k[kKeyLen];
   key_text(key, k);
