@@ -33,6 +33,18 @@ struct Setup {
   std::unique_ptr<Region> region;
 };
 
+/// Pins the next page of a ring larger than the frames each iteration: every pin misses.
+void pin_ring(benchmark::State& state, Setup& s, uint64_t pages) {
+  PagingCore& c = s.region->core(CoreId{0});
+  uint64_t p = 0;
+  for (auto _ : state) {
+    const uint64_t off = (p++ % pages) * kPageSize;
+    std::byte* b = s.region->pin(c, off, 8, PinAccess::kRead);
+    benchmark::DoNotOptimize(b);
+    s.region->unpin(c, off, 8, b);
+  }
+}
+
 void BM_PinResident(benchmark::State& state) {
   Setup s(0, 64, 64);
   PagingCore& c = s.region->core(CoreId{0});
@@ -50,14 +62,7 @@ BENCHMARK(BM_PinResident);
 void BM_MissSoftwareOverhead(benchmark::State& state) {
   constexpr uint64_t kPages = 4096, kFrames = 1024;
   Setup s(0, kPages, kFrames);
-  PagingCore& c = s.region->core(CoreId{0});
-  uint64_t p = 0;
-  for (auto _ : state) {
-    const uint64_t off = (p++ % kPages) * kPageSize;
-    std::byte* b = s.region->pin(c, off, 8, PinAccess::kRead);
-    benchmark::DoNotOptimize(b);
-    s.region->unpin(c, off, 8, b);
-  }
+  pin_ring(state, s, kPages);
   const auto t = s.region->totals();
   state.counters["faults_per_iter"] = double(t.faults) / double(state.iterations());
 }
@@ -78,14 +83,7 @@ BENCHMARK(BM_Copy4K);
 void BM_SyncFaultAt3300ns(benchmark::State& state) {
   constexpr uint64_t kPages = 2048, kFrames = 512;
   Setup s(3300, kPages, kFrames);
-  PagingCore& c = s.region->core(CoreId{0});
-  uint64_t p = 0;
-  for (auto _ : state) {
-    const uint64_t off = (p++ % kPages) * kPageSize;
-    std::byte* b = s.region->pin(c, off, 8, PinAccess::kRead);
-    benchmark::DoNotOptimize(b);
-    s.region->unpin(c, off, 8, b);
-  }
+  pin_ring(state, s, kPages);
 }
 BENCHMARK(BM_SyncFaultAt3300ns)->UseRealTime();
 
