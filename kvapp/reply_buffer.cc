@@ -14,7 +14,9 @@ ReplyBuffer::ReplyBuffer(size_t capacity_bytes, size_t datagram_size)
   total_ = slots * per_slot_;
   FM_CHECK(total_ > kReplyReserve);
   limit_ = total_ - kReplyReserve;
-  storage_ = std::make_unique<uint8_t[]>(slots * slot_size_);
+  // Default-initialised, not zeroed: every fiber slot owns a buffer this size, and memory a
+  // reply never reaches should never be committed.
+  storage_.reset(new uint8_t[slots * slot_size_]);
 }
 
 std::string ReplyBuffer::text() const {
