@@ -14,12 +14,6 @@ tools/build.sh >/dev/null
 mkdir -p results
 OUT=results/curves-$(date +%Y%m%d-%H%M%S)
 exp_start_memnode 256
-FAR="[kv]
-memory_mb = 64
-[paging]
-mode = \"far\"
-local_fraction = 0.2
-memnode = \"@MEMNODE@\""
 csvs=()
 run_mode() {  # label extra-toml
   exp_start_server "$1" "$2"
@@ -29,16 +23,7 @@ run_mode() {  # label extra-toml
   exp_stop_server
   csvs+=("$EXP_WORK/$1.csv")
 }
-run_mode no-fault "[kv]
-memory_mb = 64
-[paging]
-mode = \"local\""
-run_mode sync "$FAR
-[sched]
-faults = \"sync\""
-run_mode async "$FAR
-[sched]
-faults = \"async\""
+for mode in no-fault sync async; do run_mode "$mode" "$(exp_mode_toml "$mode")"; done
 head -1 "${csvs[0]}" >"$OUT.csv"
 for c in "${csvs[@]}"; do tail -n +2 "$c" >>"$OUT.csv"; done
 python3 tools/loadgen/plot.py -o "$OUT.png" --percentiles p50,p99 --bound-us 500 \

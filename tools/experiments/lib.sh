@@ -67,3 +67,14 @@ exp_loadgen() {
   nice -n -19 "$BUILD/tools/loadgen/loadgen" --lcores 0 \
     --vdev "net_memif0,role=client,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:02" "$@"
 }
+
+# exp_mode_toml MODE [LOCAL_FRACTION]: the kvserver config of one mode of the experiments —
+# no-fault (all local), sync or async (far memory, 64 MiB region, fetch latency $LATENCY_NS).
+exp_mode_toml() {
+  if [ "$1" = no-fault ]; then
+    printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "local"\n'
+    return
+  fi
+  printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "far"\nlocal_fraction = %s\nmemnode = "@MEMNODE@"\n' "${2:-0.2}"
+  printf '[paging.emulated]\nlatency_ns = %s\n[sched]\nfaults = "%s"\n' "${LATENCY_NS:-3300}" "$1"
+}

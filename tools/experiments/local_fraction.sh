@@ -21,14 +21,7 @@ exp_start_memnode 256
 csvs=()
 for f in $FRACTIONS; do
   label="local-$(python3 -c "print(int(round($f*100)))")%"
-  exp_start_server "$label" "[kv]
-memory_mb = 64
-[paging]
-mode = \"far\"
-local_fraction = $f
-memnode = \"@MEMNODE@\"
-[sched]
-faults = \"$MODE\""
+  exp_start_server "$label" "$(exp_mode_toml "$MODE" "$f")"
   echo "local_fraction: $label ($MODE faults), rates $RATES"
   exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATES" --duration "$DURATION" --warmup 0.5 \
     --stop-p99-us 2000 --label "$label" --csv "$EXP_WORK/$label.csv" --quiet >/dev/null || true

@@ -18,15 +18,6 @@ CSV=results/table1-$(date +%Y%m%d-%H%M%S).csv
 rm -f "$CSV"
 exp_start_memnode 256
 
-FAR="[kv]
-memory_mb = 64
-[paging]
-mode = \"far\"
-local_fraction = 0.2
-memnode = \"@MEMNODE@\"
-[paging.emulated]
-latency_ns = $LATENCY_NS"
-
 run_mode() {  # label extra-toml
   exp_start_server "$1" "$2"
   exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 1 \
@@ -37,16 +28,7 @@ run_mode() {  # label extra-toml
 }
 
 echo "table1: $RATE req/s GETs for $DURATION s, $KEYS keys of 128 B, fetch latency $LATENCY_NS ns, 20% local"
-run_mode no-fault "[kv]
-memory_mb = 64
-[paging]
-mode = \"local\""
-run_mode sync "$FAR
-[sched]
-faults = \"sync\""
-run_mode async "$FAR
-[sched]
-faults = \"async\""
+for mode in no-fault sync async; do run_mode "$mode" "$(exp_mode_toml "$mode")"; done
 
 python3 tools/experiments/table.py "$CSV"
 echo "table1: rows in $CSV"
