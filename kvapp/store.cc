@@ -512,6 +512,18 @@ bool Store::fill_item(uint32_t id, std::string_view key, std::span<const uint8_t
   return true;
 }
 
+bool Store::relink_if_current(Stripe& s, const Handle& h, uint32_t id, int64_t now,
+                              uint64_t* cas_out) {
+  s.lock.lock();
+  const bool current = still_current_locked(h, now);
+  if (current) replace_locked(s, h, id, cas_out);
+  s.lock.unlock();
+  unref(id);
+  release(h.id);
+  if (!current) retries_.fetch_add(1, std::memory_order_relaxed);
+  return current;
+}
+
 void Store::replace_locked(Stripe& s, const Handle& old, uint32_t id, uint64_t* cas_out) {
   const Entry& o = entry(old.id);
   Entry& e = entry(id);
@@ -713,18 +725,7 @@ StoreOutcome Store::store_concat(const StoreRequest& r, uint64_t hash, int64_t n
       release(h.id);
       return StoreOutcome::kUnavailable;
     }
-    s.lock.lock();
-    if (!still_current_locked(h, now)) {
-      s.lock.unlock();
-      unref(id);
-      release(h.id);
-      retries_.fetch_add(1, std::memory_order_relaxed);
-      continue;
-    }
-    replace_locked(s, h, id, cas_out);
-    s.lock.unlock();
-    unref(id);
-    release(h.id);
+    if (!relink_if_current(s, h, id, now, cas_out)) continue;
     return StoreOutcome::kStored;
   }
 }
@@ -893,18 +894,7 @@ DeltaResult Store::apply_delta(std::string_view key, bool incr, uint64_t delta, 
       release(h.id);
       return {DeltaOutcome::kUnavailable, 0};
     }
-    s.lock.lock();
-    if (!still_current_locked(h, now)) {
-      s.lock.unlock();
-      unref(id);
-      release(h.id);
-      retries_.fetch_add(1, std::memory_order_relaxed);
-      continue;
-    }
-    replace_locked(s, h, id, nullptr);
-    s.lock.unlock();
-    unref(id);
-    release(h.id);
+    if (!relink_if_current(s, h, id, now, nullptr)) continue;
     return {DeltaOutcome::kOk, d.value};
   }
 }

@@ -325,6 +325,10 @@ class Store {
   // Unlinks the held item `old` and links the filled chunk `id` in its place, keeping the old
   // item's current flags and expiry. Stripe held; `old` passed still_current_locked().
   void replace_locked(Stripe& s, const Handle& old, uint32_t id, uint64_t* cas_out);
+  /// Takes the stripe lock and links `id` in place of `h`'s item if that is still current;
+  /// either way drops the references to both. False: the item changed, the caller retries.
+  bool relink_if_current(Stripe& s, const Handle& h, uint32_t id, int64_t now,
+                         uint64_t* cas_out);
   StoreOutcome store_concat(const StoreRequest& r, uint64_t hash, int64_t now, uint64_t* cas_out);
   // kSet's cleanup after too-large/no-memory: removes the old item; kUnavailable if it could not.
   StoreOutcome drop_old_on_failed_set(const StoreRequest& r, int64_t now, StoreOutcome why);

@@ -85,7 +85,6 @@ class PagingCore {
   const PagingCounters& counters() const { return counters_; }
   PagingCounters& counters() { return counters_; }
   CoreId id() const { return id_; }
-  QueuePair& queue_pair() { return *qp_; }
 
  private:
   Region& region_;
