@@ -202,6 +202,29 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
     r.get("queue_depth", c.sched.queue_depth, 1, 1 << 20);
     r.get("stack_kb", c.sched.stack_kb, 16, 8192);
     r.get("steal", c.sched.steal);
+    r.get_enum("dispatch", c.sched.dispatch,
+               {{"percore", sched::Dispatch::kPerCore}, {"central", sched::Dispatch::kCentral}});
+    r.get_enum("dispatcher", c.sched.dispatcher,
+               {{"worker", sched::DispatcherRole::kWorker},
+                {"dedicated", sched::DispatcherRole::kDedicated}});
+    r.get("dispatcher_lcore", c.sched.dispatcher_lcore, -1, 1023);
+    r.get("dispatch_bound", c.sched.dispatch_bound, 1, 4096);
+    r.get_enum("predictor", c.sched.predictor,
+               {{"none", sched::Predictor::kNone},
+                {"history", sched::Predictor::kHistory},
+                {"pagetable", sched::Predictor::kPageTable}});
+    r.get("history_window", c.sched.history_window, 0, 1u << 30);
+    r.get("preempt_us", c.sched.preempt_us, 0, 1000000);
+    if (r.ok() && c.sched.dispatch == sched::Dispatch::kCentral &&
+        c.sched.dispatcher == sched::DispatcherRole::kDedicated) {
+      if (c.sched.dispatcher_lcore < 0) {
+        r.fail("dispatcher_lcore", "must be set when dispatcher = \"dedicated\"");
+      } else {
+        for (uint32_t l : c.eal.lcores)
+          if (int32_t(l) == c.sched.dispatcher_lcore)
+            r.fail("dispatcher_lcore", "lcore " + std::to_string(l) + " is also in eal.lcores");
+      }
+    }
     r.reject_unknown();
   }
   read_log(top, source, &err, c.log_level);
@@ -262,9 +285,15 @@ std::string to_toml(const ServerConfig& c) {
   s += kv_to_toml(c.store, c.protocol);
   s += "\n" + paging_to_toml(c.paging);
   s += fmt::format("\n[sched]\nfaults = \"{}\"\nmax_in_flight = {}\nqueue_depth = {}\nstack_kb = {}\n"
-                   "steal = {}\n",
-                   c.sched.faults == sched::FaultMode::kAsync ? "async" : "sync",
-                   c.sched.max_in_flight, c.sched.queue_depth, c.sched.stack_kb, b(c.sched.steal));
+                   "steal = {}\ndispatch = \"{}\"\ndispatcher = \"{}\"\ndispatcher_lcore = {}\n"
+                   "dispatch_bound = {}\npredictor = \"{}\"\nhistory_window = {}\npreempt_us = {}\n",
+                   sched::fault_mode_name(c.sched.faults), c.sched.max_in_flight,
+                   c.sched.queue_depth, c.sched.stack_kb, b(c.sched.steal),
+                   sched::dispatch_name(c.sched.dispatch),
+                   c.sched.dispatcher == sched::DispatcherRole::kWorker ? "worker" : "dedicated",
+                   c.sched.dispatcher_lcore, c.sched.dispatch_bound,
+                   sched::predictor_name(c.sched.predictor), c.sched.history_window,
+                   c.sched.preempt_us);
   s += fmt::format("\n[log]\nlevel = \"{}\"\n", log_level_name(c.log_level));
   return s;
 }

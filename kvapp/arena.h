@@ -48,6 +48,10 @@ class Arena {
 
   /// True when pin() may have to fetch (and wait, or yield) or fail.
   virtual bool may_fault() const { return false; }
+
+  /// True when pin() of the range would not fetch now (a hint: it may change at once). Never
+  /// waits. Local memory is always resident.
+  virtual bool resident(uint64_t /*offset*/, uint32_t /*len*/) const { return true; }
 };
 
 /// An Arena in ordinary local memory: one anonymous mapping, committed lazily by the kernel.

@@ -27,6 +27,9 @@ class FarArena final : public Arena {
     region_.unpin(*current_paging_core(), offset, len, data);
   }
   bool may_fault() const override { return true; }
+  bool resident(uint64_t offset, uint32_t len) const override {
+    return region_.resident(offset) && (len <= 1 || region_.resident(offset + len - 1));
+  }
 
  private:
   static paging::PinAccess to_pin(Access a) {

@@ -14,12 +14,14 @@
 #include "dataplane/log.h"
 #include "dataplane/tsc.h"
 #include "kvapp/far_arena.h"
+#include "kvapp/hash.h"
 #include "kvapp/session.h"
 #include "net/port.h"
 #include "net/stack.h"
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
 #include "paging/verbs_transport.h"
+#include "sched/predictor.h"
 #include "sched/scheduler.h"
 
 namespace fm::kv {
@@ -48,7 +50,8 @@ class CoarseClock {
 struct ServerView {
   std::vector<const net::Stack*> stacks;
   std::vector<const sched::CoreScheduler*> scheds;
-  sched::FaultMode faults = sched::FaultMode::kAsync;
+  std::vector<const sched::PredictorCounters*> predictions;
+  const sched::Scheduler* scheduler = nullptr;
   const paging::Region* region = nullptr;
   const paging::Transport* transport = nullptr;
 };
@@ -89,23 +92,44 @@ class ServerStats : public StatsHook {
       w.stat(name, by_reason[i]);
     }
     uint64_t started = 0, finished = 0, dropped = 0, parks = 0, stolen = 0, in_flight = 0, queued = 0;
+    uint64_t preemptions = 0, likely_fault_started = 0;
     for (const sched::CoreScheduler* c : v_->scheds) {
       started += c->counters().started.read();
       finished += c->counters().finished.read();
       dropped += c->counters().dropped.read();
       parks += c->counters().parks.read();
       stolen += c->counters().stolen_new.read() + c->counters().stolen_ready.read();
+      preemptions += c->counters().preemptions.read();
+      likely_fault_started += c->counters().started_likely_fault.read();
       in_flight += c->in_flight();
       queued += c->queued();
     }
-    w.stat("sched_faults", v_->faults == sched::FaultMode::kAsync ? "async" : "sync");
+    const sched::Scheduler& sc = *v_->scheduler;
+    w.stat("sched_faults", sched::fault_mode_name(sc.faults()));
+    w.stat("sched_dispatch", sched::dispatch_name(sc.options().dispatch));
+    w.stat("sched_steal", sc.steal() ? 1 : 0);
+    w.stat("sched_preempt_us", sc.preempt_us());
     w.stat("sched_started", started);
     w.stat("sched_finished", finished);
     w.stat("sched_dropped", dropped);
     w.stat("sched_parks", parks);
     w.stat("sched_stolen", stolen);
+    w.stat("sched_preemptions", preemptions);
     w.stat("sched_in_flight", in_flight);
-    w.stat("sched_queued", queued);
+    w.stat("sched_queued", queued + sc.central_queued());
+    w.stat("sched_predictor", sched::predictor_name(sc.predictor()));
+    w.stat("sched_likely_fault_started", likely_fault_started);
+    uint64_t tp = 0, fp = 0, fn = 0, tn = 0;
+    for (const sched::PredictorCounters* p : v_->predictions) {
+      tp += p->fault_faulted.read();
+      fp += p->fault_clean.read();
+      fn += p->clean_faulted.read();
+      tn += p->clean_clean.read();
+    }
+    w.stat("predictor_fault_faulted", tp);
+    w.stat("predictor_fault_clean", fp);
+    w.stat("predictor_clean_faulted", fn);
+    w.stat("predictor_clean_clean", tn);
     if (v_->region == nullptr) {
       w.stat("paging_mode", "local");
       return;
@@ -148,8 +172,57 @@ struct CoreContext {
   paging::PagingCore* paging = nullptr;
   sched::CoreScheduler* sched = nullptr;
   CoarseClock* clock = nullptr;
+  sched::PredictorCounters* predictions = nullptr;
 };
 thread_local CoreContext tls_core;
+
+/// Classifies requests before they run (sched.predictor): a GET whose keys are not all likely
+/// resident is fault-likely. Shared by every core.
+class KvPredictor {
+ public:
+  KvPredictor(sched::Scheduler& sched, Store& store, uint32_t window)
+      : sched_(sched), store_(store), history_(window) {}
+
+  /// `payload` is the UDP payload (frame header + command). `local` is the core's unpublished
+  /// history count. Only get/gets are classified; other commands are predicted fault-free.
+  bool likely_fault(std::span<const uint8_t> payload, int64_t now, uint32_t& local) {
+    const sched::Predictor mode = sched_.predictor();
+    if (mode == sched::Predictor::kNone || payload.size() <= kFrameHeaderBytes) return false;
+    std::string_view line(reinterpret_cast<const char*>(payload.data()) + kFrameHeaderBytes,
+                          payload.size() - kFrameHeaderBytes);
+    if (const size_t eol = line.find('\r'); eol != std::string_view::npos) line = line.substr(0, eol);
+    size_t pos;
+    if (line.starts_with("get ")) pos = 4;
+    else if (line.starts_with("gets ")) pos = 5;
+    else return false;
+    bool fault = false;
+    while (pos < line.size()) {
+      while (pos < line.size() && line[pos] == ' ') ++pos;
+      size_t end = pos;
+      while (end < line.size() && line[end] != ' ') ++end;
+      if (end == pos) break;
+      const std::string_view key = line.substr(pos, end - pos);
+      pos = end;
+      if (mode == sched::Predictor::kPageTable) {
+        if (!store_.likely_resident(key, now)) {
+          fault = true;
+          break;  // one non-resident key decides
+        }
+      } else {
+        const uint64_t h = hash_key(key, 0x9e3779b97f4a7c15ull);
+        if (!history_.likely_resident(h)) fault = true;
+        history_.touch(h, local);  // every key of the request is now recent
+      }
+    }
+    return fault;
+  }
+
+ private:
+  static constexpr size_t kFrameHeaderBytes = 8;
+  sched::Scheduler& sched_;
+  Store& store_;
+  sched::HistoryPredictor history_;
+};
 
 /// The key-value app as the scheduler sees it: each fiber slot owns a protocol session (its reply
 /// buffer must not be shared by two requests that interleave at fetch boundaries).
@@ -162,6 +235,10 @@ class KvApp : public sched::App {
     session->handle_datagram(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(req.bytes) +
                                                           sizeof(h), h.len),
                              tls_core.clock->now(), &KvApp::emit, &h.from);
+    // The core running it now counts how the prediction fared (it may not be the one that made it).
+    if (tls_core.sched->parent().predictor() != sched::Predictor::kNone) {
+      tls_core.predictions->record(req.likely_fault, fiber.waits > 0);
+    }
   }
 
  private:
@@ -174,8 +251,9 @@ class KvApp : public sched::App {
 /// One core's glue: NIC datagrams become scheduler requests; the scheduler runs them in fibers.
 class KvCore : public net::UdpHandler {
  public:
-  KvCore(net::Stack* stack, paging::PagingCore* pc, sched::CoreScheduler* sched)
-      : ctx_{stack, pc, sched, &clock_} {}
+  KvCore(net::Stack* stack, paging::PagingCore* pc, sched::CoreScheduler* sched,
+         KvPredictor* predictor)
+      : ctx_{stack, pc, sched, &clock_, &predictions_}, predictor_(predictor) {}
 
   void set_stack(net::Stack* s) { ctx_.stack = s; }
 
@@ -193,6 +271,7 @@ class KvCore : public net::UdpHandler {
     std::memcpy(r->bytes, &h, sizeof(h));
     std::memcpy(r->bytes + sizeof(h), payload.data(), payload.size());
     r->len = uint32_t(sizeof(h) + payload.size());
+    r->likely_fault = predictor_ && predictor_->likely_fault(payload, clock_.now(), history_local_);
     ctx_.sched->submit(r);  // a full queue drops and counts
   }
 
@@ -209,26 +288,38 @@ class KvCore : public net::UdpHandler {
   }
 
   uint64_t no_request() const { return no_request_.read(); }
+  const sched::PredictorCounters& predictions() const { return predictions_; }
 
  private:
   CoreContext ctx_;
+  KvPredictor* predictor_;
+  uint32_t history_local_ = 0;
+  sched::PredictorCounters predictions_;
   CoarseClock clock_;
   Counter no_request_;
   Counter dropped_oversize_;
 };
 
-/// Async fault handling: the faulting fiber parks; this core's completion queue wakes it.
-struct AsyncWait {
+/// Fault handling at a fetch boundary, by the scheduler's current mode (switchable at run time):
+/// sync busy-polls this core's completion queue; async parks the fiber and this core's
+/// completion queue wakes it. Either way the fiber counts the wait (for the predictor's accuracy).
+struct FaultWait {
   static void wait_io(void* ctx, paging::IoWait& io) {
+    auto* pc = static_cast<paging::PagingCore*>(ctx);
     sched::Fiber* f = sched::current_fiber();
-    if (f == nullptr) return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_io(ctx, io);
+    if (f != nullptr) ++f->waits;
+    if (f == nullptr || tls_core.sched->parent().faults() == sched::FaultMode::kSync) {
+      return paging::sync_wait_hooks(*pc).wait_io(ctx, io);
+    }
     io.waiter = f;
     if (!io.done.load(std::memory_order_acquire)) sched::park();
   }
   static void wait_other(void* ctx) {
-    if (sched::current_fiber() == nullptr) {
+    sched::Fiber* f = sched::current_fiber();
+    if (f == nullptr || tls_core.sched->parent().faults() == sched::FaultMode::kSync) {
       return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_other(ctx);
     }
+    ++f->waits;
     sched::yield();
   }
   static void on_complete(void*, paging::IoWait& io) {
@@ -270,6 +361,9 @@ Status open_far_memory(const config::ServerConfig& cfg, uint16_t ncores,
 
 int run(const config::ServerConfig& cfg) {
   EalOptions eal = cfg.eal;
+  const bool dedicated_dispatcher = cfg.sched.dispatch == sched::Dispatch::kCentral &&
+                                    cfg.sched.dispatcher == sched::DispatcherRole::kDedicated;
+  if (dedicated_dispatcher) eal.lcores.push_back(uint32_t(cfg.sched.dispatcher_lcore));
   if (cfg.port.pci.empty()) eal.vdevs.push_back(cfg.port.vdev);
   else eal.pci_allow.push_back(cfg.port.pci);
   auto ei = eal_init(eal, "kvserver");
@@ -311,7 +405,6 @@ int run(const config::ServerConfig& cfg) {
   }
   ServerView view;
   view.region = region.get();
-  view.faults = cfg.sched.faults;
   view.transport = transport.get();
   const ServerStats server_stats(&view);
   KvApp app;
@@ -322,6 +415,14 @@ int run(const config::ServerConfig& cfg) {
     eal_cleanup();
     return 1;
   }
+  view.scheduler = scheduler->get();
+  // The history predictor remembers about as many recent keys as local memory holds items
+  // (~256 bytes an item unless sched.history_window says otherwise).
+  const uint32_t window =
+      cfg.sched.history_window
+          ? cfg.sched.history_window
+          : uint32_t(std::max<uint64_t>(1024, region ? region->frame_count() * paging::kPageSize / 256 : 1024));
+  KvPredictor predictor(**scheduler, **store, window);
   // One protocol session per fiber slot (their reply buffers are touched only when used).
   std::vector<std::unique_ptr<Session>> sessions;
   for (uint16_t i = 0; i < ncores; ++i) {
@@ -338,20 +439,27 @@ int run(const config::ServerConfig& cfg) {
   for (uint16_t i = 0; i < ncores; ++i) {
     paging::PagingCore* pc = region ? &region->core(CoreId{i}) : nullptr;
     sched::CoreScheduler* cs = &(*scheduler)->core(CoreId{i});
-    if (pc && cfg.sched.faults == sched::FaultMode::kAsync) {
-      pc->set_hooks({&AsyncWait::wait_io, &AsyncWait::wait_other, &AsyncWait::on_complete, pc});
-    }
+    // Installed in both fault modes: the hooks read the mode, which may change while serving.
+    if (pc) pc->set_hooks({&FaultWait::wait_io, &FaultWait::wait_other, &FaultWait::on_complete, pc});
     // Completions are polled between fibers too, so a burst of new requests cannot delay them.
     if (pc) cs->set_between(&paging::PagingCore::poll_hook, pc);
-    handlers.push_back(std::make_unique<KvCore>(nullptr, pc, cs));
+    handlers.push_back(std::make_unique<KvCore>(nullptr, pc, cs, &predictor));
     stacks.push_back(std::make_unique<net::Stack>(**port, i, me, cfg.net, handlers.back().get()));
     handlers.back()->set_stack(stacks.back().get());
     view.stacks.push_back(stacks.back().get());
     view.scheds.push_back(cs);
+    view.predictions.push_back(&handlers.back()->predictions());
     loops.push_back(std::make_unique<CoreLoop>(CoreId{i}, cfg.eal.lcores[i], cfg.idle));
     // One poller per core: the NIC queue, the completion queue and the run queue are polled
     // together in one loop (Shenango-style).
     loops.back()->add_poller({"core", &KvCore::poll_hook, handlers.back().get()});
+    loop_ptrs.push_back(loops.back().get());
+  }
+  if (dedicated_dispatcher) {
+    // The dispatcher's own core only moves requests from the central queue to the workers.
+    loops.push_back(std::make_unique<CoreLoop>(CoreId{ncores}, uint32_t(cfg.sched.dispatcher_lcore),
+                                               cfg.idle));
+    loops.back()->add_poller({"dispatch", &sched::Scheduler::dispatch_hook, scheduler->get()});
     loop_ptrs.push_back(loops.back().get());
   }
   FM_LOG_INFO(kTag, "serving memcached UDP on {}:{} (mac {}) with {} core(s)", me.ip.to_string(),
@@ -375,13 +483,14 @@ int run(const config::ServerConfig& cfg) {
     const auto& sc = view.scheds[i]->counters();
     std::fprintf(stderr,
                  "  sched: submitted %lu dropped %lu started %lu finished %lu parks %lu wakes %lu "
-                 "requeues %lu stolen %lu in-flight %u queued %u; no request buffer %lu\n",
+                 "requeues %lu stolen %lu preempted %lu in-flight %u queued %u; no request buffer "
+                 "%lu\n",
                  (unsigned long)sc.submitted.read(), (unsigned long)sc.dropped.read(),
                  (unsigned long)sc.started.read(), (unsigned long)sc.finished.read(),
                  (unsigned long)sc.parks.read(), (unsigned long)sc.wakes.read(),
                  (unsigned long)sc.requeues.read(),
                  (unsigned long)(sc.stolen_new.read() + sc.stolen_ready.read()),
-                 view.scheds[i]->in_flight(), view.scheds[i]->queued(),
+                 (unsigned long)sc.preemptions.read(), view.scheds[i]->in_flight(), view.scheds[i]->queued(),
                  (unsigned long)handlers[i]->no_request());
     for (size_t r = 0; r < net::kDropReasonCount; ++r) {
       if (uint64_t d = nc.drops[r].read())

@@ -12,6 +12,7 @@
 #include "dataplane/check.h"
 #include "kvapp/numbers.h"
 #include "kvapp/tuning.h"
+#include "sched/scheduler.h"
 
 namespace fm::kv {
 namespace {
@@ -412,6 +413,8 @@ bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64
     if (r == Lookup::kExpired) counters_.add(Stat::kGetExpired);
     if (r == Lookup::kFlushed) counters_.add(Stat::kGetFlushed);
     if (!fits) break;
+    // Between keys no lock or pin is held: a long multi-key get may give way here.
+    sched::preempt_point();
   }
   if (fits && out.append("END\r\n")) return true;
   out.rollback(mark);

@@ -972,7 +972,7 @@ void Store::reset_stats() {
   stats_baseline_ = now;
 }
 
-bool Store::locate_for_test(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len) {
+bool Store::locate(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len) {
   if (key.empty() || key.size() > kKeyMaxLength) return false;
   const uint64_t hash = hash_key(key, seed_);
   Stripe& s = stripe_for(hash);

@@ -187,10 +187,21 @@ class Store {
   /// Unix time at creation, for "stats uptime".
   int64_t started_at() const { return started_at_; }
 
-  /// Arena offset and length of `key`'s chunk (key + value), for tests of the page layout and of
-  /// residency. Matches by hash and length only, so it never reads item memory (never faults).
-  /// Returns false when the key is not live.
-  bool locate_for_test(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len);
+  /// Arena offset and length of `key`'s chunk (key + value), for the fault predictor and tests
+  /// of the page layout. Matches by hash and length only, so it never reads item memory (never
+  /// faults). Returns false when no live item has that hash and length.
+  bool locate(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len);
+
+  /// The page-table predictor: false when reading `key` would fetch from far memory now (its
+  /// item's pages are not resident). A key with no candidate item reads no item bytes: true.
+  /// Never faults or waits; takes the key's stripe lock briefly. Any core.
+  bool likely_resident(std::string_view key, int64_t now) {
+    if (!arena_->may_fault()) return true;
+    uint64_t offset = 0;
+    uint32_t len = 0;
+    if (!locate(key, now, &offset, &len)) return true;
+    return arena_->resident(offset, len);
+  }
 
  private:
   struct Entry;

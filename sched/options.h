@@ -11,6 +11,36 @@ enum class FaultMode : uint8_t {
   kAsync,  // park the request's fiber and run others until the completion wakes it (the paper)
 };
 
+/// Where new requests wait for a fiber.
+enum class Dispatch : uint8_t {
+  kPerCore,  // each core serves what its own NIC queues receive (RSS-style), plus stealing
+  kCentral,  // one queue for all; a dispatcher places each request on the least-loaded core
+};
+
+/// Who runs the central dispatcher.
+enum class DispatcherRole : uint8_t {
+  kWorker,     // core 0 dispatches between its own requests (no core is lost on small machines)
+  kDedicated,  // a core of its own (sched.dispatcher_lcore) that only dispatches
+};
+
+/// How a request is classified before it runs (fault-likely requests get their own queue).
+enum class Predictor : uint8_t {
+  kNone,       // one queue, FCFS
+  kHistory,    // keys touched recently are likely resident (the design paper's proposal)
+  kPageTable,  // the app looks the key up and asks the page table (exact for single-key GETs)
+};
+
+inline const char* fault_mode_name(FaultMode m) { return m == FaultMode::kAsync ? "async" : "sync"; }
+inline const char* dispatch_name(Dispatch d) { return d == Dispatch::kCentral ? "central" : "percore"; }
+inline const char* predictor_name(Predictor p) {
+  switch (p) {
+    case Predictor::kNone: return "none";
+    case Predictor::kHistory: return "history";
+    case Predictor::kPageTable: return "pagetable";
+  }
+  return "?";
+}
+
 struct SchedOptions {
   // sync is the FCFS/busy-wait baseline; async yields at each fetch boundary.
   FaultMode faults = FaultMode::kAsync;
@@ -22,6 +52,21 @@ struct SchedOptions {
   uint32_t stack_kb = 64;
   // An idle core takes runnable requests (new and resumed) from busy ones.
   bool steal = true;
+  // Per-core queues, or one central queue with a fault-aware dispatcher.
+  Dispatch dispatch = Dispatch::kPerCore;
+  DispatcherRole dispatcher = DispatcherRole::kWorker;
+  // The dispatcher's lcore when dispatcher = dedicated (must not be one of eal.lcores).
+  int32_t dispatcher_lcore = -1;
+  // Requests the dispatcher may place on one core ahead of its free fibers (JBSQ bound).
+  uint32_t dispatch_bound = 2;
+  // Fault predictor; fault-likely requests wait in a queue of their own.
+  Predictor predictor = Predictor::kNone;
+  // history predictor: how many recent key accesses count as "likely resident" (0: derived from
+  // the local memory size by the app).
+  uint32_t history_window = 0;
+  // Cooperative preemption quantum in microseconds for long requests (0: off). The app calls
+  // preempt_point() between steps; a request over its quantum goes behind new requests.
+  uint32_t preempt_us = 0;
 };
 
 }  // namespace fm::sched

@@ -1,11 +1,13 @@
-// Fiber pools, run queues and stealing. Queue discipline per core: resumed fibers first (they
-// are the oldest requests), then new requests in arrival order (FCFS).
+// Fiber pools, run queues, stealing, central dispatch and preemption. Queue discipline per core:
+// resumed fibers first (they are the oldest requests), then new requests in arrival order (FCFS)
+// with fault-free ones ahead of fault-likely ones, then fibers preempted at their quantum.
 #include "sched/scheduler.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -13,12 +15,18 @@
 
 #include "dataplane/check.h"
 #include "dataplane/log.h"
+#include "dataplane/tsc.h"
 
 namespace fm::sched {
 namespace {
 constexpr const char* kTag = "sched";
 // New requests started per poll: bounds how long a burst keeps the core from its NIC queue.
 constexpr uint32_t kNewPerPoll = 8;
+// Fault-free requests started while a fault-likely one waits before that one gets its turn:
+// bounds how long the predictor's separate queue can starve.
+constexpr uint32_t kMaxLikelyFaultSkips = 16;
+// Requests the central dispatcher places per call.
+constexpr uint32_t kDispatchBatch = 32;
 thread_local Fiber* tls_fiber = nullptr;
 thread_local CoreScheduler* tls_sched = nullptr;
 
@@ -51,6 +59,16 @@ void yield() {
   f->ctx.yield();
 }
 
+void preempt_point() {
+  Fiber* f = tls_fiber;
+  if (f == nullptr) return;
+  const uint64_t quantum = tls_sched->parent().preempt_cycles();
+  if (quantum == 0 || rte_rdtsc() - f->slice_start < quantum) return;
+  f->state = Fiber::State::kPreempted;
+  f->ctx.yield();
+}
+
+
 CoreScheduler::CoreScheduler(Scheduler& parent, CoreId id, const SchedOptions& opts, App& app)
     : parent_(parent),
       id_(id),
@@ -62,11 +80,17 @@ CoreScheduler::CoreScheduler(Scheduler& parent, CoreId id, const SchedOptions& o
                      pow2_at_least(uint64_t(opts.queue_depth) + opts.max_in_flight + 1), RingMode::kMpSc),
       new_("new" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.queue_depth) + 1),
            RingMode::kMpMc),
+      likely_fault_("lf" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.queue_depth) + 1),
+                    RingMode::kMpMc),
       // Any core's fibers may be woken here (a stolen fiber parks on its new core's queue pair).
       ready_("ready" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.max_in_flight) * 64 + 1),
-             RingMode::kMpMc) {}
+             RingMode::kMpMc),
+      preempted_("pre" + std::to_string(to_int(id)),
+                 pow2_at_least(uint64_t(opts.max_in_flight) * 64 + 1), RingMode::kMpMc) {}
 
 CoreScheduler::~CoreScheduler() {
+  // Fibers first: one still parked unwinds its stack (Boost.Context) and needs it mapped.
+  fibers_.clear();
   if (stacks_) ::munmap(stacks_, stacks_bytes_);
 }
 
@@ -75,7 +99,14 @@ Request* CoreScheduler::acquire() { return free_requests_.pop(); }
 bool CoreScheduler::submit(Request* r) {
   r->arrival = rte_rdtsc();
   r->owner = this;
-  if (!new_.push(r)) {
+  bool queued;
+  if (parent_.opts_.dispatch == Dispatch::kCentral) {
+    queued = (r->likely_fault ? parent_.central_likely_fault_ : parent_.central_).push(r);
+  } else {
+    queued = (r->likely_fault ? likely_fault_ : new_).push(r);
+    if (queued) enqueued_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!queued) {
     counters_.dropped.add();
     FM_CHECK(free_requests_.push(r));
     return false;
@@ -84,8 +115,19 @@ bool CoreScheduler::submit(Request* r) {
   return true;
 }
 
+bool CoreScheduler::place(Request* r) {
+  if (!(r->likely_fault ? likely_fault_ : new_).push(r)) return false;
+  enqueued_.fetch_add(1, std::memory_order_relaxed);
+  counters_.dispatched.add();
+  return true;
+}
+
 void CoreScheduler::wake(Fiber* f) {
   counters_.wakes.add();
+  if (f->parked_on != nullptr) {
+    f->parked_on->parked_.fetch_sub(1, std::memory_order_relaxed);
+    f->parked_on = nullptr;
+  }
   FM_CHECK_MSG(ready_.push(f), "ready queue overflow");
 }
 
@@ -95,6 +137,7 @@ void CoreScheduler::run(Fiber* f) {
   tls_fiber = f;
   tls_sched = this;
   f->state = Fiber::State::kRunning;
+  f->slice_start = rte_rdtsc();
   f->ctx.resume();
   tls_fiber = outer_fiber;
   tls_sched = outer_sched;
@@ -104,8 +147,14 @@ void CoreScheduler::run(Fiber* f) {
     // Queued only now that it is off this stack: a stealer may resume it at once.
     counters_.requeues.add();
     FM_CHECK(ready_.push(f));
+  } else if (f->state == Fiber::State::kPreempted) {
+    counters_.preemptions.add();
+    FM_CHECK(preempted_.push(f));
   } else {
-    counters_.parks.add();  // parked: its completion will wake() it
+    // Parked: the completion polled on this core's queue pair will wake() it here.
+    counters_.parks.add();
+    f->parked_on = this;
+    parked_.fetch_add(1, std::memory_order_relaxed);
   }
   if (between_fn_) between_fn_(between_arg_);
 }
@@ -126,6 +175,7 @@ bool CoreScheduler::start_new(Request* r) {
   if (f == nullptr) return false;
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   f->request = r;
+  f->waits = 0;
   counters_.started.add();
   counters_.queue_delay_cycles.add(rte_rdtsc() - r->arrival);
   f->ctx.start(f->stack, f->stack_size, &fiber_entry, f);
@@ -133,8 +183,28 @@ bool CoreScheduler::start_new(Request* r) {
   return true;
 }
 
+Request* CoreScheduler::take_new() {
+  // Fault-free first; a waiting fault-likely request gets its turn after kMaxLikelyFaultSkips.
+  if (likely_fault_.empty() || (likely_fault_skips_ < kMaxLikelyFaultSkips && !new_.empty())) {
+    Request* r = new_.pop();
+    if (r != nullptr) {
+      if (!likely_fault_.empty()) ++likely_fault_skips_;
+      dequeued_.fetch_add(1, std::memory_order_relaxed);
+      return r;
+    }
+  }
+  Request* r = likely_fault_.pop();
+  if (r == nullptr) r = new_.pop();  // a stealer took the fault-likely one meanwhile
+  if (r == nullptr) return nullptr;
+  likely_fault_skips_ = 0;
+  if (r->likely_fault) counters_.started_likely_fault.add();
+  dequeued_.fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
 uint32_t CoreScheduler::poll() {
   uint32_t ran = 0;
+  if (to_int(id_) == 0 && parent_.worker_dispatches()) parent_.dispatch();
   // Resumed fibers first: their requests are older than any new one.
   const unsigned ready = ready_.size();
   for (unsigned i = 0; i < ready; ++i) {
@@ -145,13 +215,19 @@ uint32_t CoreScheduler::poll() {
   }
   // Then new requests, FCFS, while this core has a free fiber — a bounded batch, so the loop
   // gets back to the NIC and the completion queue within a few requests.
-  for (uint32_t started = 0; started < kNewPerPoll && !free_fibers_.empty(); ++started) {
-    Request* r = new_.pop();
+  uint32_t started = 0;
+  for (; started < kNewPerPoll && !free_fibers_.empty(); ++started) {
+    Request* r = take_new();
     if (r == nullptr) break;
-    if (!start_new(r)) {
-      FM_CHECK(new_.push(r));  // raced: no fiber after all (cannot happen with one consumer)
-      break;
-    }
+    FM_CHECK(start_new(r));  // one consumer of free_fibers_: the check above holds
+    ++ran;
+  }
+  // Preempted fibers go behind new requests: all of them once no new request waits, else one.
+  const unsigned preempted = (started < kNewPerPoll) ? preempted_.size() : 1;
+  for (unsigned i = 0; i < preempted; ++i) {
+    Fiber* f = preempted_.pop();
+    if (f == nullptr) break;
+    run(f);
     ++ran;
   }
   if (ran == 0 && parent_.steal()) ran += steal();
@@ -162,15 +238,17 @@ uint32_t CoreScheduler::steal() {
   const uint16_t n = parent_.core_count();
   for (uint16_t k = 1; k < n; ++k) {
     CoreScheduler& victim = *parent_.cores_[(to_int(id_) + k) % n];
-    if (Fiber* f = victim.ready_.pop()) {
+    Fiber* f = victim.ready_.pop();
+    if (f == nullptr) f = victim.preempted_.pop();
+    if (f != nullptr) {
       counters_.stolen_ready.add();
       run(f);
       return 1;
     }
-    if (!free_fibers_.empty() && victim.new_.size() > 0) {
-      if (Request* r = victim.new_.pop()) {
+    if (!free_fibers_.empty() && victim.queued() > 0) {
+      if (Request* r = victim.take_stolen()) {
         counters_.stolen_new.add();
-        if (!start_new(r)) FM_CHECK(victim.new_.push(r));
+        FM_CHECK(start_new(r));
         return 1;
       }
     }
@@ -178,10 +256,84 @@ uint32_t CoreScheduler::steal() {
   return 0;
 }
 
+Request* CoreScheduler::take_stolen() {
+  Request* r = new_.pop();
+  if (r == nullptr) r = likely_fault_.pop();
+  if (r != nullptr) dequeued_.fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
+Scheduler::Scheduler(const SchedOptions& opts)
+    : opts_(opts),
+      steal_(opts.steal),
+      faults_(opts.faults),
+      predictor_(opts.predictor),
+      central_("central", pow2_at_least(uint64_t(opts.queue_depth) + 1), RingMode::kMpSc),
+      central_likely_fault_("central-lf", pow2_at_least(uint64_t(opts.queue_depth) + 1),
+                            RingMode::kMpSc) {
+  set_preempt_us(opts.preempt_us);
+}
+
+void Scheduler::set_preempt_us(uint32_t us) {
+  uint64_t hz = tsc_hz();
+  if (hz == 0 && us != 0) {  // no EAL (unit tests): measure the TSC against the steady clock
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t c0 = rte_rdtsc();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(5)) {
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    hz = uint64_t(double(rte_rdtsc() - c0) / s);
+  }
+  preempt_us_.store(us, std::memory_order_relaxed);
+  preempt_cycles_.store(uint64_t(us) * hz / 1000000, std::memory_order_relaxed);
+}
+
+CoreScheduler* Scheduler::least_loaded() {
+  const uint16_t n = core_count();
+  CoreScheduler* best = nullptr;
+  uint64_t best_score = ~0ull;
+  for (uint16_t k = 0; k < n; ++k) {
+    CoreScheduler* c = cores_[(rotor_ + k) % n].get();
+    if (!c->accepting()) continue;
+    const uint32_t waiting = c->queued();
+    if (waiting >= opts_.dispatch_bound) continue;
+    // Fewest waiting requests first; among equals, fewest fetches in flight (a core whose
+    // fibers are all parked on fetches has the fewest free fibers and the most wake-ups due).
+    const uint64_t score = uint64_t(waiting) << 32 | c->parked();
+    if (score < best_score) {
+      best = c;
+      best_score = score;
+    }
+  }
+  rotor_ = uint16_t((rotor_ + 1) % n);
+  return best;
+}
+
+uint32_t Scheduler::dispatch() {
+  uint32_t placed = 0;
+  while (placed < kDispatchBatch) {
+    Request* r = pending_;
+    if (r == nullptr) {
+      r = central_.pop();
+      if (r == nullptr) r = central_likely_fault_.pop();
+      if (r == nullptr) break;
+    }
+    CoreScheduler* c = least_loaded();
+    if (c == nullptr || !c->place(r)) {
+      pending_ = r;  // every core has its bound waiting: keep it, in order, for the next call
+      break;
+    }
+    pending_ = nullptr;
+    ++placed;
+  }
+  return placed;
+}
+
 Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedOptions& opts, uint16_t cores,
                                                      App& app) {
   if (opts.max_in_flight == 0) return error(Errc::kInvalidArgument, "sched.max_in_flight must be > 0");
   if (opts.stack_kb < 16) return error(Errc::kInvalidArgument, "sched.stack_kb must be >= 16");
+  if (opts.dispatch_bound == 0) return error(Errc::kInvalidArgument, "sched.dispatch_bound must be > 0");
   std::unique_ptr<Scheduler> s(new Scheduler(opts));
   const size_t page = size_t(::sysconf(_SC_PAGESIZE));
   const size_t stack = size_t(opts.stack_kb) * 1024;
@@ -219,9 +371,13 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedOptions& opts, u
     }
     s->cores_.push_back(std::move(cs));
   }
-  FM_LOG_INFO(kTag, "{} core scheduler(s): faults {}, {} fibers of {} KiB each, queue {}, stealing {}",
-              cores, opts.faults == FaultMode::kAsync ? "async" : "sync", opts.max_in_flight,
-              opts.stack_kb, opts.queue_depth, opts.steal ? "on" : "off");
+  FM_LOG_INFO(kTag,
+              "{} core scheduler(s): faults {}, {} fibers of {} KiB each, queue {}, stealing {}, "
+              "dispatch {}, predictor {}, preemption {}",
+              cores, fault_mode_name(opts.faults), opts.max_in_flight, opts.stack_kb,
+              opts.queue_depth, opts.steal ? "on" : "off", dispatch_name(opts.dispatch),
+              predictor_name(opts.predictor),
+              opts.preempt_us ? std::to_string(opts.preempt_us) + " us" : std::string("off"));
   return s;
 }
 

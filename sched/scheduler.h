@@ -1,5 +1,6 @@
 // Per-core fiber schedulers: a fiber per request from a preallocated pool, run queues shared
-// through lock-free rings (so idle cores can steal), park/wake at fetch boundaries.
+// through lock-free rings (so idle cores can steal), park/wake at fetch boundaries, an optional
+// central dispatcher, a queue of its own for fault-likely requests, and cooperative preemption.
 #pragma once
 
 #include <atomic>
@@ -21,19 +22,20 @@ class CoreScheduler;
 class Scheduler;
 
 /// A request waiting for or being served by a fiber. The app fills `bytes` (e.g. a datagram and
-/// its sender) before submit(). Owned by the core that acquired it; freed by whichever core
-/// finishes it.
+/// its sender) and `likely_fault` before submit(). Owned by the core that acquired it; freed by
+/// whichever core finishes it.
 struct Request {
   static constexpr size_t kBytes = 1600;
   alignas(64) std::byte bytes[kBytes];
   uint32_t len = 0;
-  uint64_t arrival = 0;  // TSC at submit: queueing delay for statistics
+  bool likely_fault = false;  // the predictor's verdict: waits in the fault-likely queue
+  uint64_t arrival = 0;       // TSC at submit: queueing delay for statistics
   CoreScheduler* owner = nullptr;
 };
 
 /// A fiber slot: a context, its stack, and the request it serves.
 struct Fiber {
-  enum class State : uint8_t { kIdle, kRunning, kParked, kRequeue };
+  enum class State : uint8_t { kIdle, kRunning, kParked, kRequeue, kPreempted };
   Context ctx;
   void* stack = nullptr;
   size_t stack_size = 0;
@@ -41,6 +43,9 @@ struct Fiber {
   CoreScheduler* owner = nullptr;  // whose slot this is (returns there when done)
   void* app_state = nullptr;       // per-fiber app object (kvserver: a protocol session)
   State state = State::kIdle;
+  uint32_t waits = 0;         // fetch waits of the current request (the app counts them)
+  uint64_t slice_start = 0;   // TSC when this fiber was last switched in
+  CoreScheduler* parked_on = nullptr;  // whose fetches-in-flight count includes this park
 };
 
 /// The application: serves one request inside a fiber. May park at fetch boundaries.
@@ -55,23 +60,30 @@ class App {
 struct SchedCounters {
   Counter submitted, dropped, started, finished, parks, requeues, wakes;
   Counter stolen_new, stolen_ready;
-  Counter queue_delay_cycles;  // sum of (start - arrival)
+  Counter preemptions;           // fibers that went behind new requests at a preempt_point()
+  Counter started_likely_fault;  // requests started from the fault-likely queue
+  Counter dispatched;            // requests the central dispatcher placed on this core
+  Counter queue_delay_cycles;    // sum of (start - arrival)
 };
 
-/// One core's scheduler. poll() is its CoreLoop poller; acquire()/submit() feed it.
+/// One core's scheduler. poll() is its CoreLoop poller; acquire()/submit() feed it. "Owner"
+/// below means whichever thread polls this core's queues now (with run-time core allocation an
+/// active core adopts a parked one's queues; exactly one thread owns them at any time).
 class CoreScheduler {
  public:
   CoreScheduler(Scheduler& parent, CoreId id, const SchedOptions& opts, App& app);
   ~CoreScheduler();
 
   /// A free request buffer to fill, or nullptr (the request is then dropped and counted).
-  /// Owner core only.
+  /// Owner only.
   Request* acquire();
-  /// Queues a filled request. False when the queue is full: it is dropped and counted.
-  /// Owner core only.
+  /// Queues a filled request: in this core's queue (fault-likely or not), or the central one.
+  /// False when that queue is full: it is dropped and counted. Owner only.
   bool submit(Request* r);
-  /// Runs resumed fibers, then new requests while fibers are free; when idle and stealing is
-  /// on, takes work from other cores. Returns the fibers run. Owner core only.
+  /// Runs resumed fibers, then new requests while fibers are free (fault-free ones before
+  /// fault-likely ones), then preempted ones; when idle and stealing is on, takes work from
+  /// other cores. With the dispatcher role (core 0, central dispatch) it dispatches first.
+  /// Returns the fibers run. Owner only.
   uint32_t poll();
   static uint32_t poll_hook(void* arg) { return static_cast<CoreScheduler*>(arg)->poll(); }
 
@@ -83,18 +95,31 @@ class CoreScheduler {
   }
 
   /// Makes a parked fiber runnable on THIS core (the one whose completion queue woke it).
-  /// Exactly once per park. Owner core only.
+  /// Exactly once per park. Owner only.
   void wake(Fiber* f);
+
+  /// Whether the central dispatcher may place new requests here (false while parked). Any thread.
+  void set_accepting(bool on) { accepting_.store(on, std::memory_order_relaxed); }
+  bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
 
   /// Fibers in flight on this core's slots (parked, ready or running anywhere).
   uint32_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
-  /// Requests waiting for a fiber.
-  uint32_t queued() const { return new_.size(); }
+  /// Fibers parked on a fetch posted from this core (its fetches in flight).
+  uint32_t parked() const { return parked_.load(std::memory_order_relaxed); }
+  /// Requests waiting for a fiber (both queues).
+  uint32_t queued() const { return new_.size() + likely_fault_.size(); }
+  /// Runnable fibers waiting for this core (resumed and preempted).
+  uint32_t runnable() const { return ready_.size() + preempted_.size(); }
+  /// Requests taken off this core's queues so far (for a Shenango-style congestion check:
+  /// a queue is congested when what waited at the last check is still waiting).
+  uint64_t dequeued() const { return dequeued_.load(std::memory_order_relaxed); }
+  uint64_t enqueued() const { return enqueued_.load(std::memory_order_relaxed); }
   CoreId id() const { return id_; }
   const SchedCounters& counters() const { return counters_; }
   /// The per-fiber app objects, to set up before serving (index < max_in_flight).
   Fiber& fiber_slot(size_t i) { return *fibers_[i]; }
   App& parent_app() { return app_; }
+  Scheduler& parent() { return parent_; }
   size_t fiber_slots() const { return fibers_.size(); }
 
  private:
@@ -102,6 +127,9 @@ class CoreScheduler {
   void run(Fiber* f);
   void finish(Fiber* f);
   bool start_new(Request* r);
+  Request* take_new();
+  Request* take_stolen();
+  bool place(Request* r);
   uint32_t steal();
 
   Scheduler& parent_;
@@ -112,9 +140,16 @@ class CoreScheduler {
   std::vector<std::unique_ptr<Request>> requests_;
   Ring<Fiber> free_fibers_;     // MP (any core finishes), SC (owner starts)
   Ring<Request> free_requests_; // MP, SC
-  Ring<Request> new_;           // SP (owner's NIC), MC (owner + stealers)
+  Ring<Request> new_;           // MP (owner's NIC, dispatcher), MC (owner + stealers)
+  Ring<Request> likely_fault_;  // the same, for requests the predictor expects to fault
   Ring<Fiber> ready_;           // MP (wakes), MC (owner + stealers)
+  Ring<Fiber> preempted_;       // fibers over their quantum: run after new requests
   std::atomic<uint32_t> in_flight_{0};
+  std::atomic<uint32_t> parked_{0};
+  std::atomic<uint64_t> enqueued_{0};
+  std::atomic<uint64_t> dequeued_{0};
+  std::atomic<bool> accepting_{true};
+  uint32_t likely_fault_skips_ = 0;  // polls that passed the fault-likely queue over
   uint32_t (*between_fn_)(void*) = nullptr;
   void* between_arg_ = nullptr;
   SchedCounters counters_;
@@ -122,7 +157,7 @@ class CoreScheduler {
   size_t stacks_bytes_ = 0;
 };
 
-/// Every core's scheduler, for stealing and statistics.
+/// Every core's scheduler, the central queue, and the switches that may change while serving.
 class Scheduler {
  public:
   /// Creates `cores` schedulers with their fiber pools (stacks mapped once, guard pages set
@@ -130,18 +165,50 @@ class Scheduler {
   static Result<std::unique_ptr<Scheduler>> create(const SchedOptions& opts, uint16_t cores,
                                                    App& app);
   CoreScheduler& core(CoreId id) { return *cores_[to_int(id)]; }
+  const CoreScheduler& core(CoreId id) const { return *cores_[to_int(id)]; }
   uint16_t core_count() const { return uint16_t(cores_.size()); }
   const SchedOptions& options() const { return opts_; }
-  /// Runtime switch (safe while serving): stealing on/off.
+
+  /// Central dispatch: places queued requests on accepting cores, fewest waiting requests
+  /// first, then fewest fetches in flight (fault-aware, like Adios), at most
+  /// options().dispatch_bound waiting per core; the rest stay in the central queue in order.
+  /// Returns the requests placed. Only one thread at a time (the dispatcher).
+  uint32_t dispatch();
+  static uint32_t dispatch_hook(void* arg) { return static_cast<Scheduler*>(arg)->dispatch(); }
+  /// Requests in the central queue (central dispatch).
+  uint32_t central_queued() const { return central_.size() + central_likely_fault_.size() + (pending_ ? 1 : 0); }
+  /// Whether core 0 runs dispatch() from its poll (central dispatch with the worker role).
+  bool worker_dispatches() const {
+    return opts_.dispatch == Dispatch::kCentral && opts_.dispatcher == DispatcherRole::kWorker;
+  }
+
+  // Run-time switches (safe while serving; any thread).
   void set_steal(bool on) { steal_.store(on, std::memory_order_relaxed); }
   bool steal() const { return steal_.load(std::memory_order_relaxed); }
+  void set_faults(FaultMode m) { faults_.store(m, std::memory_order_relaxed); }
+  FaultMode faults() const { return faults_.load(std::memory_order_relaxed); }
+  void set_predictor(Predictor p) { predictor_.store(p, std::memory_order_relaxed); }
+  Predictor predictor() const { return predictor_.load(std::memory_order_relaxed); }
+  void set_preempt_us(uint32_t us);
+  uint32_t preempt_us() const { return preempt_us_.load(std::memory_order_relaxed); }
+  /// The quantum in TSC cycles (0: off).
+  uint64_t preempt_cycles() const { return preempt_cycles_.load(std::memory_order_relaxed); }
 
  private:
   friend class CoreScheduler;
-  explicit Scheduler(const SchedOptions& opts) : opts_(opts), steal_(opts.steal) {}
+  explicit Scheduler(const SchedOptions& opts);
+  CoreScheduler* least_loaded();
   SchedOptions opts_;
   std::atomic<bool> steal_;
+  std::atomic<FaultMode> faults_;
+  std::atomic<Predictor> predictor_;
+  std::atomic<uint32_t> preempt_us_{0};
+  std::atomic<uint64_t> preempt_cycles_{0};
   std::vector<std::unique_ptr<CoreScheduler>> cores_;
+  Ring<Request> central_;               // MP (every core's NIC), SC (the dispatcher)
+  Ring<Request> central_likely_fault_;  // fault-likely requests, placed after the others
+  Request* pending_ = nullptr;          // taken from a central queue, no core could take it yet
+  uint16_t rotor_ = 0;                  // where the next least-loaded scan starts (spreads ties)
 };
 
 /// The fiber running on this thread, or nullptr outside fibers. Any core.
@@ -153,5 +220,9 @@ CoreScheduler* current_scheduler();
 void park();
 /// Inside a fiber: go to the back of this core's ready queue and let others run.
 void yield();
+/// Inside a fiber, between steps of a long request (no lock held): when preemption is on and
+/// this fiber has run longer than its quantum, it goes behind the new requests. Outside fibers,
+/// or with preemption off, returns at once (one TLS load and a compare).
+void preempt_point();
 
 }  // namespace fm::sched

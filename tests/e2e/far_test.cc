@@ -22,11 +22,14 @@ class FarE2E : public KvE2E {
     for (int i = 0; i < 100 && ::access(memnode_sock_.c_str(), F_OK) != 0; ++i) ::usleep(50000);
     ASSERT_EQ(::access(memnode_sock_.c_str(), F_OK), 0) << read_log(memnode_log_);
     // 16 MiB of values, 10% of it local: most accesses to a spread of keys fault.
-    // FM_FAULTS picks the fault mode (meson runs this binary once per mode).
+    // FM_FAULTS picks the fault mode and FM_SCHED adds [sched] lines (dispatch, predictor,
+    // preemption): meson runs this binary once per variant.
     const char* faults = std::getenv("FM_FAULTS");
+    const char* extra = std::getenv("FM_SCHED");
     start("[kv]\nmemory_mb = 16\nitem_size_max = 65536\nreply_buffer_kb = 256\n"
           "[paging]\nmode = \"far\"\nlocal_fraction = 0.1\nmemnode = \"unix:" +
-          memnode_sock_ + "\"\n[sched]\nfaults = \"" + (faults ? faults : "async") + "\"\n");
+          memnode_sock_ + "\"\n[sched]\nfaults = \"" + (faults ? faults : "async") + "\"\n" +
+          (extra ? extra : ""));
   }
   static void TearDownTestSuite() {
     stop();

@@ -304,7 +304,7 @@ class DeadNodeTest : public ::testing::Test {
   bool resident(const std::string& k) {
     uint64_t off = 0;
     uint32_t len = 0;
-    if (!f_.store->locate_for_test(k, kNow, &off, &len)) return false;
+    if (!f_.store->locate(k, kNow, &off, &len)) return false;
     return f_.region->resident(off);
   }
   // Any key: either the reference's answer or the far-memory error; never a wrong value.

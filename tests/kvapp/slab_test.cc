@@ -110,7 +110,7 @@ TEST(SlabStoreTest, StoredItemsNeverStraddleAPage) {
     ASSERT_TRUE(out == StoreOutcome::kStored || out == StoreOutcome::kNoMemory);
     uint64_t off = 0;
     uint32_t len = 0;
-    if (!s->locate_for_test(key, kNow, &off, &len)) continue;
+    if (!s->locate(key, kNow, &off, &len)) continue;
     ASSERT_EQ(len, key.size() + size);
     if (len <= kPageSize) {
       ASSERT_FALSE(straddles(off, len)) << key << " at " << off << " len " << len;

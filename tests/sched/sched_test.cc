@@ -212,7 +212,10 @@ TEST(Scheduler, StealingStressServesEveryRequestExactlyOnce) {
   uint64_t finished = 0;
   for (uint16_t c = 0; c < 2; ++c) finished += (*s)->core(CoreId{c}).counters().finished.read();
   EXPECT_EQ(finished, kRequests);
-  EXPECT_GT((*s)->core(CoreId{1}).counters().stolen_new.read(), 0u);
+  // Which kind gets stolen depends on thread timing (a loaded machine); that both kinds are
+  // stolen is asserted deterministically in IdleCoreStealsNewAndResumed.
+  const SchedCounters& c1 = (*s)->core(CoreId{1}).counters();
+  EXPECT_GT(c1.stolen_new.read() + c1.stolen_ready.read(), 0u);
   for (uint32_t i = 0; i < kRequests; ++i) ASSERT_EQ(app.served[i].load(), 1) << "request " << i;
 }
 
