@@ -227,6 +227,39 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
     }
     r.reject_unknown();
   }
+  {
+    TableReader r(top.table("alloc"), "alloc", source, &err);
+    AllocOptions& a = c.alloc;
+    const uint32_t lcores = uint32_t(c.eal.lcores.size());
+    r.get("min", a.min, 1, 64);
+    r.get("max", a.max, 0, 64);
+    r.get("initial", a.initial, 0, 64);
+    r.get("auto", a.automatic);
+    r.get("interval_us", a.interval_us, 1, 1000000);
+    r.get("congestion_us", a.congestion_us, 1, 10000000);
+    r.get("congested_checks", a.congested_checks, 1, 1000);
+    r.get("release_window_us", a.release_window_us, 1, 100000000);
+    r.get("release_utilisation", a.release_utilisation, 0.0, 1.0);
+    r.get("cooldown_us", a.cooldown_us, 0, 100000000);
+    r.get_enum("park", a.park, {{"sleep", ParkMode::kSleep}, {"spin", ParkMode::kSpin}});
+    if (r.ok() && lcores > 0) {
+      const uint32_t max = a.max ? a.max : lcores;
+      if (max > lcores)
+        r.fail("max", "is " + std::to_string(max) + " but eal.lcores has only " + std::to_string(lcores));
+      else if (a.min > max)
+        r.fail("min", "must be <= max (" + std::to_string(max) + ")");
+      else if (a.initial && (a.initial < a.min || a.initial > max))
+        r.fail("initial", "must be in min..max (" + std::to_string(a.min) + ".." + std::to_string(max) + ")");
+    }
+    r.reject_unknown();
+  }
+  {
+    TableReader r(top.table("control"), "control", source, &err);
+    r.get("enabled", c.control);
+    r.get("socket", c.control_socket);
+    if (r.ok() && c.control && c.control_socket.empty()) r.fail("socket", "must not be empty");
+    r.reject_unknown();
+  }
   read_log(top, source, &err, c.log_level);
   top.reject_unknown();
   if (!err.is_ok()) return err;
@@ -294,6 +327,14 @@ std::string to_toml(const ServerConfig& c) {
                    c.sched.dispatcher_lcore, c.sched.dispatch_bound,
                    sched::predictor_name(c.sched.predictor), c.sched.history_window,
                    c.sched.preempt_us);
+  const AllocOptions& a = c.alloc;
+  s += fmt::format("\n[alloc]\nmin = {}\nmax = {}\ninitial = {}\nauto = {}\ninterval_us = {}\n"
+                   "congestion_us = {}\ncongested_checks = {}\nrelease_window_us = {}\n"
+                   "release_utilisation = {}\ncooldown_us = {}\npark = \"{}\"\n",
+                   a.min, a.max, a.initial, b(a.automatic), a.interval_us, a.congestion_us,
+                   a.congested_checks, a.release_window_us, a.release_utilisation, a.cooldown_us,
+                   a.park == ParkMode::kSleep ? "sleep" : "spin");
+  s += fmt::format("\n[control]\nenabled = {}\nsocket = {}\n", b(c.control), quote(c.control_socket));
   s += fmt::format("\n[log]\nlevel = \"{}\"\n", log_level_name(c.log_level));
   return s;
 }

@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "dataplane/core_alloc.h"
 #include "dataplane/core_loop.h"
 #include "dataplane/eal.h"
 #include "dataplane/log.h"
@@ -26,6 +27,9 @@ struct ServerConfig {
   kv::ProtocolOptions protocol;
   paging::PagingOptions paging;
   sched::SchedOptions sched;
+  AllocOptions alloc;                    // [alloc]: run-time core allocation
+  bool control = true;                   // [control] enabled
+  std::string control_socket = "/run/farmem/kvserver.sock";  // [control] socket
   LogLevel log_level = LogLevel::kInfo;  // [log] level
 };
 

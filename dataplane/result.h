@@ -17,6 +17,7 @@ enum class Errc : uint8_t {
   kResourceExhausted,// hugepages, memory, queue slots
   kInternal,         // a library call failed unexpectedly
   kTimeout,          // a peer did not answer in time
+  kRestartRequired,  // a valid setting that only takes effect when the program restarts
 };
 
 /// A status: ok, or an error class and a message. Cheap when ok.

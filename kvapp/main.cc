@@ -4,11 +4,15 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "config/server_config.h"
+#include "dataplane/control.h"
+#include "dataplane/core_alloc.h"
 #include "dataplane/core_loop.h"
 #include "dataplane/eal.h"
 #include "dataplane/log.h"
@@ -249,7 +253,7 @@ class KvApp : public sched::App {
 };
 
 /// One core's glue: NIC datagrams become scheduler requests; the scheduler runs them in fibers.
-class KvCore : public net::UdpHandler {
+class KvCore : public net::UdpHandler, public QueueSet {
  public:
   KvCore(net::Stack* stack, paging::PagingCore* pc, sched::CoreScheduler* sched,
          KvPredictor* predictor)
@@ -275,17 +279,27 @@ class KvCore : public net::UdpHandler {
     ctx_.sched->submit(r);  // a full queue drops and counts
   }
 
-  /// The core's one poller: NIC in, completions in, fibers run, replies out.
-  static uint32_t poll_hook(void* arg) {
-    auto* self = static_cast<KvCore*>(arg);
-    tls_core = self->ctx_;
-    current_paging_core() = self->ctx_.paging;
-    uint32_t work = self->ctx_.stack->poll();
-    if (self->ctx_.paging) work += self->ctx_.paging->poll();
-    work += self->ctx_.sched->poll();
-    self->ctx_.stack->flush();
+  /// One pass over this queue set, by whichever worker owns it now: NIC in, completions in,
+  /// fibers run, replies out.
+  uint32_t poll() override {
+    tls_core = ctx_;
+    current_paging_core() = ctx_.paging;
+    uint32_t work = ctx_.stack->poll();
+    if (ctx_.paging) work += ctx_.paging->poll();
+    work += ctx_.sched->poll();
+    ctx_.stack->flush();
     return work;
   }
+  QueueProbe probe() const override {
+    QueueProbe p;
+    p.enqueued = ctx_.sched->enqueued();
+    p.dequeued = ctx_.sched->dequeued();
+    p.waiting = ctx_.sched->queued();
+    p.fetches = ctx_.sched->parked();
+    p.in_flight = ctx_.sched->in_flight();
+    return p;
+  }
+  void set_accepting(bool on) override { ctx_.sched->set_accepting(on); }
 
   uint64_t no_request() const { return no_request_.read(); }
   const sched::PredictorCounters& predictions() const { return predictions_; }
@@ -329,6 +343,230 @@ struct FaultWait {
     tls_core.sched->wake(f);
   }
 };
+
+/// What the control handlers read and change. Everything outlives the control server.
+struct ControlRefs {
+  CoreAllocator& alloc;
+  sched::Scheduler& sched;
+  const std::vector<std::unique_ptr<CoreLoop>>& loops;
+  const std::vector<std::unique_ptr<net::Stack>>& stacks;
+  const std::vector<std::unique_ptr<KvCore>>& sets;
+  Session& stats_session;  // used by the control thread only, for "stats"
+  const config::ServerConfig& cfg;
+};
+
+nlohmann::json cores_json(const CoreAllocator& a) {
+  return {{"active", a.active()}, {"min", a.min()},       {"max", a.max()},
+          {"workers", a.workers()}, {"auto", a.automatic()},
+          {"park", a.park_mode() == ParkMode::kSleep ? "sleep" : "spin"}};
+}
+
+nlohmann::json sched_json(const sched::Scheduler& s) {
+  const sched::SchedOptions& o = s.options();
+  return {{"faults", sched::fault_mode_name(s.faults())},
+          {"steal", s.steal()},
+          {"predictor", sched::predictor_name(s.predictor())},
+          {"preempt_us", s.preempt_us()},
+          {"dispatch", sched::dispatch_name(o.dispatch)},
+          {"dispatcher", o.dispatcher == sched::DispatcherRole::kWorker ? "worker" : "dedicated"},
+          {"dispatch_bound", o.dispatch_bound},
+          {"max_in_flight", o.max_in_flight},
+          {"queue_depth", o.queue_depth},
+          {"stack_kb", o.stack_kb}};
+}
+
+nlohmann::json per_core_json(const ControlRefs& r) {
+  nlohmann::json cores = nlohmann::json::array();
+  for (uint16_t i = 0; i < r.alloc.workers(); ++i) {
+    const WorkerInfo w = r.alloc.worker_info(i);
+    const sched::CoreScheduler& cs = r.sched.core(CoreId{i});
+    const QueueProbe p = r.sets[i]->probe();
+    const CoreStats& ls = r.loops[i]->stats();
+    const auto& nc = r.stacks[i]->counters();
+    cores.push_back({{"core", i},
+                     {"lcore", r.loops[i]->lcore()},
+                     {"state", w.parked ? "parked" : (w.active ? "active" : "parking")},
+                     {"queues", w.sets},
+                     {"in_flight", p.in_flight},
+                     {"queued", p.waiting},
+                     {"fetches", p.fetches},
+                     {"served", cs.counters().finished.read()},
+                     {"rx_packets", nc.rx_packets.read()},
+                     {"tx_packets", nc.tx_packets.read()},
+                     {"drops", nc.total_drops()},
+                     {"stolen", cs.counters().stolen_new.read() + cs.counters().stolen_ready.read()},
+                     {"parks", cs.counters().parks.read()},
+                     {"preemptions", cs.counters().preemptions.read()},
+                     {"busy_cycles", w.busy_cycles},
+                     {"loops", ls.loops.read()},
+                     {"worker_parks", w.parks},
+                     {"worker_wakes", w.wakes},
+                     {"handoffs", w.handoffs}});
+  }
+  return cores;
+}
+
+/// "stats" as memcached answers it (the kv app's, the network's, the scheduler's and paging's
+/// lines), parsed into name -> value.
+nlohmann::json server_stats_json(Session& session) {
+  static constexpr uint8_t kRequest[] = {0, 1, 0, 0, 0, 1, 0, 0, 's', 't', 'a', 't', 's', '\r', '\n'};
+  std::string text;
+  session.handle_datagram(std::span<const uint8_t>(kRequest, sizeof(kRequest)), int64_t(::time(nullptr)),
+                          [](void* ctx, std::span<const uint8_t> d) {
+                            if (d.size() > 8) {
+                              static_cast<std::string*>(ctx)->append(
+                                  reinterpret_cast<const char*>(d.data()) + 8, d.size() - 8);
+                            }
+                          },
+                          &text);
+  nlohmann::json out = nlohmann::json::object();
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find("\r\n", pos);
+    if (eol == std::string::npos) eol = text.size();
+    std::string_view line(text.data() + pos, eol - pos);
+    pos = eol + 2;
+    if (!line.starts_with("STAT ")) continue;
+    line.remove_prefix(5);
+    const size_t sp = line.find(' ');
+    if (sp == std::string_view::npos) continue;
+    const std::string name(line.substr(0, sp));
+    const std::string value(line.substr(sp + 1));
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(value.c_str(), &end, 10);
+    if (!value.empty() && end && *end == '\0' && value[0] != '-') out[name] = uint64_t(n);
+    else out[name] = value;
+  }
+  return out;
+}
+
+void add_control_handlers(ControlServer& c, const ControlRefs& r) {
+  using nlohmann::json;
+  c.add("status", "active/min/max cores, each core's state and queues, the scheduler's switches",
+        [r](const json&) -> Result<json> {
+          return json{{"cores", cores_json(r.alloc)}, {"per_core", per_core_json(r)},
+                      {"sched", sched_json(r.sched)}};
+        });
+  c.add("cores.set", "set any of active, min, max (active needs auto off)",
+        [r](const json& q) -> Result<json> {
+          const bool a = q.contains("active"), mn = q.contains("min"), mx = q.contains("max");
+          if (!a && !mn && !mx) return error(Errc::kInvalidArgument, "give active, min and/or max");
+          const int64_t workers = r.alloc.workers();
+          // Widen before narrowing so that a min/max pair given together is checked as a pair.
+          if (mx) {
+            auto v = control_int_arg(q, "max", 1, workers);
+            if (!v) return v.status();
+            if (*v >= r.alloc.max()) {
+              if (Status s = r.alloc.set_max(uint16_t(*v)); !s) return s;
+            }
+          }
+          if (mn) {
+            auto v = control_int_arg(q, "min", 1, workers);
+            if (!v) return v.status();
+            if (Status s = r.alloc.set_min(uint16_t(*v)); !s) return s;
+          }
+          if (mx) {
+            auto v = control_int_arg(q, "max", 1, workers);
+            if (Status s = r.alloc.set_max(uint16_t(*v)); !s) return s;
+          }
+          if (a) {
+            auto v = control_int_arg(q, "active", 1, workers);
+            if (!v) return v.status();
+            if (Status s = r.alloc.set_active(uint16_t(*v)); !s) return s;
+          }
+          return cores_json(r.alloc);
+        });
+  c.add("auto.set", "automatic core allocation on/off: {\"on\": true|false}",
+        [r](const json& q) -> Result<json> {
+          auto on = control_bool_arg(q, "on");
+          if (!on) return on.status();
+          r.alloc.set_automatic(*on);
+          return cores_json(r.alloc);
+        });
+  c.add("stats", "server statistics (as memcached's stats) and per-core counters",
+        [r](const json&) -> Result<json> {
+          return json{{"server", server_stats_json(r.stats_session)}, {"per_core", per_core_json(r)}};
+        });
+  c.add("sched.get", "the scheduler's options", [r](const json&) -> Result<json> {
+    return sched_json(r.sched);
+  });
+  c.add("sched.set",
+        "change faults (sync|async), steal (bool), predictor (none|history|pagetable), "
+        "preempt_us while serving; the others need a restart",
+        [r](const json& q) -> Result<json> {
+          static const char* kRestart[] = {"dispatch", "dispatcher", "dispatch_bound",
+                                           "max_in_flight", "queue_depth", "stack_kb",
+                                           "history_window", "dispatcher_lcore"};
+          // Check everything before changing anything.
+          std::optional<sched::FaultMode> faults;
+          std::optional<sched::Predictor> predictor;
+          std::optional<bool> steal;
+          std::optional<uint32_t> preempt;
+          for (auto it = q.begin(); it != q.end(); ++it) {
+            const std::string& k = it.key();
+            if (k == "v" || k == "id" || k == "cmd") continue;
+            for (const char* x : kRestart) {
+              if (k == x) {
+                return error(Errc::kRestartRequired,
+                             "sched." + k + " cannot change while serving: set it in the config "
+                             "file and restart");
+              }
+            }
+            if (k == "faults") {
+              auto v = control_string_arg(q, k);
+              if (!v) return v.status();
+              if (*v == "sync") faults = sched::FaultMode::kSync;
+              else if (*v == "async") faults = sched::FaultMode::kAsync;
+              else return error(Errc::kInvalidArgument, "faults must be \"sync\" or \"async\", not \"" + *v + "\"");
+            } else if (k == "predictor") {
+              auto v = control_string_arg(q, k);
+              if (!v) return v.status();
+              if (*v == "none") predictor = sched::Predictor::kNone;
+              else if (*v == "history") predictor = sched::Predictor::kHistory;
+              else if (*v == "pagetable") predictor = sched::Predictor::kPageTable;
+              else return error(Errc::kInvalidArgument, "predictor must be none, history or pagetable, not \"" + *v + "\"");
+            } else if (k == "steal") {
+              auto v = control_bool_arg(q, k);
+              if (!v) return v.status();
+              steal = *v;
+            } else if (k == "preempt_us") {
+              auto v = control_int_arg(q, k, 0, 1000000);
+              if (!v) return v.status();
+              preempt = uint32_t(*v);
+            } else {
+              return error(Errc::kInvalidArgument, "unknown scheduler option \"" + k +
+                                                       "\" (faults, steal, predictor, preempt_us)");
+            }
+          }
+          if (faults) r.sched.set_faults(*faults);
+          if (predictor) r.sched.set_predictor(*predictor);
+          if (steal) r.sched.set_steal(*steal);
+          if (preempt) r.sched.set_preempt_us(*preempt);
+          return sched_json(r.sched);
+        });
+  c.add("decisions", "the last allocation decisions: {\"last\": N}", [r](const json& q) -> Result<json> {
+    int64_t last = 20;
+    if (q.contains("last")) {
+      auto v = control_int_arg(q, "last", 1, 256);
+      if (!v) return v.status();
+      last = *v;
+    }
+    json list = json::array();
+    for (const AllocDecision& d : r.alloc.decisions(size_t(last))) {
+      list.push_back({{"seq", d.seq},
+                      {"t_us", d.t_us},
+                      {"action", d.action},
+                      {"core", d.worker},
+                      {"active", d.active},
+                      {"signal_us", d.signal_us},
+                      {"utilisation", d.utilisation},
+                      {"reason", d.reason},
+                      {"wake_us", d.wake_us},
+                      {"first_work_us", d.first_work_us}});
+    }
+    return json{{"decisions", list}, {"total", r.alloc.decision_count()}};
+  });
+}
 
 /// Connects the configured transport and creates the far region sized by [kv] and [paging].
 Status open_far_memory(const config::ServerConfig& cfg, uint16_t ncores,
@@ -416,12 +654,13 @@ int run(const config::ServerConfig& cfg) {
     return 1;
   }
   view.scheduler = scheduler->get();
-  // The history predictor remembers about as many recent keys as local memory holds items
-  // (~256 bytes an item unless sched.history_window says otherwise).
+  // The history predictor counts a key as resident when it was accessed within the last F
+  // accesses, F = the local frames: since then at most F distinct pages were touched, so under
+  // CLOCK (~LRU) its page is still in. sched.history_window overrides.
   const uint32_t window =
       cfg.sched.history_window
           ? cfg.sched.history_window
-          : uint32_t(std::max<uint64_t>(1024, region ? region->frame_count() * paging::kPageSize / 256 : 1024));
+          : uint32_t(std::max<uint64_t>(64, region ? region->frame_count() : 1024));
   KvPredictor predictor(**scheduler, **store, window);
   // One protocol session per fiber slot (their reply buffers are touched only when used).
   std::vector<std::unique_ptr<Session>> sessions;
@@ -449,10 +688,23 @@ int run(const config::ServerConfig& cfg) {
     view.stacks.push_back(stacks.back().get());
     view.scheds.push_back(cs);
     view.predictions.push_back(&handlers.back()->predictions());
+  }
+  // One worker per lcore; worker i's home queue set is NIC queue i with its completion queue and
+  // run queues, polled together in one loop (Shenango-style). A parked worker's sets are polled
+  // by active ones.
+  std::vector<QueueSet*> set_ptrs;
+  for (auto& h : handlers) set_ptrs.push_back(h.get());
+  auto alloc = CoreAllocator::create(cfg.alloc, set_ptrs);
+  if (!alloc) {
+    FM_LOG_ERROR(kTag, "{}", alloc.status().message());
+    stacks.clear();
+    (*port)->close();
+    eal_cleanup();
+    return 1;
+  }
+  for (uint16_t i = 0; i < ncores; ++i) {
     loops.push_back(std::make_unique<CoreLoop>(CoreId{i}, cfg.eal.lcores[i], cfg.idle));
-    // One poller per core: the NIC queue, the completion queue and the run queue are polled
-    // together in one loop (Shenango-style).
-    loops.back()->add_poller({"core", &KvCore::poll_hook, handlers.back().get()});
+    loops.back()->add_poller((*alloc)->poller(i));
     loop_ptrs.push_back(loops.back().get());
   }
   if (dedicated_dispatcher) {
@@ -462,11 +714,37 @@ int run(const config::ServerConfig& cfg) {
     loops.back()->add_poller({"dispatch", &sched::Scheduler::dispatch_hook, scheduler->get()});
     loop_ptrs.push_back(loops.back().get());
   }
-  FM_LOG_INFO(kTag, "serving memcached UDP on {}:{} (mac {}) with {} core(s)", me.ip.to_string(),
-              me.udp_port, me.mac.to_string(), ncores);
+  // The control socket: core allocation, scheduler switches and statistics while serving.
+  std::unique_ptr<ControlServer> control;
+  Session control_session(**store, cfg.protocol, &server_stats);
+  if (cfg.control) {
+    auto c = ControlServer::open(cfg.control_socket, "kvserver");
+    if (!c) {
+      FM_LOG_ERROR(kTag, "{} (control.socket; or set control.enabled = false)", c.status().message());
+      stacks.clear();
+      (*port)->close();
+      eal_cleanup();
+      return 1;
+    }
+    control = std::move(c.value());
+    const ControlRefs refs{**alloc, **scheduler, loops, stacks, handlers, control_session, cfg};
+    add_control_handlers(*control, refs);
+    if (Status cs = control->start(); !cs) {
+      FM_LOG_ERROR(kTag, "{}", cs.message());
+      stacks.clear();
+      (*port)->close();
+      eal_cleanup();
+      return 1;
+    }
+    FM_LOG_INFO(kTag, "control socket {} (tools: build/tools/dpctl/dpctl --socket {})",
+                cfg.control_socket, cfg.control_socket);
+  }
+  FM_LOG_INFO(kTag, "serving memcached UDP on {}:{} (mac {}) with {} core(s), {} active",
+              me.ip.to_string(), me.udp_port, me.mac.to_string(), ncores, (*alloc)->active());
   std::fflush(stderr);
   Status st = run_cores(loop_ptrs);
   if (!st) FM_LOG_ERROR(kTag, "{}", st.message());
+  if (control) control->stop();  // its handlers read what is torn down below
 
   // Every core has stopped polling: only now is it safe to close the port (memif).
   for (uint16_t i = 0; i < ncores; ++i) {
@@ -492,6 +770,16 @@ int run(const config::ServerConfig& cfg) {
                  (unsigned long)(sc.stolen_new.read() + sc.stolen_ready.read()),
                  (unsigned long)sc.preemptions.read(), view.scheds[i]->in_flight(), view.scheds[i]->queued(),
                  (unsigned long)handlers[i]->no_request());
+    if ((*scheduler)->predictor() != sched::Predictor::kNone) {
+      const sched::PredictorCounters& p = handlers[i]->predictions();
+      std::fprintf(stderr,
+                   "  predictor %s: fault-likely %lu (faulted %lu), fault-free %lu (faulted %lu)\n",
+                   sched::predictor_name((*scheduler)->predictor()),
+                   (unsigned long)(p.fault_faulted.read() + p.fault_clean.read()),
+                   (unsigned long)p.fault_faulted.read(),
+                   (unsigned long)(p.clean_faulted.read() + p.clean_clean.read()),
+                   (unsigned long)p.clean_faulted.read());
+    }
     for (size_t r = 0; r < net::kDropReasonCount; ++r) {
       if (uint64_t d = nc.drops[r].read())
         std::fprintf(stderr, "  drop %s: %lu\n", net::drop_reason_name(net::DropReason(r)), (unsigned long)d);

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -275,17 +274,8 @@ Scheduler::Scheduler(const SchedOptions& opts)
 }
 
 void Scheduler::set_preempt_us(uint32_t us) {
-  uint64_t hz = tsc_hz();
-  if (hz == 0 && us != 0) {  // no EAL (unit tests): measure the TSC against the steady clock
-    const auto t0 = std::chrono::steady_clock::now();
-    const uint64_t c0 = rte_rdtsc();
-    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(5)) {
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    hz = uint64_t(double(rte_rdtsc() - c0) / s);
-  }
   preempt_us_.store(us, std::memory_order_relaxed);
-  preempt_cycles_.store(uint64_t(us) * hz / 1000000, std::memory_order_relaxed);
+  preempt_cycles_.store(us ? uint64_t(us) * tsc_hz_any() / 1000000 : 0, std::memory_order_relaxed);
 }
 
 CoreScheduler* Scheduler::least_loaded() {

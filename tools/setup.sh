@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential g++ meson ninja-build pkg-config
   libdpdk-dev dpdk
-  libboost-context-dev libtomlplusplus-dev libcli11-dev libfmt-dev
+  libboost-context-dev libtomlplusplus-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libibverbs-dev librdmacm-dev
   libbpf-dev libxdp-dev

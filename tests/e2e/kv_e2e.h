@@ -95,6 +95,7 @@ class KvE2E : public ::testing::Test {
     std::ofstream(cfg) << "[eal]\nlcores = [1]\nmemory_mb = 256\n"
                        << "[port]\nvdev = \"net_memif0,role=server,socket=" << socket_
                        << ",socket-abstract=no,mac=02:fa:00:00:00:01\"\nmbufs = 4095\n"
+                       << "[control]\nsocket = \"/tmp/farmem-e2e-" << tag << ".ctl\"\n"
                        << "[log]\nlevel = \"info\"\n" << extra_config;
     server_pid_ = spawn({std::string(server), "--config", cfg}, log_);
     ASSERT_GT(server_pid_, 0);

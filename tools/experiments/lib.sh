@@ -14,7 +14,8 @@ exp_cleanup() {
     wait "$exp_memnode_pid" 2>/dev/null || true
     exp_memnode_pid=""
   fi
-  [ -n "${EXP_KEEP:-}" ] || rm -rf "$EXP_WORK"
+  # Only ever the directory mktemp made above (a caller may have pointed EXP_WORK elsewhere).
+  case "$EXP_WORK" in /tmp/farmem-exp.*) [ -n "${EXP_KEEP:-}" ] || rm -rf "$EXP_WORK" ;; esac
 }
 trap exp_cleanup EXIT
 
@@ -42,6 +43,8 @@ lcores = [1]
 vdev = "net_memif0,role=server,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:01"
 [dataplane]
 idle_backoff = ${IDLE_BACKOFF:-true}
+[control]
+socket = "$EXP_WORK/control.sock"
 [log]
 level = "warn"
 $extra
@@ -69,12 +72,36 @@ exp_loadgen() {
 }
 
 # exp_mode_toml MODE [LOCAL_FRACTION]: the kvserver config of one mode of the experiments —
-# no-fault (all local), sync or async (far memory, 64 MiB region, fetch latency $LATENCY_NS).
+# no-fault (all local), sync or async (far memory, 64 MiB region, fetch latency $LATENCY_NS),
+# optionally with scheduler variants appended with '+': sync+pagetable, async+history,
+# async+central, sync+preempt (5 us quantum), async+nosteal.
 exp_mode_toml() {
-  if [ "$1" = no-fault ]; then
+  local base=${1%%+*} extra="" v
+  if [ "$base" = no-fault ]; then
     printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "local"\n'
     return
   fi
+  case "$1" in *+*) IFS=+ read -ra parts <<<"${1#*+}";; *) parts=();; esac
+  for v in "${parts[@]}"; do
+    case "$v" in
+      history|pagetable) extra+="predictor = \"$v\"\n" ;;
+      central) extra+="dispatch = \"central\"\n" ;;
+      preempt) extra+="preempt_us = ${PREEMPT_US:-5}\n" ;;
+      nosteal) extra+="steal = false\n" ;;
+      *) echo "exp_mode_toml: unknown variant '$v' in '$1'" >&2; return 1 ;;
+    esac
+  done
   printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "far"\nlocal_fraction = %s\nmemnode = "@MEMNODE@"\n' "${2:-0.2}"
-  printf '[paging.emulated]\nlatency_ns = %s\n[sched]\nfaults = "%s"\n' "${LATENCY_NS:-3300}" "$1"
+  printf '[paging.emulated]\nlatency_ns = %s\n[sched]\nfaults = "%s"\n' "${LATENCY_NS:-3300}" "$base"
+  printf "$extra"
+}
+
+# exp_predictor_line NAME: the predictor's accuracy over every core, from the server's exit
+# summary (after exp_stop_server); empty when it ran without a predictor.
+exp_predictor_line() {
+  { grep -h "^  predictor " "$EXP_WORK/$1.log" 2>/dev/null || true; } | tr -d '(),' | awk -v name="$1" '
+    { lf += $4; tp += $6; ff += $8; fn += $10 }
+    END { if (NR == 0) exit; n = lf + ff; if (n == 0) n = 1
+          printf "%s: predictor classified %d requests: %d fault-likely (%d faulted), %d fault-free (%d faulted); accuracy %.1f%%, faulting requests caught %.1f%%\n",
+                 name, lf + ff, lf, tp, ff, fn, 100 * (tp + ff - fn) / n, (tp + fn) ? 100 * tp / (tp + fn) : 100 }'
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The paper's Table 1, on this machine, in one run: the same open-loop GET load (128 B values,
 # working set 5x local memory) against kvserver in three modes — no-fault (all local), sync
-# (faults busy-wait, FCFS) and async (faults park the request) — plus the Table's columns and
-# p99.9 and drops, side by side. Writes results/table1-<date>.csv.
+# (faults busy-wait, FCFS) and async (faults park the request), then async with each fault
+# predictor — plus the Table's columns and p99.9 and drops, side by side, and the predictors'
+# accuracy. Writes results/table1-<date>.csv.
 #   tools/experiments/table1.sh [RATE] [DURATION_S]
+#   MODES="no-fault sync async sync+pagetable" tools/experiments/table1.sh   (see lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-${RATE:-60000}}
@@ -23,12 +25,16 @@ run_mode() {  # label extra-toml
   exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 1 \
     --label "$1" --csv "$EXP_WORK/$1.csv" --quiet >/dev/null || echo "table1: $1: the loadgen reported a problem (see the CSV's valid column)" >&2
   exp_stop_server
+  exp_predictor_line "$1" >>"$EXP_WORK/predictors.txt"
   # One header, then every mode's row.
   if [ -f "$CSV" ]; then tail -n +2 "$EXP_WORK/$1.csv" >>"$CSV"; else cp "$EXP_WORK/$1.csv" "$CSV"; fi
 }
 
 echo "table1: $RATE req/s GETs for $DURATION s, $KEYS keys of 128 B, fetch latency $LATENCY_NS ns, 20% local"
-for mode in no-fault sync async; do run_mode "$mode" "$(exp_mode_toml "$mode")"; done
+for mode in ${MODES:-no-fault sync async async+history async+pagetable}; do
+  run_mode "$mode" "$(exp_mode_toml "$mode")"
+done
 
 python3 tools/experiments/table.py "$CSV"
+cat "$EXP_WORK/predictors.txt" 2>/dev/null || true
 echo "table1: rows in $CSV"

@@ -1,0 +1,225 @@
+// Core allocation with fake queue sets on real threads: one poller per set at any time across
+// thousands of park/unpark cycles, parked workers' sets keep being served, automatic growth on
+// queueing delay and release when idle, and the control calls' limits.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "dataplane/core_alloc.h"
+
+namespace fm {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// A queue set that fails the test if two workers poll it at once, and serves `pending` work
+/// items at `per_poll` a pass.
+class FakeSet : public QueueSet {
+ public:
+  uint32_t poll() override {
+    if (busy_.exchange(true)) overlaps.fetch_add(1);
+    polls.fetch_add(1, std::memory_order_relaxed);
+    uint32_t work = 0;
+    if (serve.load(std::memory_order_relaxed)) {
+      const uint64_t e = enq.load(), d = deq.load();
+      const uint64_t n = std::min<uint64_t>(e - d, per_poll);
+      deq.fetch_add(n);
+      work = uint32_t(n);
+    }
+    busy_.store(false);
+    return work;
+  }
+  QueueProbe probe() const override {
+    QueueProbe p;
+    p.enqueued = enq.load();
+    p.dequeued = deq.load();
+    p.waiting = uint32_t(p.enqueued - p.dequeued);
+    return p;
+  }
+  void set_accepting(bool on) override { accepting.store(on); }
+
+  std::atomic<uint64_t> polls{0}, overlaps{0}, enq{0}, deq{0};
+  std::atomic<bool> serve{true}, accepting{true};
+  uint32_t per_poll = 4;
+
+ private:
+  std::atomic<bool> busy_{false};
+};
+
+/// Runs `n` worker threads over the allocator until stop().
+class Workers {
+ public:
+  Workers(CoreAllocator& a, uint16_t n) : a_(a) {
+    for (uint16_t i = 0; i < n; ++i) {
+      threads_.emplace_back([this, i] {
+        while (!done_.load()) a_.poll_worker(i);
+      });
+    }
+  }
+  ~Workers() { stop(); }
+  void stop() {
+    if (done_.exchange(true)) return;
+    // Parked workers return once active again: make everyone active, then join.
+    a_.set_automatic(false);
+    (void)a_.set_active(a_.max());
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  CoreAllocator& a_;
+  std::atomic<bool> done_{false};
+  std::vector<std::thread> threads_;
+};
+
+template <typename Pred>
+bool wait_for(Pred p, std::chrono::milliseconds limit = 5000ms) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (p()) return true;
+    std::this_thread::sleep_for(100us);
+  }
+  return p();
+}
+
+struct Fixture {
+  explicit Fixture(uint16_t n, AllocOptions o = {}) : sets(n) {
+    std::vector<QueueSet*> ptrs;
+    for (auto& s : sets) ptrs.push_back(&s);
+    auto r = CoreAllocator::create(o, ptrs);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    alloc = std::move(r.value());
+  }
+  bool settled(uint16_t active) {
+    if (alloc->active() != active) return false;
+    size_t owned = 0;
+    for (uint16_t w = 0; w < alloc->workers(); ++w) {
+      const WorkerInfo i = alloc->worker_info(w);
+      if (i.active != (w < active)) return false;
+      if (!i.active && (!i.parked || !i.sets.empty())) return false;
+      // An active worker has its home set back.
+      if (i.active && std::find(i.sets.begin(), i.sets.end(), w) == i.sets.end()) return false;
+      owned += i.sets.size();
+    }
+    return owned == sets.size();
+  }
+  std::vector<FakeSet> sets;
+  std::unique_ptr<CoreAllocator> alloc;
+};
+
+TEST(CoreAlloc, ParkedWorkersSetsAreAdoptedAndHandedBack) {
+  Fixture f(3);
+  Workers w(*f.alloc, 3);
+  ASSERT_TRUE(wait_for([&] { return f.settled(3); }));
+  ASSERT_TRUE(f.alloc->set_active(1).is_ok());
+  ASSERT_TRUE(wait_for([&] { return f.settled(1); }));
+  EXPECT_EQ(f.alloc->worker_info(0).sets, (std::vector<uint16_t>{0, 1, 2}));
+  EXPECT_FALSE(f.sets[1].accepting.load());
+  // The parked workers' sets keep being served (by worker 0).
+  const uint64_t before = f.sets[2].polls.load();
+  f.sets[2].enq.fetch_add(100);
+  ASSERT_TRUE(wait_for([&] { return f.sets[2].deq.load() == f.sets[2].enq.load(); }));
+  EXPECT_GT(f.sets[2].polls.load(), before);
+  ASSERT_TRUE(f.alloc->set_active(3).is_ok());
+  ASSERT_TRUE(wait_for([&] { return f.settled(3); }));
+  for (uint16_t i = 0; i < 3; ++i) EXPECT_EQ(f.alloc->worker_info(i).sets, (std::vector<uint16_t>{i}));
+  EXPECT_TRUE(f.sets[1].accepting.load());
+  w.stop();
+  for (auto& s : f.sets) EXPECT_EQ(s.overlaps.load(), 0u);
+  const auto d = f.alloc->decisions(10);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].action, "set");
+  EXPECT_EQ(d[0].active, 1u);
+  EXPECT_EQ(d[1].active, 3u);
+  EXPECT_GE(d[1].wake_us, 0);  // the woken worker recorded when it left its park
+}
+
+TEST(CoreAlloc, ThousandsOfCyclesNeverPollASetTwiceAtOnceNorLoseWork) {
+  Fixture f(3);
+  Workers w(*f.alloc, 3);
+  std::atomic<bool> feeding{true};
+  std::thread feeder([&] {
+    while (feeding.load()) {
+      for (auto& s : f.sets) s.enq.fetch_add(1);
+      std::this_thread::sleep_for(20us);
+    }
+  });
+  for (int i = 0; i < 2000; ++i) {
+    const uint16_t n = uint16_t(1 + i % 3);
+    ASSERT_TRUE(f.alloc->set_active(n).is_ok());
+    ASSERT_TRUE(wait_for([&] { return f.alloc->active() == n; })) << "cycle " << i;
+  }
+  feeding.store(false);
+  feeder.join();
+  // Everything queued is served, whoever owns each set now.
+  for (auto& s : f.sets) {
+    ASSERT_TRUE(wait_for([&] { return s.deq.load() == s.enq.load(); }));
+  }
+  w.stop();
+  for (auto& s : f.sets) EXPECT_EQ(s.overlaps.load(), 0u);
+  uint64_t parks = 0;
+  for (uint16_t i = 0; i < 3; ++i) parks += f.alloc->worker_info(i).parks;
+  EXPECT_GT(parks, 500u);
+}
+
+TEST(CoreAlloc, AutomaticAddsOnQueueingDelayAndReleasesWhenIdle) {
+  AllocOptions o;
+  o.initial = 1;
+  o.automatic = true;
+  o.interval_us = 10;
+  o.congestion_us = 10;
+  o.congested_checks = 2;
+  o.release_window_us = 2000;
+  o.cooldown_us = 100;
+  Fixture f(2, o);
+  // Set 0 is not served (a stuck core): requests that waited at one check still wait at the next.
+  f.sets[0].serve.store(false);
+  Workers w(*f.alloc, 2);
+  f.sets[0].enq.fetch_add(5);
+  ASSERT_TRUE(wait_for([&] { return f.alloc->active() == 2; }));
+  auto d = f.alloc->decisions(1);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].action, "add");
+  EXPECT_EQ(d[0].worker, 1);
+  EXPECT_GE(d[0].signal_us, 20.0);
+  // Unstick; nothing arrives any more: the core goes back after a quiet window.
+  f.sets[0].serve.store(true);
+  ASSERT_TRUE(wait_for([&] { return f.alloc->active() == 1; }));
+  d = f.alloc->decisions(1);
+  EXPECT_EQ(d[0].action, "release");
+  EXPECT_LT(d[0].utilisation, 0.5);
+  w.stop();
+}
+
+TEST(CoreAlloc, LimitsAreCheckedAndNamed) {
+  AllocOptions o;
+  o.max = 3;
+  Fixture f(4, o);
+  EXPECT_EQ(f.alloc->max(), 3u);
+  EXPECT_EQ(f.alloc->active(), 3u);
+  EXPECT_FALSE(f.alloc->set_active(0).is_ok());
+  EXPECT_FALSE(f.alloc->set_active(4).is_ok());
+  EXPECT_FALSE(f.alloc->set_max(5).is_ok());
+  EXPECT_FALSE(f.alloc->set_min(0).is_ok());
+  EXPECT_TRUE(f.alloc->set_min(2).is_ok());
+  EXPECT_FALSE(f.alloc->set_active(1).is_ok());
+  EXPECT_FALSE(f.alloc->set_max(1).is_ok());
+  f.alloc->set_automatic(true);
+  const Status s = f.alloc->set_active(2);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("automatic"), std::string::npos);
+
+  AllocOptions bad;
+  bad.max = 9;
+  std::vector<FakeSet> sets(2);
+  std::vector<QueueSet*> ptrs{&sets[0], &sets[1]};
+  auto r = CoreAllocator::create(bad, ptrs);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("alloc.max"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fm
