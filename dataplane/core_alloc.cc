@@ -124,6 +124,8 @@ uint32_t CoreAllocator::poll_worker(uint16_t id) {
       // new owner's first poll (release here, acquire there).
       owner_[s].store(t, std::memory_order_release);
       me.handoffs.fetch_add(1, std::memory_order_relaxed);
+      // A target that was parked again meanwhile must wake to pass the set on.
+      if (!w_[t]->active.load(std::memory_order_acquire)) kick(uint16_t(t));
       continue;
     }
     owns = true;
@@ -140,10 +142,12 @@ uint32_t CoreAllocator::poll_worker(uint16_t id) {
   return work;
 }
 
-void CoreAllocator::park(Worker& me, uint16_t) {
+void CoreAllocator::park(Worker& me, uint16_t id) {
   me.parked.store(true, std::memory_order_release);
   me.parks.fetch_add(1, std::memory_order_relaxed);
   while (!me.active.load(std::memory_order_acquire) && !stop_requested()) {
+    // A set handed to this worker after it was parked again: back to the loop to pass it on.
+    if (owns_any(id)) break;
     if (opts_.park == ParkMode::kSpin) {
       rte_pause();
       continue;
@@ -156,7 +160,7 @@ void CoreAllocator::park(Worker& me, uint16_t) {
     }
   }
   me.parked.store(false, std::memory_order_release);
-  if (stop_requested()) return;
+  if (stop_requested() || !me.active.load(std::memory_order_acquire)) return;
   me.wakes.fetch_add(1, std::memory_order_relaxed);
   const uint64_t now = rdtsc();
   const uint64_t seq = me.wake_seq.load(std::memory_order_acquire);
@@ -187,6 +191,17 @@ void CoreAllocator::wake(uint16_t id, uint64_t decision_seq) {
   w.active.store(true, std::memory_order_release);
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t r = ::write(w.efd, &one, sizeof(one));
+}
+
+bool CoreAllocator::owns_any(uint16_t id) const {
+  for (size_t s = 0; s < sets_.size(); ++s)
+    if (owner_[s].load(std::memory_order_acquire) == int16_t(id)) return true;
+  return false;
+}
+
+void CoreAllocator::kick(uint16_t id) {
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = ::write(w_[id]->efd, &one, sizeof(one));
 }
 
 void CoreAllocator::wake_all() {
@@ -248,6 +263,10 @@ void CoreAllocator::apply(uint16_t target, uint64_t now, const char* action, dou
     }
   }
   assign(mask);
+  // Parked workers still holding a set (handed to them just before they were parked again)
+  // wake to pass it on.
+  for (uint16_t i = 0; i < sets_.size(); ++i)
+    if (!((mask >> i) & 1) && owns_any(i)) kick(i);
   active_mask_.store(mask, std::memory_order_relaxed);
   active_count_.store(uint16_t(std::popcount(mask)), std::memory_order_relaxed);
   last_decision_ = now;

@@ -133,6 +133,8 @@ class CoreAllocator {
   void assign(uint64_t mask);
   void park(Worker& w, uint16_t id);
   void wake(uint16_t id, uint64_t decision_seq);
+  void kick(uint16_t id);
+  bool owns_any(uint16_t id) const;
   void record_first_work(Worker& w, uint64_t now);
 
   AllocOptions opts_;

@@ -62,16 +62,27 @@ class Workers {
   }
   ~Workers() { stop(); }
   void stop() {
-    if (done_.exchange(true)) return;
-    // Parked workers return once active again: make everyone active, then join.
+    if (stopped_) return;
+    stopped_ = true;
+    // Parked workers return only once active again, and worker 0 (still looping) applies that:
+    // make everyone active and wait for it before the loops end.
     a_.set_automatic(false);
     (void)a_.set_active(a_.max());
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < end) {
+      bool all = true;
+      for (uint16_t i = 0; i < a_.workers(); ++i) all = all && !a_.worker_info(i).parked;
+      if (all && a_.active() == a_.max()) break;
+      std::this_thread::sleep_for(100us);
+    }
+    done_.store(true);
     for (auto& t : threads_) t.join();
   }
 
  private:
   CoreAllocator& a_;
   std::atomic<bool> done_{false};
+  bool stopped_ = false;
   std::vector<std::thread> threads_;
 };
 
