@@ -243,7 +243,13 @@ int cmd_watch(Session& s, const Globals& g, int interval_ms, int count) {
     if (g.json) {
       fmt::print(
           "{}\n",
-          Json{{"t_s", t_s}, {"active", active}, {"served", total}, {"per_core", per_core}}.dump(
+          Json{{"t_s", t_s},
+               {"unix_s", std::chrono::duration<double>(
+                              std::chrono::system_clock::now().time_since_epoch()).count()},
+               {"active", active},
+               {"served", total},
+               {"per_core", per_core}}
+              .dump(
               -1, ' ', false, Json::error_handler_t::replace));
     } else {
       const std::string h = fmt::format("{:>7}  {:>6}  {:>9}{}", "t_s", "active", "served", cols);
