@@ -149,9 +149,119 @@ TEST(Flags, HelpListsEveryFlag) {
                         "--label",
                         "--progress",
                         "--quiet",
-                        "--config"}) {
+                        "--config",
+                        "--queues",
+                        "--multiget-keys",
+                        "--multiget-ratio",
+                        "--rate-steps",
+                        "--timeline",
+                        "--timeline-ms"}) {
     EXPECT_NE(help.find(f), std::string::npos) << f;
   }
+}
+
+TEST(MultiGetFlags, ParseAndDefaults) {
+  auto o = parse({"--multiget-keys", "24", "--multiget-ratio", "0.01"});
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  EXPECT_EQ(o->multiget_keys, 24u);
+  EXPECT_DOUBLE_EQ(o->multiget_ratio, 0.01);
+  auto off = parse({});
+  ASSERT_TRUE(off.is_ok());
+  EXPECT_EQ(off->multiget_keys, 0u);
+  EXPECT_DOUBLE_EQ(off->multiget_ratio, 0.0);
+  // 115 keys of 11 bytes: the largest request that fits one 1400-byte datagram.
+  EXPECT_TRUE(parse({"--multiget-keys", "115", "--multiget-ratio", "1"}).is_ok());
+}
+
+TEST(MultiGetFlags, BadCombinationsAreClearErrors) {
+  // Too many keys for one datagram: the message says why and what fits.
+  std::string e = error_of({"--multiget-keys", "116", "--multiget-ratio", "0.01"});
+  EXPECT_NE(e.find("--multiget-keys"), std::string::npos) << e;
+  EXPECT_NE(e.find("1405-byte"), std::string::npos) << e;
+  EXPECT_NE(e.find("at most 115"), std::string::npos) << e;
+  e = error_of({"--multiget-keys", "1000", "--multiget-ratio", "0.01"});
+  EXPECT_NE(e.find("at most 115"), std::string::npos) << e;
+  e = error_of({"--multiget-keys", "10"});
+  EXPECT_NE(e.find("--multiget-ratio"), std::string::npos) << e;
+  e = error_of({"--multiget-ratio", "0.1"});
+  EXPECT_NE(e.find("--multiget-keys"), std::string::npos) << e;
+  e = error_of({"--multiget-keys", "50", "--multiget-ratio", "0.1", "--keys", "20"});
+  EXPECT_NE(e.find("--keys is 20"), std::string::npos) << e;
+  EXPECT_NE(error_of({"--multiget-keys", "5", "--multiget-ratio", "1.5"}).find("--multiget-ratio"),
+            std::string::npos);
+}
+
+TEST(RateStepFlags, ParseIntoOneMeasurement) {
+  auto o = parse({"--rate-steps", "100k@2,400k@1.5,50k@3"});
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  ASSERT_EQ(o->steps.size(), 3u);
+  EXPECT_DOUBLE_EQ(o->steps[1].rate, 400e3);
+  EXPECT_DOUBLE_EQ(o->steps[1].seconds, 1.5);
+  EXPECT_DOUBLE_EQ(o->duration_s, 6.5);
+  ASSERT_EQ(o->rates.size(), 1u);  // one point, at the time-weighted mean rate
+  EXPECT_NEAR(o->rates[0], (200e3 + 600e3 + 150e3) / 6.5, 1e-6);
+  EXPECT_DOUBLE_EQ(max_rate(*o), 400e3);
+  auto idle = parse_rate_steps("1M@0.5,0@0.25");
+  ASSERT_TRUE(idle.is_ok());
+  EXPECT_DOUBLE_EQ(idle.value()[1].rate, 0);
+}
+
+TEST(RateStepFlags, BadSpecsAndCombinationsNameTheFlag) {
+  for (const char* bad : {"", "100k", "100k@", "@2", "100k@0", "100k@-1", "fast@1", "-5@1",
+                          "100k@2,,50k@1", "0@1,0@2", "100k@1s", "2G@1"}) {
+    auto r = parse_rate_steps(bad);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_NE(r.status().message().find("--rate-steps"), std::string::npos) << r.status().message();
+  }
+  std::string e = error_of({"--rate-steps", "10k@1", "--rate", "20k"});
+  EXPECT_NE(e.find("--rate-steps"), std::string::npos) << e;
+  EXPECT_NE(e.find("not both"), std::string::npos) << e;
+  e = error_of({"--rate-steps", "10k@1", "--duration", "5"});
+  EXPECT_NE(e.find("--duration"), std::string::npos) << e;
+  e = error_of({"--rate-steps", "10k@1", "--requests", "500"});
+  EXPECT_NE(e.find("--requests"), std::string::npos) << e;
+  // The same rules hold for keys of the --config file.
+  TempFile both("rate-steps = \"10k@1,20k@1\"\nrate = \"5k\"\n");
+  e = error_of({"--config", both.path()});
+  EXPECT_NE(e.find("not both"), std::string::npos) << e;
+  TempFile steps(
+      "rate-steps = \"10k@1,20k@1\"\nqueues = 2\nmultiget-keys = 8\n"
+      "multiget-ratio = 0.5\ntimeline = \"/tmp/x.csv\"\n");
+  auto o = parse({"--config", steps.path()});
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  EXPECT_EQ(o->steps.size(), 2u);
+  EXPECT_EQ(o->queue_count, 2u);
+  EXPECT_EQ(o->multiget_keys, 8u);
+  EXPECT_EQ(o->timeline, "/tmp/x.csv");
+}
+
+TEST(TimelineFlags, NeedsAKnownWindowAndBoundedMemory) {
+  auto o = parse({"--timeline", "/tmp/t.csv", "--rate", "10k,20k"});
+  ASSERT_TRUE(o.is_ok()) << o.status().message();  // works with plain --rate, default 10 ms
+  EXPECT_DOUBLE_EQ(o->timeline_ms, 10.0);
+  std::string e = error_of({"--timeline", "/tmp/t.csv", "--requests", "1000"});
+  EXPECT_NE(e.find("--timeline"), std::string::npos) << e;
+  e = error_of({"--timeline", "/tmp/t.csv", "--duration", "3600", "--timeline-ms", "1"});
+  EXPECT_NE(e.find("--timeline-ms"), std::string::npos) << e;
+  EXPECT_NE(error_of({"--timeline-ms", "0"}).find("--timeline-ms"), std::string::npos);
+}
+
+TEST(QueueFlags, DefaultToTheLcoresAndMayBeMore) {
+  auto o = parse({"--lcores", "0,1"});
+  ASSERT_TRUE(o.is_ok());
+  EXPECT_EQ(o->queue_count, 2u);
+  o = parse({"--lcores", "0,1,2,3", "--queues", "12"});
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  EXPECT_EQ(o->queue_count, 12u);
+  std::string e = error_of({"--lcores", "0,1,2", "--queues", "2"});
+  EXPECT_NE(e.find("--queues"), std::string::npos) << e;
+  EXPECT_NE(e.find("fewer than the 3 --lcores"), std::string::npos) << e;
+  EXPECT_NE(error_of({"--queues", "300"}).find("--queues"), std::string::npos);
+  // Source ports: every queue has its flows.
+  e = error_of({"--queues", "200", "--flows", "64", "--src-port", "60000"});
+  EXPECT_NE(e.find("--src-port"), std::string::npos) << e;
+  e = error_of({"--queues", "8", "--requests", "5"});
+  EXPECT_NE(e.find("--requests"), std::string::npos) << e;
 }
 
 TEST(ConfigFile, KeysAreFlagNamesAndTheCommandLineWins) {
@@ -250,6 +360,36 @@ TEST(Output, CsvHasEveryColumnAndInfForDrops) {
   EXPECT_NE(json.find("\"valid\": false"), std::string::npos);
   EXPECT_EQ(json.front(), '{');
   EXPECT_EQ(json.back(), '}');
+}
+
+TEST(Output, NewColumnsComeAfterTheOldOnes) {
+  Options o;
+  o.multiget_keys = 10;
+  o.multiget_ratio = 0.01;
+  o.rate_steps = "100k@2";  // one step: no comma to quote
+  ASSERT_TRUE(validate(o).is_ok());
+  PointReport r;
+  r.mget.requests = 7;
+  r.mget.latency.p99 = 123.5;
+  std::vector<Field> f = config_fields(o, 1, "2024-01-01T00:00:00Z");
+  for (Field& x : point_fields(r)) f.push_back(std::move(x));
+  for (Field& x : config_fields_tail(o)) f.push_back(std::move(x));
+  const std::string header = csv_header(f);
+  // The columns of the first format, in their order, then the new ones.
+  const size_t old_end = header.find(",invalid_reason") + std::string(",invalid_reason").size();
+  EXPECT_NE(header.find(",get_p99_us,"), std::string::npos);  // single-key GETs
+  EXPECT_LT(header.find(",get_p99_us,"), old_end);
+  for (const char* col :
+       {"mget_requests", "mget_replies", "mget_timeouts", "mget_p50_us", "mget_p99_us",
+        "mget_p999_us", "mget_max_us", "multiget_keys", "multiget_ratio", "queues", "rate_steps"}) {
+    const size_t at = (header + ",").find(std::string(",") + col + ",");
+    EXPECT_NE(at, std::string::npos) << col;
+    EXPECT_GE(at, old_end) << col;
+  }
+  const std::string row = csv_row(f);
+  EXPECT_EQ(std::count(header.begin(), header.end(), ','), std::count(row.begin(), row.end(), ','));
+  EXPECT_NE(row.find(",123.500,"), std::string::npos);
+  EXPECT_NE(row.find(",100k@2"), std::string::npos);
 }
 
 TEST(Output, CsvQuotesTextWithCommas) {

@@ -119,5 +119,77 @@ TEST(Schedule, GetRatioSetsTheMix) {
   }
 }
 
+/// Arrivals of `s` in each of the half-open spans [edges[i], edges[i+1]) (seconds).
+std::vector<uint64_t> counts_between(Schedule& s, const std::vector<double>& edges) {
+  std::vector<uint64_t> n(edges.size() - 1, 0);
+  for (Request r = s.next(); double(r.at) < edges.back() * kHz; r = s.next()) {
+    for (size_t i = 0; i + 1 < edges.size(); ++i)
+      if (double(r.at) >= edges[i] * kHz && double(r.at) < edges[i + 1] * kHz) ++n[i];
+  }
+  return n;
+}
+
+class RateStepCounts : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(RateStepCounts, EachStepGetsItsRatesCount) {
+  const KeyDist keys = KeyDist::uniform(100);
+  const WorkloadSpec w{&keys, 1.0, Arrival::kPoisson};
+  // 100k for 0.2 s, 400k for 0.1 s, 50k for 0.3 s, idle for 0.1 s, 200k for 0.1 s.
+  const std::vector<RateSegment> segs = {{0.2, 100e3}, {0.3, 400e3}, {0.6, 50e3},
+                                         {0.7, 0},     {0.8, 200e3}, {1.0, 200e3}};
+  Schedule s(w, segs, kHz, GetParam());
+  const std::vector<uint64_t> n = counts_between(s, {0, 0.2, 0.3, 0.6, 0.7, 0.8});
+  const double want[] = {20'000, 40'000, 15'000, 0, 20'000};
+  for (size_t i = 0; i < n.size(); ++i) {
+    // Poisson counts: standard deviation sqrt(mean); 5 of them is a 1-in-3.5-million miss.
+    EXPECT_NEAR(double(n[i]), want[i], 5 * std::sqrt(want[i])) << "step " << i;
+  }
+  EXPECT_EQ(n[3], 0u);  // an idle step sends nothing
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, RateStepCounts, ::testing::Values(1, 7, 99));
+
+TEST(RateSteps, GapsWithinAStepAreExponentialAtItsRate) {
+  const KeyDist keys = KeyDist::uniform(100);
+  const WorkloadSpec w{&keys, 1.0, Arrival::kPoisson};
+  const std::vector<RateSegment> segs = {{0.1, 10e3}, {10.0, 500e3}};
+  Schedule s(w, segs, kHz, 4);
+  std::vector<double> g;
+  uint64_t prev = 0;
+  for (Request r = s.next(); r.at < uint64_t(1.0 * kHz); r = s.next()) {
+    if (prev >= uint64_t(0.2 * kHz)) g.push_back(double(r.at - prev));
+    prev = r.at;
+  }
+  ASSERT_GT(g.size(), 300'000u);
+  EXPECT_LT(ks_exponential(g, kHz / 500e3), 1.949 / std::sqrt(double(g.size())));
+}
+
+TEST(RateSteps, ConstantArrivalsChangeSpacingAtTheBoundary) {
+  const KeyDist keys = KeyDist::uniform(100);
+  const WorkloadSpec w{&keys, 1.0, Arrival::kConstant};
+  const std::vector<RateSegment> segs = {{0.001, 10e3}, {1.0, 20e3}};  // 10 then 20 per ms
+  Schedule s(w, segs, kHz, 1);
+  std::vector<uint64_t> at;
+  for (int i = 0; i < 15; ++i) at.push_back(s.next().at);
+  EXPECT_EQ(at[0], 100'000u);  // 100 us apart...
+  EXPECT_EQ(at[8], 900'000u);
+  EXPECT_NEAR(double(at[9]), 1'000'000.0, 1.0);        // the boundary
+  EXPECT_NEAR(double(at[10] - at[9]), 50'000.0, 1.0);  // ...then 50 us
+  EXPECT_NEAR(double(at[14] - at[13]), 50'000.0, 1.0);
+}
+
+TEST(RateSteps, OneSegmentIsTheSingleRateSchedule) {
+  const KeyDist keys = KeyDist::uniform(100);
+  const WorkloadSpec w{&keys, 0.5, Arrival::kPoisson};
+  const std::vector<RateSegment> one = {{1.0, 1e5}};
+  Schedule a(w, 1e5, kHz, 5), b(w, one, kHz, 5);
+  for (int i = 0; i < 1000; ++i) {
+    const Request x = a.next(), y = b.next();
+    ASSERT_NEAR(double(x.at), double(y.at), 2.0);
+    ASSERT_EQ(x.key, y.key);
+    ASSERT_EQ(x.op, y.op);
+  }
+}
+
 }  // namespace
 }  // namespace fm::loadgen

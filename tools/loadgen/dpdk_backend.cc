@@ -1,4 +1,5 @@
-// The DPDK backend: one port, one RX/TX queue pair per loadgen core, a lean UDP fast path.
+// The DPDK backend: one port, --queues RX/TX queue pairs spread over the loadgen's lcores, a
+// lean UDP fast path.
 //
 // The only loadgen file (with reflector.cc) that calls rte_* directly. Setup (EAL, port,
 // ARP) goes through dataplane/ and net/ like kvserver; the per-request path builds frames from
@@ -17,6 +18,7 @@
 #include "dataplane/core_loop.h"
 #include "dataplane/eal.h"
 #include "dataplane/log.h"
+#include "dataplane/ring.h"
 #include "dataplane/tsc.h"
 #include "net/packet.h"
 #include "net/port.h"
@@ -53,6 +55,7 @@ class DpdkTransport {
         templates_(flows) {}
 
   ~DpdkTransport() {
+    while (rte_mbuf* m = inbox_.pop()) rte_pktmbuf_free(m);
     if (stash_n_) rte_pktmbuf_free_bulk(stash_, stash_n_);
     if (tx_n_) rte_pktmbuf_free_bulk(tx_, tx_n_);
   }
@@ -113,33 +116,31 @@ class DpdkTransport {
   template <class Sink>
   uint32_t rx_poll(Sink& sink) {
     rte_mbuf* rx[kBurst];
-    const uint16_t n = port_.rx_burst(queue_, rx, kBurst);
-    if (n == 0) return 0;
-    const uint64_t now = rte_rdtsc();
-    for (uint16_t i = 0; i < n; ++i) {
-      if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
-      rte_mbuf* m = rx[i];
-      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
-      const uint32_t len = m->data_len;
-      // Fast path: unfragmented IPv4/UDP without options, to one of our flows, from the server.
-      if (m->nb_segs == 1 && len >= net::kUdpHeadersLen && d[kEthType] == 0x08 &&
-          d[kEthType + 1] == 0x00 && d[kIp] == 0x45 && d[kIpProto] == 17 &&
-          (load_be16(d + kIpFrag) & 0x3fff) == 0 && load_be16(d + kUdpSrc) == server_.port &&
-          std::memcmp(d + kIpDst, my_ip_be_, 4) == 0) {
-        const uint32_t flow = uint32_t(load_be16(d + kUdpDst)) - me_.udp_port;
-        const uint32_t udp_len = load_be16(d + kUdpLen);
-        const uint32_t ip_len = load_be16(d + kIpLen);
-        if (flow < flows_ && udp_len >= 8 && ip_len == udp_len + 20 && kIp + ip_len <= len) {
-          sink.on_datagram(flow, std::span<const uint8_t>(d + net::kUdpHeadersLen, udp_len - 8),
-                           now);
-          continue;
-        }
-      }
-      slow_path(m);
+    uint32_t got = 0;
+    // Replies another queue received for this queue's flows first (see forward()).
+    uint16_t n = 0;
+    while (n < kBurst) {
+      rte_mbuf* m = inbox_.pop();
+      if (m == nullptr) break;
+      rx[n++] = m;
     }
-    rte_pktmbuf_free_bulk(rx, n);
-    return n;
+    if (n) got += process(rx, n, sink);
+    n = port_.rx_burst(queue_, rx, kBurst);
+    if (n) got += process(rx, n, sink);
+    return got;
   }
+
+  /// Every transport of the port by queue, and the first queue's base source port: a reply that
+  /// arrives on the wrong queue (the server answered from another core, e.g. after stealing the
+  /// request) is handed to the queue whose flow it answers. Control path, before any traffic.
+  void set_peers(const std::vector<DpdkTransport*>* peers, uint16_t base_port) {
+    peers_ = peers;
+    base_port_ = base_port;
+  }
+  /// Replies received on this queue for another queue's flows, and those dropped because that
+  /// queue's inbox was full. Owner core only.
+  uint64_t forwarded() const { return forwarded_; }
+  uint64_t forward_drops() const { return forward_drops_; }
 
   /// ARP for the server on this queue until it answers or `timeout_s` passes. Control path.
   Result<net::MacAddr> resolve(net::Ipv4Addr ip, double timeout_s) {
@@ -193,6 +194,52 @@ class DpdkTransport {
     send_batch();
   }
 
+  template <class Sink>
+  uint32_t process(rte_mbuf** rx, uint16_t n, Sink& sink) {
+    const uint64_t now = rte_rdtsc();
+    uint16_t keep = 0;  // mbufs to free here (forwarded ones now belong to another queue)
+    for (uint16_t i = 0; i < n; ++i) {
+      if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
+      rte_mbuf* m = rx[i];
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      const uint32_t len = m->data_len;
+      // Fast path: unfragmented IPv4/UDP without options, to one of our flows, from the server.
+      if (m->nb_segs == 1 && len >= net::kUdpHeadersLen && d[kEthType] == 0x08 &&
+          d[kEthType + 1] == 0x00 && d[kIp] == 0x45 && d[kIpProto] == 17 &&
+          (load_be16(d + kIpFrag) & 0x3fff) == 0 && load_be16(d + kUdpSrc) == server_.port &&
+          std::memcmp(d + kIpDst, my_ip_be_, 4) == 0) {
+        const uint32_t dst = load_be16(d + kUdpDst);
+        const uint32_t flow = dst - me_.udp_port;
+        const uint32_t udp_len = load_be16(d + kUdpLen);
+        const uint32_t ip_len = load_be16(d + kIpLen);
+        if (flow < flows_ && udp_len >= 8 && ip_len == udp_len + 20 && kIp + ip_len <= len) {
+          sink.on_datagram(flow, std::span<const uint8_t>(d + net::kUdpHeadersLen, udp_len - 8),
+                           now);
+          rx[keep++] = m;
+          continue;
+        }
+        if (forward(m, dst)) continue;
+      }
+      slow_path(m);
+      rx[keep++] = m;
+    }
+    if (keep) rte_pktmbuf_free_bulk(rx, keep);
+    return n;
+  }
+
+  /// Hands a reply for another queue's flow to that queue (its owner lcore processes it).
+  bool forward(rte_mbuf* m, uint32_t dst_port) {
+    if (peers_ == nullptr || dst_port < base_port_) return false;
+    const uint32_t q = (dst_port - base_port_) / flows_;
+    if (q >= peers_->size() || q == queue_) return false;
+    if (!(*peers_)[q]->inbox_.push(m)) {
+      ++forward_drops_;
+      return false;  // freed by the caller; the request will time out (counted there)
+    }
+    ++forwarded_;
+    return true;
+  }
+
   /// Anything but a reply: answer ARP requests for us, note the ARP reply we wait for.
   [[gnu::cold, gnu::noinline]] void slow_path(rte_mbuf* m) {
     if (m->nb_segs != 1) return;
@@ -230,12 +277,28 @@ class DpdkTransport {
   net::Ipv4Addr arp_target_;
   net::MacAddr arp_mac_;
   bool arp_found_ = false;
+  // Replies for this queue's flows that arrived on another queue: many producers, this consumer.
+  Ring<rte_mbuf> inbox_{"lg-inbox-" + std::to_string(queue_), 4096, RingMode::kMpSc};
+  const std::vector<DpdkTransport*>* peers_ = nullptr;
+  uint16_t base_port_ = 0;
+  uint64_t forwarded_ = 0;
+  uint64_t forward_drops_ = 0;
 };
 
 class DpdkBackend : public Backend {
  public:
   ~DpdkBackend() override {
-    cores_.clear();  // engines and transports hold mbufs of the port's pool
+    uint64_t fwd = 0, lost = 0;
+    for (auto& c : queues_) {
+      fwd += c->transport->forwarded();
+      lost += c->transport->forward_drops();
+    }
+    if (fwd || lost) {
+      FM_LOG_INFO(kTag, "{} replies arrived on another queue than their request's and were handed "
+                        "to it ({} dropped: its inbox was full)", fwd, lost);
+    }
+    lcores_.clear();
+    queues_.clear();  // engines and transports hold mbufs of the port's pool
     if (port_) port_->close();
     port_.reset();
     if (eal_up_) eal_cleanup();
@@ -264,14 +327,16 @@ class DpdkBackend : public Backend {
     popts.vdev = o.vdev;
     popts.pci = o.pci;
     popts.mbufs = o.mbufs;
-    const uint16_t n = uint16_t(o.lcores.size());
+    // The device gets --queues queue pairs (for memif: the rings it asks the server for),
+    // however many lcores poll them.
+    const uint16_t n = uint16_t(o.queue_count);
     auto port = net::Port::open(popts, n);
     if (!port) {
       return error(port.status().code(),
                    port.status().message() +
                        " (a memif client fails to start when no server listens on the socket named "
-                       "in --vdev: is the server running? The loadgen opens one queue pair per "
-                       "--lcores entry)");
+                       "in --vdev: is the server running? The loadgen opens --queues queue pairs, "
+                       "one per --lcores entry by default)");
     }
     b->port_ = std::move(port.value());
     auto my_ip = net::parse_ipv4(o.ip, "--ip");
@@ -284,92 +349,122 @@ class DpdkBackend : public Backend {
           fmt::format(
               "port '{}' did not come up within {} s (--connect-timeout): is the server running, "
               "on the memif socket named in --vdev? A memif server must also have at least as many "
-              "queue pairs as the loadgen has --lcores ({}): kvserver has one per eal.lcores entry",
+              "queue pairs as the loadgen has --queues ({}; one per --lcores entry unless set): "
+              "kvserver has one per eal.lcores entry",
               b->port_->name(), o.connect_timeout_s, n));
     }
     const EngineConfig ec = engine_config(o, double(tsc_hz()), flows, values, &stop_requested);
     for (uint16_t q = 0; q < n; ++q) {
-      auto c = std::make_unique<Core>();
+      auto c = std::make_unique<QueuePair>();
       const net::Identity me{b->port_->mac(), *my_ip, uint16_t(o.src_port + q * flows)};
       c->transport = std::make_unique<DpdkTransport>(*b->port_, q, me, flows, o.udp_checksum);
       c->transport->set_my_ip();
       c->engine = std::make_unique<Engine<DpdkTransport>>(*c->transport, ec);
-      c->lcore = o.lcores[q];
-      b->cores_.push_back(std::move(c));
+      b->queues_.push_back(std::move(c));
     }
-    auto mac = b->cores_[0]->transport->resolve(*srv_ip, o.connect_timeout_s);
+    for (auto& c : b->queues_) b->transports_.push_back(c->transport.get());
+    for (auto& c : b->queues_) c->transport->set_peers(&b->transports_, o.src_port);
+    const uint32_t nl = uint32_t(o.lcores.size());
+    for (uint32_t i = 0; i < nl; ++i) {
+      auto l = std::make_unique<Lcore>();
+      l->lcore = o.lcores[i];
+      l->queues = queues_of_lcore(i, nl, n);
+      for (uint32_t q : l->queues) l->engines.push_back(b->queues_[q]->engine.get());
+      b->lcores_.push_back(std::move(l));
+    }
+    auto mac = b->queues_[0]->transport->resolve(*srv_ip, o.connect_timeout_s);
     if (!mac) return mac.status();
     b->server_mac_ = *mac;
-    for (auto& c : b->cores_) c->transport->set_server({*mac, *srv_ip, o.server_port});
+    for (auto& c : b->queues_) c->transport->set_server({*mac, *srv_ip, o.server_port});
     FM_LOG_INFO(kTag, "server {} is at {}", o.server_ip, mac->to_string());
     return std::unique_ptr<Backend>(std::move(b));
   }
 
   double hz() const override { return double(tsc_hz()); }
-  uint32_t cores() const override { return uint32_t(cores_.size()); }
+  uint32_t cores() const override { return uint32_t(lcores_.size()); }
+  uint32_t engines() const override { return uint32_t(queues_.size()); }
   std::string describe() const override {
-    return fmt::format("dpdk port '{}' ({}), {} queue pair(s), server {}:{} at {}", port_->name(),
-                       hugepages_ ? "hugepages" : "no hugepages", cores_.size(), o_->server_ip,
-                       o_->server_port, server_mac_.to_string());
+    return fmt::format("dpdk port '{}' ({}), {} queue pair(s) on {} lcore(s), server {}:{} at {}",
+                       port_->name(), hugepages_ ? "hugepages" : "no hugepages", queues_.size(),
+                       lcores_.size(), o_->server_ip, o_->server_port, server_mac_.to_string());
   }
 
   PreloadResult preload(uint64_t keys, uint32_t window, uint32_t retries) override {
-    const uint32_t n = cores();
-    for (uint32_t i = 0; i < n; ++i) {
-      Core& c = *cores_[i];
-      c.job = [&c, i, n, keys, window, retries] {
-        c.preload = c.engine->preload(i, n, keys, window, retries);
+    const uint32_t n = engines();
+    std::vector<PreloadResult> per_queue(n);
+    for (auto& lp : lcores_) {
+      Lcore& l = *lp;
+      // Closed loop, so an lcore's queue pairs take their turns one after the other; the others
+      // keep receiving (replies for the one preloading may land on their queues), and so does
+      // every queue until every lcore is done.
+      l.job = [this, &l, &per_queue, n, keys, window, retries] {
+        for (size_t k = 0; k < l.queues.size(); ++k) {
+          const std::function<void()> others = [&l, k] {
+            for (size_t j = 0; j < l.engines.size(); ++j)
+              if (j != k) l.engines[j]->poll_rx();
+          };
+          per_queue[l.queues[k]] =
+              queues_[l.queues[k]]->engine->preload(l.queues[k], n, keys, window, retries, others);
+          running_.fetch_sub(1, std::memory_order_acq_rel);
+        }
+        while (running_.load(std::memory_order_acquire) > 0)
+          for (auto* e : l.engines) e->poll_rx();
       };
     }
+    running_.store(n, std::memory_order_release);
     launch_all();
     PreloadResult total;
-    for (auto& c : cores_) {
-      total.stored += c->preload.stored;
-      total.failed += c->preload.failed;
+    for (const PreloadResult& r : per_queue) {
+      total.stored += r.stored;
+      total.failed += r.failed;
     }
     return total;
   }
 
   std::vector<CoreResult> run_point(const PointSpec& p, std::span<ProgressSlot> progress) override {
-    const uint32_t n = cores();
+    const uint32_t n = engines();
     const double h = hz();
     const uint64_t start = rte_rdtsc() + uint64_t(kDpdkStartDelayS * h);  // cores start together
-    for (uint32_t i = 0; i < n; ++i) {
-      Core& c = *cores_[i];
-      c.job = [&c, &p, i, n, h, start, slot = &progress[i]] {
-        c.result = run_core_point(*c.engine, p, i, n, h, start, slot);
+    std::vector<CoreResult> out(n);
+    for (auto& lp : lcores_) {
+      Lcore& l = *lp;
+      l.job = [this, &l, &p, &out, n, h, start, progress] {
+        std::vector<CoreResult> r = run_lcore_point<DpdkTransport>(l.engines, l.queues, p, n, h,
+                                                                   start, progress, &running_);
+        for (size_t i = 0; i < r.size(); ++i) out[l.queues[i]] = std::move(r[i]);
       };
     }
+    running_.store(n, std::memory_order_release);
     launch_all();
-    std::vector<CoreResult> out;
-    for (auto& c : cores_) out.push_back(std::move(c->result));
     return out;
   }
 
  private:
-  struct Core {
+  struct QueuePair {
     std::unique_ptr<DpdkTransport> transport;
     std::unique_ptr<Engine<DpdkTransport>> engine;
+  };
+  struct Lcore {
     uint32_t lcore = 0;
+    std::vector<uint32_t> queues;  // queue pairs this lcore drives
+    std::vector<Engine<DpdkTransport>*> engines;
     std::function<void()> job;
-    CoreResult result;
-    PreloadResult preload;
   };
 
   static int trampoline(void* arg) {
-    static_cast<Core*>(arg)->job();
+    static_cast<Lcore*>(arg)->job();
     return 0;
   }
 
-  /// Runs every core's job: core 0 here on the main lcore, the others on theirs.
+  /// Runs every lcore's job: the first here on the main lcore, the others on theirs.
   void launch_all() {
-    for (size_t i = 1; i < cores_.size(); ++i) {
-      if (rte_eal_remote_launch(trampoline, cores_[i].get(), cores_[i]->lcore) != 0) {
-        FM_LOG_ERROR(kTag, "cannot launch core {} on lcore {}", i, cores_[i]->lcore);
+    for (size_t i = 1; i < lcores_.size(); ++i) {
+      if (rte_eal_remote_launch(trampoline, lcores_[i].get(), lcores_[i]->lcore) != 0) {
+        FM_LOG_ERROR(kTag, "cannot launch lcore {}", lcores_[i]->lcore);
       }
     }
-    cores_[0]->job();
-    for (size_t i = 1; i < cores_.size(); ++i) rte_eal_wait_lcore(cores_[i]->lcore);
+    lcores_[0]->job();
+    for (size_t i = 1; i < lcores_.size(); ++i) rte_eal_wait_lcore(lcores_[i]->lcore);
   }
 
   bool wait_link(double timeout_s) {
@@ -388,7 +483,10 @@ class DpdkBackend : public Backend {
   bool hugepages_ = false;
   std::unique_ptr<net::Port> port_;
   net::MacAddr server_mac_;
-  std::vector<std::unique_ptr<Core>> cores_;
+  std::vector<std::unique_ptr<QueuePair>> queues_;
+  std::vector<DpdkTransport*> transports_;  // by queue, for replies that arrive on another queue
+  std::atomic<uint32_t> running_{0};        // engines still in the current point or preload
+  std::vector<std::unique_ptr<Lcore>> lcores_;
 };
 
 }  // namespace

@@ -11,18 +11,24 @@
 namespace fm::loadgen {
 
 /// Records non-negative integer values (ns) with relative error < 2/kSub (0.78% at 8 bits).
-/// Values below 2^kSubBits are exact. Single-threaded; merge() combines per-core histograms.
-class Histogram {
+/// Values below 2^SubBits are exact; values of 2^MaxBits and above are recorded as
+/// 2^MaxBits - 1 (a smaller MaxBits and Count make a compact histogram, e.g. one per timeline
+/// interval). Single-threaded; merge() combines per-core histograms.
+template <int SubBits, int MaxBits, class Count>
+class LogLinearHistogram {
  public:
-  static constexpr int kSubBits = 8;
+  static_assert(SubBits >= 2 && SubBits < MaxBits && MaxBits <= 64);
+  static constexpr int kSubBits = SubBits;
   static constexpr uint64_t kSub = 1ull << kSubBits;
-  static constexpr int kGroups = 64 - kSubBits + 1;
+  static constexpr int kGroups = MaxBits - kSubBits + 1;
   static constexpr double kRelativeError = 2.0 / double(kSub);
+  static constexpr uint64_t kMaxValue = MaxBits == 64 ? ~0ull : (1ull << (MaxBits % 64)) - 1;
 
-  Histogram() : counts_(size_t(kGroups) * kSub, 0) {}
+  LogLinearHistogram() : counts_(size_t(kGroups) * kSub, 0) {}
 
   void record(uint64_t v, uint64_t n = 1) {
-    counts_[index(v)] += n;
+    if constexpr (MaxBits < 64) v = std::min(v, kMaxValue);
+    counts_[index(v)] += Count(n);
     total_ += n;
     min_ = std::min(min_, v);
     max_ = std::max(max_, v);
@@ -31,7 +37,7 @@ class Histogram {
   /// A value that never came back (dropped, timed out): infinite latency in every percentile.
   void record_infinite(uint64_t n = 1) { infinite_ += n; }
 
-  void merge(const Histogram& o) {
+  void merge(const LogLinearHistogram& o) {
     for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += o.counts_[i];
     total_ += o.total_;
     infinite_ += o.infinite_;
@@ -40,7 +46,7 @@ class Histogram {
     sum_ += o.sum_;
   }
 
-  uint64_t count() const { return total_; }      // finite samples
+  uint64_t count() const { return total_; }  // finite samples
   uint64_t infinite() const { return infinite_; }
   uint64_t min() const { return total_ ? min_ : 0; }
   uint64_t max() const { return infinite_ ? std::numeric_limits<uint64_t>::max() : max_; }
@@ -78,12 +84,15 @@ class Histogram {
   }
 
  private:
-  std::vector<uint64_t> counts_;
+  std::vector<Count> counts_;
   uint64_t total_ = 0;
   uint64_t infinite_ = 0;
   uint64_t min_ = std::numeric_limits<uint64_t>::max();
   uint64_t max_ = 0;
   double sum_ = 0;
 };
+
+/// The latency histogram of every report: 256 sub-buckets per power of two, any uint64_t.
+using Histogram = LogLinearHistogram<8, 64, uint64_t>;
 
 }  // namespace fm::loadgen

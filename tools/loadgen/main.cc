@@ -2,6 +2,7 @@
 // kernel sockets. Parses flags, sets up a backend, preloads, sweeps rate points, reports.
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,10 +27,9 @@ int run(Options& o) {
     FM_LOG_ERROR(kTag, "{}", (!keys ? keys.status() : values.status()).message());
     return 1;
   }
-  double max_rate = 0;
-  for (double r : o.rates) max_rate = std::max(max_rate, r);
   const uint32_t ncores = uint32_t(o.lcores.size());
-  const uint32_t flows = o.flows ? o.flows : auto_flows(max_rate / ncores, o.timeout_ms * 1e-3);
+  const uint32_t flows =
+      o.flows ? o.flows : auto_flows(max_rate(o) / o.queue_count, o.timeout_ms * 1e-3);
 
   install_stop_signals();
   auto backend = o.backend_kind == BackendKind::kDpdk
@@ -65,19 +65,33 @@ int run(Options& o) {
     if (stop_requested()) return 1;
   }
 
-  const WorkloadSpec workload{&keys.value(), o.get_ratio, o.arrival_kind};
+  WorkloadSpec workload{&keys.value(), o.get_ratio, o.arrival_kind};
+  if (o.multiget_ratio > 0) {
+    workload.multiget_keys = o.multiget_keys;
+    workload.multiget_ratio = o.multiget_ratio;
+  }
+  std::string steps_text;
+  for (const RateStep& s : o.steps)
+    steps_text +=
+        fmt::format("{}{:g}/s for {:g} s", steps_text.empty() ? "" : ", ", s.rate, s.seconds);
   rep.begin(fmt::format(
-      "loadgen: {}; {} core(s) on CPU {}; {} flow(s)/core; keys {} {}; values {} B; GET {:.0f}%; "
-      "{} arrivals; warm-up {:g} s; {}; timeout {:g} ms; late > {:g} us",
+      "loadgen: {}; {} core(s) on CPU {}; {} flow(s)/queue; keys {} {}; values {} B; GET {:.0f}%"
+      "{}; {} arrivals; warm-up {:g} s; {}; timeout {:g} ms; late > {:g} us{}",
       b.describe(), ncores, fmt::format("{}", o.lcores[0]) + (ncores > 1 ? "+" : ""), flows, o.keys,
-      keys->describe(), values->describe(), o.get_ratio * 100, o.arrival, o.warmup_s,
-      o.requests ? fmt::format("{} requests per point", o.requests)
-                 : fmt::format("{:g} s per point", o.duration_s),
-      o.timeout_ms, o.late_us));
+      keys->describe(), values->describe(), o.get_ratio * 100,
+      o.multiget_ratio > 0 ? fmt::format(" of the rest, {:g}% multi-key GETs of {} keys",
+                                         o.multiget_ratio * 100, o.multiget_keys)
+                           : std::string(),
+      o.arrival, o.warmup_s,
+      !o.steps.empty() ? fmt::format("rate steps {}", steps_text)
+      : o.requests     ? fmt::format("{} requests per point", o.requests)
+                       : fmt::format("{:g} s per point", o.duration_s),
+      o.timeout_ms, o.late_us,
+      o.timeline.empty() ? std::string() : fmt::format("; timeline every {:g} ms", o.timeline_ms)));
 
   ValidityRules rules;
   rules.min_adherence_pct = o.min_adherence;
-  std::vector<ProgressSlot> slots(ncores);
+  std::vector<ProgressSlot> slots(b.engines());
   ProgressPrinter progress(o.progress_s, o.lcores);
   uint64_t wrong = 0;
   for (uint32_t i = 0; i < o.rates.size() && !stop_requested(); ++i) {
@@ -89,6 +103,8 @@ int run(Options& o) {
     p.duration_s = o.duration_s;
     p.requests = o.requests;
     p.seed = o.seed;
+    p.steps = o.steps;
+    if (!o.timeline.empty()) p.timeline_s = o.timeline_ms * 1e-3;
     const double expected_s =
         o.warmup_s + (o.requests ? double(o.requests) / p.rate : o.duration_s);
     PointReport r;
@@ -98,6 +114,13 @@ int run(Options& o) {
         s.replies.set(0);
         s.timeouts.set(0);
         s.late.set(0);
+      }
+      {
+        // Both backends' clocks are the TSC: a reading against the wall clock just before the
+        // point dates its timeline rows (within the clock rate's error over one point).
+        timespec ts{};
+        ::clock_gettime(CLOCK_REALTIME, &ts);
+        rep.set_wall_clock(rdtsc_now(), double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9, b.hz());
       }
       progress.start(p.rate, expected_s, slots, i, uint32_t(o.rates.size()));
       std::vector<CoreResult> per_core = b.run_point(p, slots);

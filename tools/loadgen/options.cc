@@ -5,6 +5,7 @@
 #include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <set>
@@ -12,6 +13,8 @@
 
 #include "net/packet.h"
 #include "tools/loadgen/spec_parse.h"
+#include "tools/loadgen/timeline.h"
+#include "tools/loadgen/workload.h"
 
 namespace fm::loadgen {
 namespace {
@@ -87,9 +90,18 @@ void add_flags(CLI::App& app, Options& o) {
       ->capture_default_str()
       ->group(where);
   app.add_option("--lcores", o.lcores,
-                 "CPUs of the load cores, comma-separated; each gets "
-                 "its own queue pair (dpdk) or pinned thread (socket) and source port(s)")
+                 "CPUs of the load cores, comma-separated; each is one pinned thread that "
+                 "drives its share of the --queues")
       ->delimiter(',')
+      ->capture_default_str()
+      ->group(where);
+  app.add_option("--queues", o.queues,
+                 "queue pairs (dpdk; the memif/NIC queue count) or socket sets (socket), each "
+                 "with its own schedule and source port(s), spread over the lcores "
+                 "round-robin (queue q on lcore q mod lcores); 0 = one per lcore. Over memif "
+                 "it must equal the server's queue pairs (queue q meets the server's queue "
+                 "q): --queues 12 drives a 12-core kvserver from fewer lcores")
+      ->check(CLI::Range(0u, 256u))
       ->capture_default_str()
       ->group(where);
   app.add_option("--vdev", o.vdev,
@@ -127,7 +139,7 @@ void add_flags(CLI::App& app, Options& o) {
       ->capture_default_str()
       ->group(where);
   app.add_option("--src-port", o.src_port,
-                 "first source UDP port; core i flow f sends from "
+                 "first source UDP port; queue pair i, flow f sends from "
                  "src-port + i*flows + f")
       ->check(CLI::Range(1, 65535))
       ->capture_default_str()
@@ -158,7 +170,8 @@ void add_flags(CLI::App& app, Options& o) {
                  "exp:MEAN | etc (Facebook ETC); a pure function of the key, 1..1300")
       ->capture_default_str()
       ->group(what);
-  app.add_option("--get-ratio", o.get_ratio, "share of GETs, the rest are SETs")
+  app.add_option("--get-ratio", o.get_ratio,
+                 "share of GETs, the rest are SETs (of the requests that are not multi-key GETs)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str()
       ->group(what);
@@ -169,6 +182,18 @@ void add_flags(CLI::App& app, Options& o) {
       ->group(what);
   app.add_flag("!--no-verify", o.verify, "do not check GET values against what was stored")
       ->group(what);
+  app.add_option("--multiget-keys", o.multiget_keys,
+                 "keys of a multi-key GET: one 'get k1 .. kN' command (N distinct keys from "
+                 "--key-dist) whose reply may span several datagrams; done when all have "
+                 "arrived. The request must fit one datagram: N <= 115. 0 = none")
+      ->capture_default_str()
+      ->group(what);
+  app.add_option("--multiget-ratio", o.multiget_ratio,
+                 "share of requests that are multi-key GETs (e.g. 0.01); --get-ratio splits "
+                 "the rest. Reported apart as mget_*, single-key GETs as get_*")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str()
+      ->group(what);
 
   const char* how = "Load and timing";
   app.add_option("--rate", o.rate,
@@ -176,6 +201,12 @@ void add_flags(CLI::App& app, Options& o) {
                  "1.5M), a list (100k,200k) or ranges FROM:TO:STEP / FROM:TO:xFACTOR; one "
                  "point each")
       ->capture_default_str()
+      ->group(how);
+  app.add_option("--rate-steps", o.rate_steps,
+                 "one measurement whose offered rate changes over time, instead of --rate and "
+                 "--duration: RATE@SECONDS,... (RATE as in --rate, 0 = idle), e.g. "
+                 "100k@2,400k@1.5,50k@3; the schedule stays open-loop Poisson per step and the "
+                 "warm-up runs at the first step's rate")
       ->group(how);
   app.add_option("--arrival", o.arrival, "inter-arrival times: poisson (exponential) | constant")
       ->check(CLI::IsMember({"poisson", "constant"}))
@@ -214,7 +245,7 @@ void add_flags(CLI::App& app, Options& o) {
       ->capture_default_str()
       ->group(how);
   app.add_option("--flows", o.flows,
-                 "source ports per core (1, 2, 4 .. 64), each with its own "
+                 "source ports per queue pair (1, 2, 4 .. 64), each with its own "
                  "65536 request ids; 0 = enough for rate x timeout")
       ->capture_default_str()
       ->group(how);
@@ -248,6 +279,15 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--label", o.label,
                  "name of this run in CSV/JSON and plot legends (default: "
                  "the backend)")
+      ->group(out);
+  app.add_option("--timeline", o.timeline,
+                 "write one CSV row per --timeline-ms interval of each measured window: t_ms, "
+                 "offered_rps, achieved_rps, p50/p99/max_us of the requests due in it, "
+                 "timeouts, late_sends (not with --requests)")
+      ->group(out);
+  app.add_option("--timeline-ms", o.timeline_ms, "interval of the --timeline rows, in ms")
+      ->check(CLI::Range(0.01, 60000.0))
+      ->capture_default_str()
       ->group(out);
   app.add_option("--progress", o.progress_s, "seconds between progress lines on stderr (0 = none)")
       ->check(CLI::Range(0.0, 3600.0))
@@ -318,6 +358,46 @@ Result<std::vector<double>> parse_rates(std::string_view spec) {
   return out;
 }
 
+Result<std::vector<RateStep>> parse_rate_steps(std::string_view spec) {
+  std::vector<RateStep> out;
+  const auto bad = [&](std::string_view item, std::string_view why) {
+    return error(Errc::kInvalidArgument,
+                 fmt::format("--rate-steps: '{}': {} (form: RATE@SECONDS,..., e.g. "
+                             "100k@2,400k@1.5,50k@3)",
+                             item, why));
+  };
+  if (spec.empty()) return bad(spec, "empty");
+  size_t pos = 0;
+  bool any = false;
+  while (pos <= spec.size()) {
+    const size_t comma = spec.find(',', pos);
+    const std::string_view item =
+        spec.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+    pos = comma == std::string_view::npos ? spec.size() + 1 : comma + 1;
+    const size_t at = item.find('@');
+    if (at == std::string_view::npos) return bad(item, "a step needs RATE@SECONDS");
+    const auto rate = parse_number(item.substr(0, at));
+    if (!rate || !(*rate >= 0) || *rate > 1e9)
+      return bad(item, "RATE must be a number in [0, 1e9]");
+    const auto secs = parse_number(item.substr(at + 1), false);
+    if (!secs || !(*secs > 0) || *secs > 86400) {
+      return bad(item, "SECONDS must be a number in (0, 86400]");
+    }
+    out.push_back({*rate, *secs});
+    any = any || *rate > 0;
+    if (out.size() > 10000) return bad(item, "more than 10000 steps");
+  }
+  if (!any) return bad(spec, "every step has rate 0");
+  return out;
+}
+
+double max_rate(const Options& o) {
+  double m = 0;
+  for (double r : o.rates) m = std::max(m, r);
+  for (const RateStep& s : o.steps) m = std::max(m, s.rate);
+  return m;
+}
+
 Result<Options> parse_args(const std::vector<std::string>& args) {
   Options o;
   CLI::App app{usage_intro(), "loadgen"};
@@ -348,6 +428,8 @@ Result<Options> parse_args(const std::vector<std::string>& args) {
   }
   if (const CLI::Option* c = app.get_option("--config"); c && c->count())
     o.config_file = c->as<std::string>();
+  o.rate_given = app.get_option("--rate")->count() > 0;
+  o.duration_given = app.get_option("--duration")->count() > 0;
   return o;
 }
 
@@ -375,6 +457,14 @@ Status validate(Options& o) {
     if (c >= 1024) return bad(fmt::format("--lcores: CPU {} is out of range [0, 1023]", c));
     if (!seen.insert(c).second) return bad(fmt::format("--lcores: CPU {} is listed twice", c));
   }
+  o.queue_count = o.queues ? o.queues : uint32_t(o.lcores.size());
+  if (o.queue_count < o.lcores.size()) {
+    return bad(
+        fmt::format("--queues: {} is fewer than the {} --lcores (each lcore drives at "
+                    "least one queue pair)",
+                    o.queues, o.lcores.size()));
+  }
+  if (o.queue_count > 256) return bad(fmt::format("--queues: {} is above 256", o.queue_count));
   if (o.flows != 0 && (o.flows > 64 || (o.flows & (o.flows - 1)) != 0)) {
     return bad(fmt::format("--flows: {} is not 0 (auto) or a power of two up to 64", o.flows));
   }
@@ -383,18 +473,76 @@ Status validate(Options& o) {
     if (auto ip = net::parse_ipv4(o.ip, "--ip"); !ip) return ip.status();
     if (o.vdev.empty() && o.pci.empty()) return bad("--vdev: empty, and no --pci either");
   }
-  auto rates = parse_rates(o.rate);
-  if (!rates) return rates.status();
-  o.rates = std::move(rates.value());
+  if (!o.rate_steps.empty()) {
+    if (o.rate_given) {
+      return bad(
+          "--rate-steps: give either --rate (a point per rate) or --rate-steps (one "
+          "measurement whose rate changes), not both");
+    }
+    if (o.duration_given) {
+      return bad("--rate-steps: the steps' SECONDS make up the measurement; drop --duration");
+    }
+    if (o.requests > 0) return bad("--rate-steps: cannot be combined with --requests");
+    auto steps = parse_rate_steps(o.rate_steps);
+    if (!steps) return steps.status();
+    o.steps = std::move(steps.value());
+    double total = 0, sent = 0;
+    for (const RateStep& s : o.steps) {
+      total += s.seconds;
+      sent += s.rate * s.seconds;
+    }
+    o.duration_s = total;
+    o.rates = {sent / total};
+  } else {
+    auto rates = parse_rates(o.rate);
+    if (!rates) return rates.status();
+    o.rates = std::move(rates.value());
+    o.steps.clear();
+  }
   if (auto k = KeyDist::parse(o.key_dist, o.keys, "--key-dist"); !k) return k.status();
   if (auto v = ValueSizes::parse(o.value_size, "--value-size"); !v) return v.status();
   const uint64_t max_flows = o.flows ? o.flows : 64;
-  if (uint64_t(o.src_port) + o.lcores.size() * max_flows - 1 > 65535) {
-    return bad(fmt::format("--src-port: {} + {} cores x {} flows runs past port 65535", o.src_port,
-                           o.lcores.size(), max_flows));
+  if (uint64_t(o.src_port) + o.queue_count * max_flows - 1 > 65535) {
+    return bad(fmt::format("--src-port: {} + {} queues x {} flows runs past port 65535", o.src_port,
+                           o.queue_count, max_flows));
   }
-  if (o.requests > 0 && o.requests < o.lcores.size()) {
-    return bad("--requests: fewer than one request per core");
+  if (o.requests > 0 && o.requests < o.queue_count) {
+    return bad("--requests: fewer than one request per queue");
+  }
+  if (o.multiget_keys > 0 || o.multiget_ratio > 0) {
+    if (o.multiget_keys == 0)
+      return bad("--multiget-ratio: set --multiget-keys too (keys per multi-key GET)");
+    if (o.multiget_ratio == 0) {
+      return bad(
+          "--multiget-keys: set --multiget-ratio too (the share of requests that are "
+          "multi-key GETs, e.g. 0.01)");
+    }
+    if (o.multiget_keys > kMaxMultiGetKeys) {
+      return bad(fmt::format(
+          "--multiget-keys: {} keys of {} bytes make a {}-byte 'get' request, but a request "
+          "must fit one {}-byte datagram: at most {} keys",
+          o.multiget_keys, kKeyLen, multiget_request_len(o.multiget_keys), kMaxDatagramLen,
+          kMaxMultiGetKeys));
+    }
+    if (o.multiget_keys > o.keys) {
+      return bad(fmt::format("--multiget-keys: {} distinct keys per request, but --keys is {}",
+                             o.multiget_keys, o.keys));
+    }
+  }
+  if (!o.timeline.empty()) {
+    if (o.requests > 0) {
+      return bad(
+          "--timeline: needs a measured window of known length (--duration or "
+          "--rate-steps), not --requests");
+    }
+    const double intervals = std::ceil(o.duration_s * 1e3 / o.timeline_ms);
+    const double bytes = intervals * double(o.queue_count + 1) * double(kTimelineBucketBytes);
+    if (bytes > double(1ull << 30)) {
+      return bad(fmt::format(
+          "--timeline-ms: {:g} ms over {:g} s is {:.0f} intervals; with {} "
+          "queues that takes {:.0f} MiB (at most 1024): raise --timeline-ms",
+          o.timeline_ms, o.duration_s, intervals, o.queue_count, bytes / double(1 << 20)));
+    }
   }
   if (o.late_us * 1e-3 >= o.timeout_ms) return bad("--late-us: must be below --timeout-ms");
   return Status::ok();

@@ -7,7 +7,7 @@ throughput, every run on the same axes so runs compare on one plot. A run is a C
 as crosses and never joined to the curve; points whose percentile is infinite (drops) are left
 out and break the line there. Optional: a horizontal line at a p99 bound (--bound-us).
 
-  tools/loadgen/plot.py -o curves.png a.csv b.csv [--title T] [--op all|get|set] [--bound-us 500]
+  tools/loadgen/plot.py -o curves.png a.csv b.csv [--title T] [--op all|get|set|mget] [--bound-us 500]
 """
 import argparse
 import csv
@@ -54,7 +54,7 @@ def main():
     ap.add_argument("csv", nargs="+", help="loadgen --csv files")
     ap.add_argument("-o", "--output", required=True, help="PNG file to write")
     ap.add_argument("--title", default="latency vs throughput")
-    ap.add_argument("--op", default="all", choices=["all", "get", "set"])
+    ap.add_argument("--op", default="all", choices=["all", "get", "set", "mget"])
     ap.add_argument("--percentiles", default="p50,p99,p999",
                     help="comma-separated among " + ",".join(PERCENTILES))
     ap.add_argument("--bound-us", type=float, default=0, help="draw a p99 bound at this latency")

@@ -108,6 +108,45 @@ std::vector<Field> config_fields(const Options& o, uint32_t flows, const std::st
   return f;
 }
 
+std::vector<Field> config_fields_tail(const Options& o) {
+  std::vector<Field> f;
+  f.push_back(integer("multiget_keys", o.multiget_keys));
+  f.push_back(num("multiget_ratio", o.multiget_ratio));
+  f.push_back(integer("queues", o.queue_count));
+  f.push_back(text("rate_steps", o.rate_steps));
+  return f;
+}
+
+double step_rate_at(const std::vector<RateStep>& steps, double t_s) {
+  double end = 0;
+  for (const RateStep& s : steps) {
+    end += s.seconds;
+    // A nanosecond of slack: sums like 0.05 + 0.05 + 0.02 land a hair above 0.12.
+    if (t_s + 1e-9 < end) return s.rate;
+  }
+  return steps.empty() ? 0.0 : steps.back().rate;
+}
+
+std::vector<Field> timeline_fields(const TimelineRow& row, double target_rps, uint32_t point,
+                                   const std::string& label, double unix_s) {
+  std::vector<Field> f;
+  f.push_back(num("t_ms", row.t_ms));
+  f.push_back(num("offered_rps", row.offered_rps));
+  f.push_back(num("achieved_rps", row.achieved_rps));
+  f.push_back(num("p50_us", row.latency.p50));
+  f.push_back(num("p99_us", row.latency.p99));
+  f.push_back(num("max_us", row.latency.max));
+  f.push_back(integer("timeouts", row.timeouts));
+  f.push_back(integer("late_sends", row.late));
+  f.push_back(num("target_rps", target_rps));
+  f.push_back(integer("requests", row.scheduled));
+  f.push_back(integer("replies", row.received));
+  f.push_back(integer("point", point));
+  f.push_back(text("label", label));
+  f.push_back(text("unix_s", fmt::format("{:.6f}", unix_s)));  // us: numbers keep 3 decimals
+  return f;
+}
+
 std::vector<Field> point_fields(const PointReport& r) {
   std::vector<Field> f;
   f.push_back(num("offered_rps", r.offered_rps));
@@ -135,6 +174,7 @@ std::vector<Field> point_fields(const PointReport& r) {
   add_op(f, "set", r.set);
   f.push_back(flag("valid", r.valid));
   f.push_back(text("invalid_reason", r.invalid_reason));
+  add_op(f, "mget", r.mget);
   return f;
 }
 
@@ -215,6 +255,7 @@ Result<std::unique_ptr<Reporter>> Reporter::open(const Options& o, uint32_t flow
   ::gmtime_r(&now, &tm);
   ::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
   r->config_ = config_fields(o, flows, ts);
+  r->config_tail_ = config_fields_tail(o);
   if (!o.csv.empty()) {
     r->csv_ = std::fopen(o.csv.c_str(), "w");
     if (!r->csv_) {
@@ -229,19 +270,27 @@ Result<std::unique_ptr<Reporter>> Reporter::open(const Options& o, uint32_t flow
                    fmt::format("--json: cannot write '{}': {}", o.json, std::strerror(errno)));
     }
   }
+  if (!o.timeline.empty()) {
+    r->timeline_ = std::fopen(o.timeline.c_str(), "w");
+    if (!r->timeline_) {
+      return error(Errc::kNotFound, fmt::format("--timeline: cannot write '{}': {}", o.timeline,
+                                                std::strerror(errno)));
+    }
+  }
   return r;
 }
 
 Reporter::~Reporter() {
   if (csv_) std::fclose(csv_);
   if (json_) std::fclose(json_);
+  if (timeline_) std::fclose(timeline_);
 }
 
 void Reporter::begin(const std::string& setup_line) {
   if (o_->quiet) return;
   std::printf("%s\n", setup_line.c_str());
   std::printf("latency in us from the scheduled send time; drops (timeouts) count as infinite\n");
-  std::printf("%10s %10s %-3s | %7s %7s %7s %7s %7s %7s %7s %7s %7s | %8s %6s %6s %5s | %8s %s\n",
+  std::printf("%10s %10s %-4s | %7s %7s %7s %7s %7s %7s %7s %7s %7s | %8s %6s %6s %5s | %8s %s\n",
               "offered", "achieved", "op", "min", "mean", "p50", "p90", "p95", "p99", "p99.9",
               "p99.99", "max", "timeouts", "misses", "errors", "wrong", "on-time", "valid");
   std::fflush(stdout);
@@ -252,6 +301,24 @@ void Reporter::point(const PointReport& r) {
   if (!r.valid) ++invalid_;
   std::vector<Field> fields = config_;
   for (Field& f : point_fields(r)) fields.push_back(std::move(f));
+  for (const Field& f : config_tail_) fields.push_back(f);
+  if (timeline_) {
+    for (const TimelineRow& row : r.timeline) {
+      const double target =
+          o_->steps.empty() ? r.offered_rps : step_rate_at(o_->steps, row.t_ms * 1e-3);
+      const double unix_s =
+          wall_hz_ > 0 ? wall_unix_s_ + (double(row.start_tick) - double(wall_tick_)) / wall_hz_
+                       : 0.0;
+      const std::vector<Field> tf =
+          timeline_fields(row, target, uint32_t(points_ - 1), o_->label, unix_s);
+      if (!timeline_header_done_) {
+        std::fprintf(timeline_, "%s\n", csv_header(tf).c_str());
+        timeline_header_done_ = true;
+      }
+      std::fprintf(timeline_, "%s\n", csv_row(tf).c_str());
+    }
+    std::fflush(timeline_);
+  }
   if (csv_) {
     if (!csv_header_done_) {
       std::fprintf(csv_, "%s\n", csv_header(fields).c_str());
@@ -268,7 +335,7 @@ void Reporter::point(const PointReport& r) {
     const auto row = [&](const char* op, const OpReport& o, bool first) {
       const LatencySummary& l = o.latency;
       std::printf(
-          "%10s %10.0f %-3s | %7s %7s %7s %7s %7s %7s %7s %7s %7s | %8lu %6lu %6lu %5lu | %8s %s\n",
+          "%10s %10.0f %-4s | %7s %7s %7s %7s %7s %7s %7s %7s %7s | %8lu %6lu %6lu %5lu | %8s %s\n",
           first ? fmt::format("{:.0f}", r.offered_rps).c_str() : "", o.achieved_rps, op,
           fmt_us(l.min).c_str(), fmt_us(l.mean).c_str(), fmt_us(l.p50).c_str(),
           fmt_us(l.p90).c_str(), fmt_us(l.p95).c_str(), fmt_us(l.p99).c_str(),
@@ -279,9 +346,11 @@ void Reporter::point(const PointReport& r) {
           first ? (r.valid ? "ok" : "INVALID") : "");
     };
     row("all", r.all, true);
-    if (r.get.requests && r.set.requests) {
-      row("get", r.get, false);
-      row("set", r.set, false);
+    // Per operation type when there is more than one.
+    if ((r.get.requests != 0) + (r.set.requests != 0) + (r.mget.requests != 0) > 1) {
+      if (r.get.requests) row("get", r.get, false);
+      if (r.set.requests) row("set", r.set, false);
+      if (r.mget.requests) row("mget", r.mget, false);
     }
     std::fflush(stdout);
   }

@@ -14,19 +14,31 @@ double us(uint64_t ns) {
 }
 }  // namespace
 
-LatencySummary summarize(const Histogram& h) {
-  LatencySummary s;
-  if (h.count() + h.infinite() == 0) return s;
-  s.min = h.count() ? us(h.min()) : std::numeric_limits<double>::infinity();
-  s.mean = h.infinite() ? std::numeric_limits<double>::infinity() : h.mean() / 1000.0;
-  s.p50 = us(h.percentile(0.50));
-  s.p90 = us(h.percentile(0.90));
-  s.p95 = us(h.percentile(0.95));
-  s.p99 = us(h.percentile(0.99));
-  s.p999 = us(h.percentile(0.999));
-  s.p9999 = us(h.percentile(0.9999));
-  s.max = us(h.max());
-  return s;
+LatencySummary summarize(const Histogram& h) { return summarize_histogram(h); }
+
+std::vector<TimelineRow> timeline_rows(const Timeline& t, double hz) {
+  std::vector<TimelineRow> rows;
+  const auto& b = t.buckets();
+  rows.reserve(b.size());
+  for (size_t i = 0; i < b.size(); ++i) {
+    TimelineRow r;
+    const uint64_t begin = uint64_t(i) * t.interval();
+    const uint64_t end = i + 1 == b.size()
+                             ? std::max(t.window(), begin + 1)  // may be a sliver over
+                             : begin + t.interval();
+    r.t_ms = double(begin) / hz * 1e3;
+    r.start_tick = t.origin() + begin;
+    r.length_s = double(end - begin) / hz;
+    r.scheduled = b[i].scheduled;
+    r.received = b[i].received;
+    r.timeouts = b[i].timeouts;
+    r.late = b[i].late;
+    r.offered_rps = double(r.scheduled) / r.length_s;
+    r.achieved_rps = double(r.received) / r.length_s;
+    r.latency = summarize_histogram(b[i].latency);
+    rows.push_back(r);
+  }
+  return rows;
 }
 
 OpReport op_report(const OpStats& o, double window_s) {
@@ -54,6 +66,8 @@ PointReport make_report(double offered_rps, const CoreResult& m, double hz,
   r.all = op_report(all, r.window_s);
   r.get = op_report(m.ops[size_t(Op::kGet)], r.window_s);
   r.set = op_report(m.ops[size_t(Op::kSet)], r.window_s);
+  r.mget = op_report(m.ops[size_t(Op::kMultiGet)], r.window_s);
+  if (m.timeline) r.timeline = timeline_rows(*m.timeline, hz);
   r.scheduled_rps = r.window_s > 0 ? double(r.all.requests) / r.window_s : 0.0;
   r.strays = m.strays;
   r.late = m.late;

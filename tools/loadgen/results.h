@@ -3,10 +3,14 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "dataplane/counter.h"
 #include "tools/loadgen/histogram.h"
+#include "tools/loadgen/timeline.h"
 #include "tools/loadgen/workload.h"
 
 namespace fm::loadgen {
@@ -20,7 +24,8 @@ struct OpStats {
   uint64_t misses = 0;         // GET answered END (no value)
   uint64_t wrong = 0;          // GET answered with a value that is not the key's
   uint64_t server_errors = 0;  // ERROR / CLIENT_ERROR / SERVER_ERROR / NOT_STORED
-  uint64_t malformed = 0;      // an answer the loadgen cannot parse (or split over datagrams)
+  uint64_t malformed = 0;      // an answer the loadgen cannot parse (or a GET's split over
+                               // datagrams, or a multi-get's with inconsistent datagrams)
 
   void merge(const OpStats& o) {
     latency.merge(o.latency);
@@ -47,8 +52,15 @@ struct CoreResult {
   uint64_t busy_ticks = 0;    // loop time spent sending or receiving
   uint64_t loop_ticks = 0;    // loop time in all
   bool interrupted = false;   // SIGINT/SIGTERM cut the point short
+  std::unique_ptr<Timeline> timeline;  // per-interval view of the window (--timeline), or null
 
   void merge(const CoreResult& o) {
+    if (o.timeline) {
+      if (!timeline)
+        timeline = std::make_unique<Timeline>(*o.timeline);
+      else
+        timeline->merge(*o.timeline);
+    }
     for (int i = 0; i < kOpCount; ++i) ops[size_t(i)].merge(o.ops[size_t(i)]);
     send_lag.merge(o.send_lag);
     late += o.late;
@@ -78,6 +90,42 @@ struct LatencySummary {
   double min = 0, mean = 0, p50 = 0, p90 = 0, p95 = 0, p99 = 0, p999 = 0, p9999 = 0, max = 0;
 };
 
+/// Latency summary of any log-linear histogram of ns, in microseconds (+inf where drops
+/// dominate).
+template <class H>
+LatencySummary summarize_histogram(const H& h) {
+  const auto us = [](uint64_t ns) {
+    return ns == std::numeric_limits<uint64_t>::max() ? std::numeric_limits<double>::infinity()
+                                                      : double(ns) / 1000.0;
+  };
+  LatencySummary s;
+  if (h.count() + h.infinite() == 0) return s;
+  s.min = h.count() ? us(h.min()) : std::numeric_limits<double>::infinity();
+  s.mean = h.infinite() ? std::numeric_limits<double>::infinity() : h.mean() / 1000.0;
+  s.p50 = us(h.percentile(0.50));
+  s.p90 = us(h.percentile(0.90));
+  s.p95 = us(h.percentile(0.95));
+  s.p99 = us(h.percentile(0.99));
+  s.p999 = us(h.percentile(0.999));
+  s.p9999 = us(h.percentile(0.9999));
+  s.max = us(h.max());
+  return s;
+}
+
+/// One interval of the --timeline file.
+struct TimelineRow {
+  double t_ms = 0;          // interval start, from the start of the measured window
+  uint64_t start_tick = 0;  // interval start on the load cores' clock (for wall-clock time)
+  double length_s = 0;      // interval length (the last one may be shorter)
+  double offered_rps = 0;   // measured requests due in the interval, per second
+  double achieved_rps = 0;  // replies that arrived in the interval, per second
+  LatencySummary latency;   // of the requests due in the interval
+  uint64_t scheduled = 0, received = 0, timeouts = 0, late = 0;
+};
+
+/// The rows of a (merged) timeline; `hz` converts ticks to seconds.
+std::vector<TimelineRow> timeline_rows(const Timeline& t, double hz);
+
 /// What one operation type (or all of them) saw at a rate point.
 struct OpReport {
   uint64_t requests = 0;  // measured requests due in the window
@@ -95,13 +143,15 @@ struct PointReport {
   double scheduled_rps = 0;  // measured requests the schedule made due, per second
   double window_s = 0;
   OpReport all, get, set;
+  OpReport mget;  // multi-key GETs (--multiget-keys); `get` is single-key GETs only
   uint64_t strays = 0, late = 0, unsent = 0, tx_dropped = 0, id_wraps = 0;
   double adherence_pct = 0;  // share of measured requests sent within the late window
   double send_lag_p99_us = 0, send_lag_max_us = 0;
   double loadgen_busy_pct = 0;  // how busy the loadgen's cores were (near 100: suspect)
   uint32_t attempts = 1;        // runs of this point (> 1 with --retries after INVALID ones)
   bool valid = true;
-  std::string invalid_reason;  // empty when valid
+  std::string invalid_reason;         // empty when valid
+  std::vector<TimelineRow> timeline;  // --timeline: one row per interval of the window
 };
 
 /// Thresholds that decide validity.

@@ -1,6 +1,7 @@
 // The kernel-socket backend: connected UDP sockets, sendmmsg/recvmmsg, one pinned thread per
-// core. Drives any memcached-UDP server (stock `memcached -U`), with the same engine, schedule
-// and measurement as the DPDK backend, so the two compare like for like.
+// core driving its share of the --queues socket sets. Drives any memcached-UDP server (stock
+// `memcached -U`), with the same engine, schedule and measurement as the DPDK backend, so the
+// two compare like for like.
 #include <arpa/inet.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
@@ -27,6 +28,7 @@ class SocketTransport {
  public:
   static constexpr uint32_t kBatch = kSocketBatch;
   static constexpr size_t kBufLen = 2048;  // >= kMaxRequestLen and any one reply datagram
+  static_assert(kBufLen >= kMaxRequestLen && kBufLen >= kMaxDatagramLen);
 
   ~SocketTransport() {
     for (auto& f : flows_)
@@ -196,13 +198,20 @@ class SocketBackend : public Backend {
     const std::string name = fmt::format("{}:{}", o.server_ip, o.server_port);
     FM_RETURN_IF_ERROR(probe(server, o.connect_timeout_s, name));
     const EngineConfig ec = engine_config(o, b->hz_, flows, values, &stop_requested);
-    for (size_t i = 0; i < o.lcores.size(); ++i) {
-      auto c = std::make_unique<Core>();
-      auto t = SocketTransport::open(server, uint16_t(o.src_port + i * flows), flows);
+    for (uint32_t q = 0; q < o.queue_count; ++q) {
+      auto c = std::make_unique<SocketSet>();
+      auto t = SocketTransport::open(server, uint16_t(o.src_port + q * flows), flows);
       if (!t) return t.status();
       c->transport = std::move(t.value());
       c->engine = std::make_unique<Engine<SocketTransport>>(*c->transport, ec);
+      b->sets_.push_back(std::move(c));
+    }
+    const uint32_t nl = uint32_t(o.lcores.size());
+    for (uint32_t i = 0; i < nl; ++i) {
+      auto c = std::make_unique<Core>();
       c->cpu = o.lcores[i];
+      c->sets = queues_of_lcore(i, nl, o.queue_count);
+      for (uint32_t q : c->sets) c->engines.push_back(b->sets_[q]->engine.get());
       b->cores_.push_back(std::move(c));
     }
     return std::unique_ptr<Backend>(std::move(b));
@@ -210,42 +219,48 @@ class SocketBackend : public Backend {
 
   double hz() const override { return hz_; }
   uint32_t cores() const override { return uint32_t(cores_.size()); }
+  uint32_t engines() const override { return uint32_t(sets_.size()); }
   std::string describe() const override {
-    return fmt::format("kernel UDP sockets, {} thread(s), server {}:{}", cores_.size(),
-                       o_->server_ip, o_->server_port);
+    return fmt::format("kernel UDP sockets, {} socket set(s) on {} thread(s), server {}:{}",
+                       sets_.size(), cores_.size(), o_->server_ip, o_->server_port);
   }
 
   PreloadResult preload(uint64_t keys, uint32_t window, uint32_t retries) override {
-    const uint32_t n = cores();
-    run_threads(
-        [&](uint32_t i, Core& c) { c.preload = c.engine->preload(i, n, keys, window, retries); });
+    const uint32_t n = engines();
+    std::vector<PreloadResult> per_set(n);
+    run_threads([&](uint32_t, Core& c) {
+      for (uint32_t q : c.sets) per_set[q] = sets_[q]->engine->preload(q, n, keys, window, retries);
+    });
     PreloadResult total;
-    for (auto& c : cores_) {
-      total.stored += c->preload.stored;
-      total.failed += c->preload.failed;
+    for (const PreloadResult& r : per_set) {
+      total.stored += r.stored;
+      total.failed += r.failed;
     }
     return total;
   }
 
   std::vector<CoreResult> run_point(const PointSpec& p, std::span<ProgressSlot> progress) override {
-    const uint32_t n = cores();
+    const uint32_t n = engines();
     const uint64_t start =
         rdtsc_now() + uint64_t(kSocketStartDelayS * hz_);  // threads are up by then
-    run_threads([&](uint32_t i, Core& c) {
-      c.result = run_core_point(*c.engine, p, i, n, hz_, start, &progress[i]);
+    std::vector<CoreResult> out(n);
+    run_threads([&](uint32_t, Core& c) {
+      std::vector<CoreResult> r =
+          run_lcore_point<SocketTransport>(c.engines, c.sets, p, n, hz_, start, progress);
+      for (size_t i = 0; i < r.size(); ++i) out[c.sets[i]] = std::move(r[i]);
     });
-    std::vector<CoreResult> out;
-    for (auto& c : cores_) out.push_back(std::move(c->result));
     return out;
   }
 
  private:
-  struct Core {
+  struct SocketSet {
     std::unique_ptr<SocketTransport> transport;
     std::unique_ptr<Engine<SocketTransport>> engine;
+  };
+  struct Core {
     uint32_t cpu = 0;
-    CoreResult result;
-    PreloadResult preload;
+    std::vector<uint32_t> sets;  // socket sets (engines) this thread drives
+    std::vector<Engine<SocketTransport>*> engines;
   };
 
   /// One thread per core, pinned to its CPU, running fn(i, core); joins them all.
@@ -272,6 +287,7 @@ class SocketBackend : public Backend {
 
   const Options* o_ = nullptr;
   double hz_ = 0;
+  std::vector<std::unique_ptr<SocketSet>> sets_;
   std::vector<std::unique_ptr<Core>> cores_;
 };
 
