@@ -33,12 +33,13 @@ TOML
   echo "memnode did not start:" >&2; cat "$EXP_WORK/memnode.log" >&2; return 1
 }
 
-# exp_start_server NAME EXTRA_TOML: kvserver on lcore 1 with the memif socket of this run.
+# exp_start_server NAME EXTRA_TOML: kvserver on lcore 1 (EXP_LCORES="1 0" for more workers,
+# worker 0 first) with the memif socket of this run.
 exp_start_server() {
   local name=$1 extra=$2
   cat >"$EXP_WORK/$name.toml" <<TOML
 [eal]
-lcores = [1]
+lcores = [$(echo ${EXP_LCORES:-1} | tr ' ' ',')]
 [port]
 vdev = "net_memif0,role=server,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:01"
 [dataplane]
@@ -57,6 +58,14 @@ TOML
   echo "kvserver ($name) did not start:" >&2; cat "$EXP_WORK/$name.log" >&2; return 1
 }
 
+# exp_dpctl ARGS...: dpctl against this run's server.
+exp_dpctl() { "$BUILD/tools/dpctl/dpctl" --socket "$EXP_WORK/control.sock" "$@"; }
+
+# exp_server_cpu_s: CPU seconds (user + system) the running kvserver has used so far.
+exp_server_cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$exp_server_pid/stat"
+}
+
 exp_stop_server() {
   if [ -n "$exp_server_pid" ]; then
     kill -INT "$exp_server_pid" 2>/dev/null || true
@@ -65,9 +74,10 @@ exp_stop_server() {
   fi
 }
 
-# exp_loadgen ARGS...: the DPDK loadgen on lcore 0 against this run's server.
+# exp_loadgen ARGS...: the DPDK loadgen on lcore 0 (EXP_LOADGEN_LCORES) against this run's
+# server; with several server workers pass --queues N.
 exp_loadgen() {
-  nice -n -19 "$BUILD/tools/loadgen/loadgen" --lcores 0 \
+  nice -n -19 "$BUILD/tools/loadgen/loadgen" --lcores "$(echo ${EXP_LOADGEN_LCORES:-0} | tr ' ' ',')" \
     --vdev "net_memif0,role=client,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:02" "$@"
 }
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Core allocation experiments (docs/results.md), one command:
+#  1. load steps: the loadgen changes its offered rate over time while automatic allocation is on;
+#     active cores (dpctl watch, 10 ms) and p99 per 10 ms (loadgen timeline) on one plot;
+#  2. reallocation latency: decision -> the woken worker's first work, for cores added by command
+#     (under load) and by the congestion signal (from step 1);
+#  3. CPU saved: server CPU time at low load with automatic allocation vs every core polling.
+# Writes results/core-alloc-<date>/ (CSV, JSON, summary.txt, PNG).
+#   tools/experiments/core_alloc.sh
+#   EXP_LCORES="1 0" EXP_LOADGEN_LCORES=0 STEPS="30k@1.5,300k@1.5,30k@1.5" tools/experiments/core_alloc.sh
+# On 2 CPUs the default puts worker 0 on CPU 1 and worker 1 on CPU 0 with the loadgen (worker 1
+# is parked while the load is low). On a many-core machine set EXP_LCORES to the server's CPUs and
+# EXP_LOADGEN_LCORES to others.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export EXP_LCORES=${EXP_LCORES:-"1 0"}
+export EXP_LOADGEN_LCORES=${EXP_LOADGEN_LCORES:-0}
+export IDLE_BACKOFF=false  # polling cores: what parking saves is their CPU
+MODE=${MODE:-no-fault}
+STEPS=${STEPS:-"30k@1.5,400k@1.5,30k@1.5,250k@1.5,30k@1.5"}
+LOW_RATE=${LOW_RATE:-40000}
+LOW_S=${LOW_S:-4}
+CMD_CYCLES=${CMD_CYCLES:-40}
+KEYS=${KEYS:-100000}
+[ -n "${SKIP_SETUP:-}" ] || { tools/setup.sh >/dev/null; tools/build.sh >/dev/null; }
+. tools/experiments/lib.sh
+NW=$(echo $EXP_LCORES | wc -w)
+NQ=$NW
+OUTDIR=${OUTDIR:-results/core-alloc-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUTDIR"
+SUMMARY=$OUTDIR/summary.txt
+: >"$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+[ "$MODE" = no-fault ] || exp_start_memnode 256
+
+server_toml() {  # auto(true/false) initial
+  exp_mode_toml "$MODE"
+  printf '[alloc]\nauto = %s\ninitial = %s\n' "$1" "$2"
+}
+LG=(--queues "$NQ" --keys "$KEYS" --value-size 128 --quiet)
+
+say "core allocation: $NW workers on CPUs [$EXP_LCORES], loadgen on [$EXP_LOADGEN_LCORES], mode $MODE, $(date -u +%FT%TZ), $(nproc) CPUs"
+
+# --- 1. load steps with automatic allocation ---------------------------------------------------
+exp_start_server steps "$(server_toml true 1)"
+exp_dpctl watch --interval-ms 10 --json >"$OUTDIR/cores.jsonl" 2>/dev/null &
+watch_pid=$!
+exp_loadgen "${LG[@]}" --rate-steps "$STEPS" --timeline "$OUTDIR/timeline.csv" --timeline-ms 10 \
+  --warmup 0.5 --label steps --csv "$OUTDIR/steps.csv" >"$OUTDIR/steps.out" 2>&1 || true
+kill "$watch_pid" 2>/dev/null || true
+wait "$watch_pid" 2>/dev/null || true
+exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-steps.json"
+exp_stop_server
+python3 tools/experiments/core_alloc_report.py steps "$OUTDIR" | tee -a "$SUMMARY"
+
+# --- 2. reallocation latency by command, under load on every queue ------------------------------
+exp_start_server command "$(server_toml false 0)"
+exp_loadgen "${LG[@]}" --rate "$LOW_RATE" --duration $((CMD_CYCLES / 5 + 3)) --warmup 0.5 \
+  --label command --csv "$OUTDIR/command.csv" >"$OUTDIR/command.out" 2>&1 &
+lg=$!
+sleep 1.5
+for _ in $(seq "$CMD_CYCLES"); do
+  exp_dpctl cores set 1 >/dev/null
+  sleep 0.05
+  exp_dpctl cores set "$NW" >/dev/null
+  sleep 0.05
+done
+wait $lg || true
+exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-command.json"
+exp_stop_server
+python3 tools/experiments/core_alloc_report.py command "$OUTDIR" | tee -a "$SUMMARY"
+
+# --- 3. CPU used at low load: automatic allocation vs every core polling -------------------------
+for variant in auto all-polling; do
+  if [ $variant = auto ]; then exp_start_server $variant "$(server_toml true 1)"
+  else exp_start_server $variant "$(server_toml false 0)"; fi
+  sleep 0.5
+  cpu0=$(exp_server_cpu_s)
+  t0=$(date +%s.%N)
+  exp_loadgen "${LG[@]}" --rate "$LOW_RATE" --duration "$LOW_S" --warmup 0.5 --no-preload \
+    --label "$variant" --csv "$OUTDIR/cpu-$variant.csv" >"$OUTDIR/cpu-$variant.out" 2>&1 || true
+  cpu1=$(exp_server_cpu_s)
+  t1=$(date +%s.%N)
+  exp_dpctl status --json >"$OUTDIR/status-$variant.json"
+  exp_stop_server
+  echo "$variant $cpu0 $cpu1 $t0 $t1" >>"$OUTDIR/cpu.txt"
+done
+python3 tools/experiments/core_alloc_report.py cpu "$OUTDIR" | tee -a "$SUMMARY"
+python3 tools/experiments/core_alloc_report.py plot "$OUTDIR" | tee -a "$SUMMARY"
+echo "core_alloc: results in $OUTDIR"
