@@ -321,6 +321,7 @@ void CoreAllocator::policy(uint64_t now) {
   if (worst >= needed && active < max_.load() && now - last_decision_ >= cooldown) {
     apply(uint16_t(active + 1), now, "add", delay_us, 0,
           "queueing delay >= " + std::to_string(uint32_t(delay_us)) + " us");
+    last_add_ = now;
     std::fill(congested_for_.begin(), congested_for_.end(), 0);
     return;
   }
@@ -340,7 +341,10 @@ void CoreAllocator::policy(uint64_t now) {
   const bool was_congested = congested_in_window_;
   window_start_ = now;
   congested_in_window_ = false;
+  // Hysteresis: no release within two windows of the last add (a burst that needed a core is
+  // often followed by a quiet window, and the next burst would need it again).
   if (!was_congested && active > min_.load() && now - last_decision_ >= cooldown &&
+      now - last_add_ >= 2 * window &&
       utilisation < double(active - 1) * opts_.release_utilisation) {
     char why[96];
     std::snprintf(why, sizeof(why), "load %.2f cores fits in %u", utilisation, active - 1);

@@ -153,6 +153,7 @@ class CoreAllocator {
   uint64_t start_tsc_ = 0;
   uint64_t next_check_ = 0;
   uint64_t last_decision_ = 0;
+  uint64_t last_add_ = 0;
   uint64_t interval_cycles_ = 0;
   // Congestion state per set (worker 0 only).
   std::vector<uint64_t> enq_at_check_;

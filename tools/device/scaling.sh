@@ -321,6 +321,8 @@ vdev = "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,mac=02:fa:00:00:
 mbufs = $(mbufs "$c")
 [dataplane]
 idle_backoff = $IDLE_BACKOFF
+[control]
+socket = "$WORK/control.sock"
 [log]
 level = "info"
 $(mode_toml "$mode")

@@ -33,6 +33,23 @@ TOML
   echo "memnode did not start:" >&2; cat "$EXP_WORK/memnode.log" >&2; return 1
 }
 
+# Extra EAL settings for machines without installed DPDK PMDs (tools/device): EXP_EAL_D lists PMD
+# libraries to load with -d, EXP_EAL_MB sets the EAL memory of both programs.
+exp_eal_toml() {
+  local d list=""
+  for d in ${EXP_EAL_D:-}; do list+="${list:+, }\"-d\", \"$d\""; done
+  [ -n "$list" ] && echo "extra_args = [$list]"
+  [ -n "${EXP_EAL_MB:-}" ] && echo "memory_mb = $EXP_EAL_MB"
+  return 0
+}
+exp_loadgen_eal_args() {
+  local d
+  for d in ${EXP_EAL_D:-}; do printf -- '--eal-arg=-d\n--eal-arg=%s\n' "$d"; done
+  [ -n "${EXP_EAL_MB:-}" ] && printf -- '--memory-mb\n%s\n' "$EXP_EAL_MB"
+  [ -n "${EXP_MBUFS:-}" ] && printf -- '--mbufs\n%s\n' "$EXP_MBUFS"
+  return 0
+}
+
 # exp_start_server NAME EXTRA_TOML: kvserver on lcore 1 (EXP_LCORES="1 0" for more workers,
 # worker 0 first) with the memif socket of this run.
 exp_start_server() {
@@ -40,8 +57,10 @@ exp_start_server() {
   cat >"$EXP_WORK/$name.toml" <<TOML
 [eal]
 lcores = [$(echo ${EXP_LCORES:-1} | tr ' ' ',')]
+$(exp_eal_toml)
 [port]
 vdev = "net_memif0,role=server,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:01"
+${EXP_MBUFS:+mbufs = $EXP_MBUFS}
 [dataplane]
 idle_backoff = ${IDLE_BACKOFF:-true}
 [control]
@@ -54,7 +73,11 @@ TOML
   rm -f "$EXP_MEMIF"
   nice -n -19 "$BUILD/kvapp/kvserver" --config "$EXP_WORK/$name.toml" 2>"$EXP_WORK/$name.log" &
   exp_server_pid=$!
-  for _ in $(seq 100); do [ -S "$EXP_MEMIF" ] && return 0; kill -0 $exp_server_pid || break; sleep 0.05; done
+  for _ in $(seq 100); do
+    [ -S "$EXP_MEMIF" ] && [ -S "$EXP_WORK/control.sock" ] && return 0
+    kill -0 $exp_server_pid || break
+    sleep 0.05
+  done
   echo "kvserver ($name) did not start:" >&2; cat "$EXP_WORK/$name.log" >&2; return 1
 }
 
@@ -77,7 +100,9 @@ exp_stop_server() {
 # exp_loadgen ARGS...: the DPDK loadgen on lcore 0 (EXP_LOADGEN_LCORES) against this run's
 # server; with several server workers pass --queues N.
 exp_loadgen() {
-  nice -n -19 "$BUILD/tools/loadgen/loadgen" --lcores "$(echo ${EXP_LOADGEN_LCORES:-0} | tr ' ' ',')" \
+  local extra
+  mapfile -t extra < <(exp_loadgen_eal_args)
+  nice -n -19 "$BUILD/tools/loadgen/loadgen" --lcores "$(echo ${EXP_LOADGEN_LCORES:-0} | tr ' ' ',')" "${extra[@]}" \
     --vdev "net_memif0,role=client,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:02" "$@"
 }
 
