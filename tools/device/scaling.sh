@@ -302,7 +302,7 @@ mode_toml() {  # as exp_mode_toml in tools/experiments/lib.sh
     printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "local"\n'
     return
   fi
-  printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "far"\nlocal_fraction = %s\nmemnode = "unix:%s"\n' "$LOCAL_FRACTION" "$MNSOCK"
+  printf '[kv]\nmemory_mb = 64\nitem_size_max = 65536\n[paging]\nmode = "far"\nlocal_fraction = %s\nmemnode = "unix:%s"\n' "$LOCAL_FRACTION" "$MNSOCK"
   printf '[paging.emulated]\nlatency_ns = %s\n[sched]\nfaults = "%s"\n' "$LATENCY_NS" "$1"
 }
 toml_list() { local s="" x; for x in "$@"; do s+="${s:+, }\"$x\""; done; echo "[$s]"; }
