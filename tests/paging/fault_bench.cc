@@ -6,6 +6,7 @@
 
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
+#include "sched/scheduler.h"
 
 namespace fm::paging {
 namespace {
@@ -86,6 +87,69 @@ void BM_SyncFaultAt3300ns(benchmark::State& state) {
   pin_ring(state, s, kPages);
 }
 BENCHMARK(BM_SyncFaultAt3300ns)->UseRealTime();
+
+// The asynchronous fault cycle a request goes through in kvserver, at a 0 ns model: a request
+// is queued, a fiber starts, its pin misses (victim, post), the fiber parks, the completion is
+// polled and wakes it, it resumes, unpins and finishes. Minus BM_Copy4K (the emulated DMA) this is
+// the CPU cost of miss -> yield -> resume including the scheduler's bookkeeping.
+struct AsyncBench : sched::App {
+  Region* region = nullptr;
+  uint64_t pages = 0, next = 0;
+  bool resident = false;  // always the same (resident) page: the request path without a miss
+  void serve(sched::Fiber&, sched::Request&) override {
+    PagingCore& c = *current_core();
+    const uint64_t off = resident ? 5 * kPageSize : (next++ % pages) * kPageSize;
+    std::byte* b = region->pin(c, off, 8, PinAccess::kRead);
+    benchmark::DoNotOptimize(b);
+    region->unpin(*current_core(), off, 8, b);
+  }
+  static void wait_io(void*, IoWait& io) {
+    io.waiter = sched::current_fiber();
+    if (!io.done.load(std::memory_order_acquire)) sched::park();
+  }
+  static void wait_other(void*) { sched::yield(); }
+  static void on_complete(void* ctx, IoWait& io) {
+    io.done.store(true, std::memory_order_release);
+    static_cast<sched::CoreScheduler*>(ctx)->wake(static_cast<sched::Fiber*>(io.waiter));
+  }
+};
+
+void async_requests(benchmark::State& state, bool resident) {
+  constexpr uint64_t kPages = 4096, kFrames = 1024;
+  Setup s(0, kPages, kFrames);
+  AsyncBench app;
+  app.region = s.region.get();
+  app.pages = kPages;
+  app.resident = resident;
+  sched::SchedOptions o;
+  o.max_in_flight = 4;
+  o.steal = false;
+  auto sch = sched::Scheduler::create(o, 1, app);
+  sched::CoreScheduler& cs = (*sch)->core(CoreId{0});
+  PagingCore& pc = s.region->core(CoreId{0});
+  pc.set_hooks({&AsyncBench::wait_io, &AsyncBench::wait_other, &AsyncBench::on_complete, &cs});
+  current_core() = &pc;
+  for (auto _ : state) {
+    sched::Request* r = cs.acquire();
+    r->len = 0;
+    cs.submit(r);
+    const uint64_t done = cs.counters().finished.read() + 1;
+    while (cs.counters().finished.read() < done) {
+      pc.poll();
+      cs.poll();
+    }
+  }
+  const auto t = s.region->totals();
+  state.counters["faults_per_iter"] = double(t.faults) / double(state.iterations());
+  state.counters["parks_per_iter"] = double(cs.counters().parks.read()) / double(state.iterations());
+}
+void BM_AsyncMissYieldResume(benchmark::State& state) { async_requests(state, false); }
+BENCHMARK(BM_AsyncMissYieldResume);
+// The same request path when the page is resident: queue, fiber start, pin, unpin, finish.
+// BM_AsyncMissYieldResume minus this is what a miss adds (victim, post, park, completion, wake,
+// resume), copy included.
+void BM_AsyncRequestResident(benchmark::State& state) { async_requests(state, true); }
+BENCHMARK(BM_AsyncRequestResident);
 
 }  // namespace
 }  // namespace fm::paging
