@@ -35,13 +35,17 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 
 server_toml() {  # auto(true/false) initial
   exp_mode_toml "$MODE"
-  printf '[alloc]\nauto = %s\ninitial = %s\n' "$1" "$2"
+  printf '[alloc]\nauto = %s\ninitial = %s\npark = "%s"\n' "$1" "$2" "${PARK:-sleep}"
 }
 LG=(--queues "$NQ" --keys "$KEYS" --value-size 128 --quiet)
 
-say "core allocation: $NW workers on CPUs [$EXP_LCORES], loadgen on [$EXP_LOADGEN_LCORES], mode $MODE, $(date -u +%FT%TZ), $(nproc) CPUs"
+say "core allocation: $NW workers on CPUs [$EXP_LCORES], loadgen on [$EXP_LOADGEN_LCORES], mode $MODE, parked workers ${PARK:-sleep}, $(date -u +%FT%TZ), $(nproc) CPUs"
+
+# PARTS="steps command cpu" picks parts (e.g. PARTS=command PARK=spin for the spinning park).
+has() { case " ${PARTS:-steps command cpu} " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # --- 1. load steps with automatic allocation ---------------------------------------------------
+if has steps; then
 exp_start_server steps "$(server_toml true 1)"
 exp_dpctl watch --interval-ms 10 --json >"$OUTDIR/cores.jsonl" 2>/dev/null &
 watch_pid=$!
@@ -52,8 +56,10 @@ wait "$watch_pid" 2>/dev/null || true
 exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-steps.json"
 exp_stop_server
 python3 tools/experiments/core_alloc_report.py steps "$OUTDIR" | tee -a "$SUMMARY"
+fi
 
 # --- 2. reallocation latency by command, under load on every queue ------------------------------
+if has command; then
 exp_start_server command "$(server_toml false 0)"
 exp_loadgen "${LG[@]}" --rate "$LOW_RATE" --duration $((CMD_CYCLES / 5 + 3)) --warmup 0.5 \
   --label command --csv "$OUTDIR/command.csv" >"$OUTDIR/command.out" 2>&1 &
@@ -69,8 +75,10 @@ wait $lg || true
 exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-command.json"
 exp_stop_server
 python3 tools/experiments/core_alloc_report.py command "$OUTDIR" | tee -a "$SUMMARY"
+fi
 
 # --- 3. CPU used at low load: automatic allocation vs every core polling -------------------------
+if has cpu; then
 for variant in auto all-polling; do
   if [ $variant = auto ]; then exp_start_server $variant "$(server_toml true 1)"
   else exp_start_server $variant "$(server_toml false 0)"; fi
@@ -86,5 +94,6 @@ for variant in auto all-polling; do
   echo "$variant $cpu0 $cpu1 $t0 $t1" >>"$OUTDIR/cpu.txt"
 done
 python3 tools/experiments/core_alloc_report.py cpu "$OUTDIR" | tee -a "$SUMMARY"
-python3 tools/experiments/core_alloc_report.py plot "$OUTDIR" | tee -a "$SUMMARY"
+fi
+has steps && python3 tools/experiments/core_alloc_report.py plot "$OUTDIR" | tee -a "$SUMMARY"
 echo "core_alloc: results in $OUTDIR"
