@@ -617,6 +617,16 @@ int run(const config::ServerConfig& cfg) {
     eal_cleanup();
     return 1;
   }
+  std::vector<std::unique_ptr<KvCore>> handlers;  // destroyed after the stacks
+  std::vector<std::unique_ptr<net::Stack>> stacks;
+  // Start-up failed after the port opened: stacks go first (they hold its mbufs), then the port.
+  auto give_up = [&](const std::string& why) {
+    FM_LOG_ERROR(kTag, "{}", why);
+    stacks.clear();
+    (*port)->close();
+    eal_cleanup();
+    return 1;
+  };
   net::Identity me{(*port)->mac(), cfg.net.ip, cfg.net.udp_port};
   if (!cfg.net.mac.empty()) me.mac = net::parse_mac(cfg.net.mac, "net.mac").value();
 
@@ -626,33 +636,18 @@ int run(const config::ServerConfig& cfg) {
   std::unique_ptr<Arena> arena;
   if (cfg.paging.mode == paging::PagingMode::kFar) {
     auto far = open_far_memory(cfg, ncores, transport, region);
-    if (!far) {
-      FM_LOG_ERROR(kTag, "{}", far.message());
-      (*port)->close();
-      eal_cleanup();
-      return 1;
-    }
+    if (!far) return give_up(far.message());
     arena = std::make_unique<FarArena>(*region);
   }
   auto store = Store::create(cfg.store, std::move(arena));
-  if (!store) {
-    FM_LOG_ERROR(kTag, "{}", store.status().message());
-    (*port)->close();
-    eal_cleanup();
-    return 1;
-  }
+  if (!store) return give_up(store.status().message());
   ServerView view;
   view.region = region.get();
   view.transport = transport.get();
   const ServerStats server_stats(&view);
   KvApp app;
   auto scheduler = sched::Scheduler::create(cfg.sched, ncores, app);
-  if (!scheduler) {
-    FM_LOG_ERROR(kTag, "{}", scheduler.status().message());
-    (*port)->close();
-    eal_cleanup();
-    return 1;
-  }
+  if (!scheduler) return give_up(scheduler.status().message());
   view.scheduler = scheduler->get();
   // The history predictor counts a key as resident when it was accessed within the last F
   // accesses, F = the local frames: since then at most F distinct pages were touched, so under
@@ -671,8 +666,6 @@ int run(const config::ServerConfig& cfg) {
       cs.fiber_slot(f).app_state = sessions.back().get();
     }
   }
-  std::vector<std::unique_ptr<KvCore>> handlers;  // destroyed after the stacks
-  std::vector<std::unique_ptr<net::Stack>> stacks;
   std::vector<std::unique_ptr<CoreLoop>> loops;
   std::vector<CoreLoop*> loop_ptrs;
   for (uint16_t i = 0; i < ncores; ++i) {
@@ -695,13 +688,7 @@ int run(const config::ServerConfig& cfg) {
   std::vector<QueueSet*> set_ptrs;
   for (auto& h : handlers) set_ptrs.push_back(h.get());
   auto alloc = CoreAllocator::create(cfg.alloc, set_ptrs);
-  if (!alloc) {
-    FM_LOG_ERROR(kTag, "{}", alloc.status().message());
-    stacks.clear();
-    (*port)->close();
-    eal_cleanup();
-    return 1;
-  }
+  if (!alloc) return give_up(alloc.status().message());
   for (uint16_t i = 0; i < ncores; ++i) {
     loops.push_back(std::make_unique<CoreLoop>(CoreId{i}, cfg.eal.lcores[i], cfg.idle));
     loops.back()->add_poller((*alloc)->poller(i));
@@ -719,23 +706,11 @@ int run(const config::ServerConfig& cfg) {
   Session control_session(**store, cfg.protocol, &server_stats);
   if (cfg.control) {
     auto c = ControlServer::open(cfg.control_socket, "kvserver");
-    if (!c) {
-      FM_LOG_ERROR(kTag, "{} (control.socket; or set control.enabled = false)", c.status().message());
-      stacks.clear();
-      (*port)->close();
-      eal_cleanup();
-      return 1;
-    }
+    if (!c) return give_up(c.status().message() + " (or set control.enabled = false)");
     control = std::move(c.value());
     const ControlRefs refs{**alloc, **scheduler, loops, stacks, handlers, control_session, cfg};
     add_control_handlers(*control, refs);
-    if (Status cs = control->start(); !cs) {
-      FM_LOG_ERROR(kTag, "{}", cs.message());
-      stacks.clear();
-      (*port)->close();
-      eal_cleanup();
-      return 1;
-    }
+    if (Status cs = control->start(); !cs) return give_up(cs.message());
     FM_LOG_INFO(kTag, "control socket {} (tools: build/tools/dpctl/dpctl --socket {})",
                 cfg.control_socket, cfg.control_socket);
   }
