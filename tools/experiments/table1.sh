@@ -6,6 +6,7 @@
 # accuracy. Writes results/table1-<date>.csv.
 #   tools/experiments/table1.sh [RATE] [DURATION_S]
 #   MODES="no-fault sync async sync+pagetable" tools/experiments/table1.sh   (see lib.sh)
+#   KEY_DIST=zipf:0.99 tools/experiments/table1.sh                         (loadgen --key-dist)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-${RATE:-60000}}
@@ -22,7 +23,7 @@ exp_start_memnode 256
 
 run_mode() {  # label extra-toml
   exp_start_server "$1" "$2"
-  exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 1 \
+  exp_loadgen --keys "$KEYS" --value-size 128 --key-dist "${KEY_DIST:-uniform}" --rate "$RATE" --duration "$DURATION" --warmup 1 \
     --label "$1" --csv "$EXP_WORK/$1.csv" --quiet >/dev/null || echo "table1: $1: the loadgen reported a problem (see the CSV's valid column)" >&2
   exp_stop_server
   exp_predictor_line "$1" >>"$EXP_WORK/predictors.txt"
@@ -30,7 +31,7 @@ run_mode() {  # label extra-toml
   if [ -f "$CSV" ]; then tail -n +2 "$EXP_WORK/$1.csv" >>"$CSV"; else cp "$EXP_WORK/$1.csv" "$CSV"; fi
 }
 
-echo "table1: $RATE req/s GETs for $DURATION s, $KEYS keys of 128 B, fetch latency $LATENCY_NS ns, 20% local"
+echo "table1: $RATE req/s GETs for $DURATION s, $KEYS keys of 128 B (${KEY_DIST:-uniform}), fetch latency $LATENCY_NS ns, 20% local"
 for mode in ${MODES:-no-fault sync async async+history async+pagetable}; do
   run_mode "$mode" "$(exp_mode_toml "$mode")"
 done
