@@ -86,12 +86,14 @@ CoreAllocator::CoreAllocator(const AllocOptions& opts, std::vector<QueueSet*> se
       auto_(opts.automatic),
       enq_at_check_(sets_.size(), 0),
       congested_for_(sets_.size(), 0),
-      busy_at_window_(sets_.size(), 0) {
+      busy_at_window_(sets_.size(), 0),
+      fetch_wait_(sets_.size(), 0) {
   for (size_t i = 0; i < sets_.size(); ++i) w_.push_back(std::make_unique<Worker>());
   start_tsc_ = rdtsc();
   const uint64_t hz = tsc_hz_any();
   interval_cycles_ = std::max<uint64_t>(1, uint64_t(opts.interval_us) * hz / 1000000);
   window_start_ = start_tsc_;
+  last_check_ = start_tsc_;
   log_.resize(kLogSize);
 }
 
@@ -305,13 +307,21 @@ void CoreAllocator::policy(uint64_t now) {
   // previous check are still waiting now; its delay is at least the checks it stayed so.
   const double interval_us = double(opts_.interval_us);
   uint32_t worst = 0;
+  uint64_t waiting_workers = 0;  // workers with fetches in flight on a set they poll
   for (size_t s = 0; s < sets_.size(); ++s) {
     const QueueProbe p = sets_[s]->probe();
     const bool congested = p.waiting > 0 && p.dequeued < enq_at_check_[s];
     congested_for_[s] = congested ? congested_for_[s] + 1 : 0;
     enq_at_check_[s] = p.enqueued;
     worst = std::max(worst, congested_for_[s]);
+    const int16_t o = owner_[s].load(std::memory_order_relaxed);
+    if (p.fetches > 0 && o >= 0) waiting_workers |= 1ull << o;
   }
+  // A worker waiting on completions is not idle: the time since the last check counts as busy
+  // for it (at least), in the release decision below.
+  for (size_t i = 0; i < w_.size(); ++i)
+    if ((waiting_workers >> i) & 1) fetch_wait_[i] += now - last_check_;
+  last_check_ = now;
   const double delay_us = worst * interval_us;
   if (worst > 0) congested_in_window_ = true;
   const uint32_t needed = std::max<uint32_t>(1, (opts_.congestion_us + opts_.interval_us - 1) /
@@ -334,8 +344,9 @@ void CoreAllocator::policy(uint64_t now) {
   const uint64_t mask = active_mask_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < w_.size(); ++i) {
     const uint64_t b = w_[i]->busy_cycles.load(std::memory_order_relaxed);
-    if ((mask >> i) & 1) busy += b - busy_at_window_[i];
+    if ((mask >> i) & 1) busy += std::max(b - busy_at_window_[i], fetch_wait_[i]);
     busy_at_window_[i] = b;
+    fetch_wait_[i] = 0;
   }
   const double utilisation = double(busy) / double(now - window_start_);  // in cores
   const bool was_congested = congested_in_window_;

@@ -161,6 +161,8 @@ class CoreAllocator {
   // Utilisation window (worker 0 only).
   uint64_t window_start_ = 0;
   std::vector<uint64_t> busy_at_window_;
+  std::vector<uint64_t> fetch_wait_;  // cycles this window each worker had fetches in flight
+  uint64_t last_check_ = 0;
   bool congested_in_window_ = false;
   mutable std::mutex log_mu_;
   std::vector<AllocDecision> log_;  // ring of the last kLogSize decisions

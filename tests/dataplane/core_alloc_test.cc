@@ -38,11 +38,13 @@ class FakeSet : public QueueSet {
     p.enqueued = enq.load();
     p.dequeued = deq.load();
     p.waiting = uint32_t(p.enqueued - p.dequeued);
+    p.fetches = fetches.load();
     return p;
   }
   void set_accepting(bool on) override { accepting.store(on); }
 
   std::atomic<uint64_t> polls{0}, overlaps{0}, enq{0}, deq{0};
+  std::atomic<uint32_t> fetches{0};
   std::atomic<bool> serve{true}, accepting{true};
   uint32_t per_poll = 4;
 
@@ -202,6 +204,23 @@ TEST(CoreAlloc, AutomaticAddsOnQueueingDelayAndReleasesWhenIdle) {
   d = f.alloc->decisions(1);
   EXPECT_EQ(d[0].action, "release");
   EXPECT_LT(d[0].utilisation, 0.5);
+  w.stop();
+}
+
+TEST(CoreAlloc, AWorkerWaitingOnFetchesIsNotIdle) {
+  AllocOptions o;
+  o.automatic = true;
+  o.release_window_us = 1000;
+  o.cooldown_us = 0;
+  Fixture f(2, o);
+  f.sets[1].fetches.store(3);  // worker 1 has fetches in flight and nothing else to do
+  Workers w(*f.alloc, 2);
+  std::this_thread::sleep_for(30ms);  // 30 release windows
+  EXPECT_EQ(f.alloc->active(), 2u);
+  EXPECT_EQ(f.alloc->decision_count(), 0u);
+  f.sets[1].fetches.store(0);  // completions arrived: now it is idle
+  ASSERT_TRUE(wait_for([&] { return f.alloc->active() == 1; }));
+  EXPECT_EQ(f.alloc->decisions(1)[0].action, "release");
   w.stop();
 }
 
