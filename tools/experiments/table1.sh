@@ -7,6 +7,8 @@
 #   tools/experiments/table1.sh [RATE] [DURATION_S]
 #   MODES="no-fault sync async sync+pagetable" tools/experiments/table1.sh   (see lib.sh)
 #   KEY_DIST=zipf:0.99 tools/experiments/table1.sh                         (loadgen --key-dist)
+#   EXP_LCORES="1 2 3 4" EXP_LOADGEN_LCORES="5 6" LG_EXTRA="--queues 4" tools/experiments/table1.sh
+#                                                  (several server cores: see lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-${RATE:-60000}}
@@ -24,7 +26,7 @@ exp_start_memnode 256
 run_mode() {  # label extra-toml
   exp_start_server "$1" "$2"
   exp_loadgen --keys "$KEYS" --value-size 128 --key-dist "${KEY_DIST:-uniform}" --rate "$RATE" --duration "$DURATION" --warmup 1 \
-    --label "$1" --csv "$EXP_WORK/$1.csv" --quiet >/dev/null || echo "table1: $1: the loadgen reported a problem (see the CSV's valid column)" >&2
+    --label "$1" --csv "$EXP_WORK/$1.csv" --quiet ${LG_EXTRA:-} >/dev/null || echo "table1: $1: the loadgen reported a problem (see the CSV's valid column)" >&2
   exp_stop_server
   exp_predictor_line "$1" >>"$EXP_WORK/predictors.txt"
   # One header, then every mode's row.
