@@ -15,8 +15,7 @@ RATE=${1:-${RATE:-60000}}
 DURATION=${2:-${DURATION:-5}}
 KEYS=${KEYS:-200000}
 LATENCY_NS=${LATENCY_NS:-3300}
-tools/setup.sh >/dev/null
-tools/build.sh >/dev/null
+[ -n "${SKIP_SETUP:-}" ] || { tools/setup.sh >/dev/null; tools/build.sh >/dev/null; }
 . tools/experiments/lib.sh
 mkdir -p results
 CSV=results/table1-$(date +%Y%m%d-%H%M%S).csv
