@@ -1,6 +1,8 @@
 // kvserver: the compute node — DPDK polling cores serving memcached UDP from the store.
+#include <pthread.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <sched.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -568,6 +570,46 @@ void add_control_handlers(ControlServer& c, const ControlRefs& r) {
   });
 }
 
+/// Helper threads (the control socket's, the transport's watcher) must not share a CPU with a
+/// dataplane core: a thread inherits its creator's affinity, and after EAL init the main thread
+/// is pinned to core 0's CPU. Threads started inside run_on_helper_cpus() get the CPUs the
+/// process was allowed before EAL init minus the dataplane lcores (all of them if none is left).
+class HelperCpus {
+ public:
+  /// Before eal_init(): the CPUs this process may use.
+  HelperCpus() { ok_ = ::sched_getaffinity(0, sizeof(allowed_), &allowed_) == 0; }
+
+  /// After eal_init(): leaves out the dataplane lcores (lcore ids are CPU ids: eal.lcores).
+  void exclude(const std::vector<uint32_t>& lcores) {
+    helpers_ = allowed_;
+    for (uint32_t l : lcores)
+      if (l < CPU_SETSIZE) CPU_CLR(l, &helpers_);
+    if (CPU_COUNT(&helpers_) == 0) helpers_ = allowed_;
+  }
+
+  /// Runs `fn` (which starts threads) with the calling thread on the helper CPUs, then restores
+  /// the calling thread's own affinity.
+  template <typename Fn>
+  auto run_on_helper_cpus(Fn&& fn) {
+    cpu_set_t mine;
+    const bool moved = ok_ && ::pthread_getaffinity_np(::pthread_self(), sizeof(mine), &mine) == 0 &&
+                       ::pthread_setaffinity_np(::pthread_self(), sizeof(helpers_), &helpers_) == 0;
+    struct Restore {
+      bool moved;
+      cpu_set_t* mine;
+      ~Restore() {
+        if (moved) ::pthread_setaffinity_np(::pthread_self(), sizeof(*mine), mine);
+      }
+    } restore{moved, &mine};
+    return fn();
+  }
+
+ private:
+  cpu_set_t allowed_{};
+  cpu_set_t helpers_{};
+  bool ok_ = false;
+};
+
 /// Connects the configured transport and creates the far region sized by [kv] and [paging].
 Status open_far_memory(const config::ServerConfig& cfg, uint16_t ncores,
                        std::unique_ptr<paging::Transport>& transport,
@@ -598,6 +640,7 @@ Status open_far_memory(const config::ServerConfig& cfg, uint16_t ncores,
 }
 
 int run(const config::ServerConfig& cfg) {
+  HelperCpus helper_cpus;
   EalOptions eal = cfg.eal;
   const bool dedicated_dispatcher = cfg.sched.dispatch == sched::Dispatch::kCentral &&
                                     cfg.sched.dispatcher == sched::DispatcherRole::kDedicated;
@@ -610,6 +653,7 @@ int run(const config::ServerConfig& cfg) {
     return 1;
   }
   install_stop_signals();
+  helper_cpus.exclude(eal.lcores);
   const uint16_t ncores = uint16_t(cfg.eal.lcores.size());
   auto port = net::Port::open(cfg.port, ncores);
   if (!port) {
@@ -635,7 +679,8 @@ int run(const config::ServerConfig& cfg) {
   std::unique_ptr<paging::Region> region;
   std::unique_ptr<Arena> arena;
   if (cfg.paging.mode == paging::PagingMode::kFar) {
-    auto far = open_far_memory(cfg, ncores, transport, region);
+    auto far = helper_cpus.run_on_helper_cpus(
+        [&] { return open_far_memory(cfg, ncores, transport, region); });
     if (!far) return give_up(far.message());
     arena = std::make_unique<FarArena>(*region);
   }
@@ -710,7 +755,9 @@ int run(const config::ServerConfig& cfg) {
     control = std::move(c.value());
     const ControlRefs refs{**alloc, **scheduler, loops, stacks, handlers, control_session, cfg};
     add_control_handlers(*control, refs);
-    if (Status cs = control->start(); !cs) return give_up(cs.message());
+    if (Status cs = helper_cpus.run_on_helper_cpus([&] { return control->start(); }); !cs) {
+      return give_up(cs.message());
+    }
     FM_LOG_INFO(kTag, "control socket {} (tools: build/tools/dpctl/dpctl --socket {})",
                 cfg.control_socket, cfg.control_socket);
   }
