@@ -64,7 +64,8 @@ def steps(out):
     merged = merged_steps(out)
     # One line per run of equal offered rate (the steps), with mean active cores and p99.
     print("load steps (automatic allocation):")
-    print(f"{'from_s':>7} {'to_s':>6} {'offered':>9} {'achieved':>9} {'cores(mean)':>11} {'p99(us, max of 10ms bins)':>26}")
+    print(f"{'from_s':>7} {'to_s':>6} {'offered':>9} {'achieved':>9} {'cores(mean)':>11} "
+          f"{'p99 us (median of 10ms bins)':>29} {'(max bin)':>10}")
     seg = []
     def flush():
         if not seg:
@@ -74,7 +75,8 @@ def steps(out):
         act = [float(r["active"]) for r in seg if r["active"] != ""]
         p99 = [float(r["p99_us"]) for r in seg if r["p99_us"] not in ("", "nan", "inf")]
         print(f"{seg[0]['t_s']:>7.2f} {seg[-1]['t_s'] + 0.01:>6.2f} {off:>9.0f} {ach:>9.0f} "
-              f"{(sum(act) / len(act)) if act else float('nan'):>11.2f} {max(p99) if p99 else float('nan'):>26.1f}")
+              f"{(sum(act) / len(act)) if act else float('nan'):>11.2f} "
+              f"{pct(p99, 0.5) if p99 else float('nan'):>29.1f} {max(p99) if p99 else float('nan'):>10.1f}")
     level = None
     for r in merged:
         # A new step when the scheduled rate moves by more than half (Poisson noise is smaller).
