@@ -5,6 +5,8 @@
 # and of the long requests separately and saves results/bimodal-<date>.csv.
 #   tools/experiments/bimodal.sh [RATE] [DURATION_S]
 #   MODES="sync sync+preempt" MGET_KEYS=64 MGET_RATIO=0.01 tools/experiments/bimodal.sh
+#   EXP_LCORES="1 2 3 4" EXP_LOADGEN_LCORES="5 6" LG_EXTRA="--queues 4" tools/experiments/bimodal.sh 240000
+#                                                  (several server cores: see lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-${RATE:-60000}}
@@ -24,7 +26,7 @@ for mode in $MODES; do
   exp_start_server "$mode" "$(exp_mode_toml "$mode")"
   exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 1 \
     --multiget-keys "$MGET_KEYS" --multiget-ratio "$MGET_RATIO" \
-    --label "$mode" --csv "$EXP_WORK/$mode.csv" --quiet >/dev/null ||
+    --label "$mode" --csv "$EXP_WORK/$mode.csv" --quiet ${LG_EXTRA:-} >/dev/null ||
     echo "bimodal: $mode: the loadgen reported a problem (see the CSV's valid column)" >&2
   exp_stop_server
   exp_predictor_line "$mode" >>"$EXP_WORK/predictors.txt"
