@@ -164,26 +164,24 @@ void CoreAllocator::park(Worker& me, uint16_t id) {
   me.parked.store(false, std::memory_order_release);
   if (stop_requested() || !me.active.load(std::memory_order_acquire)) return;
   me.wakes.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t now = rdtsc();
-  const uint64_t seq = me.wake_seq.load(std::memory_order_acquire);
-  if (seq != 0) {
-    const double us = double(now - me.wake_decision_tsc.load(std::memory_order_relaxed)) * 1e6 /
-                      double(tsc_hz_any());
-    std::lock_guard<std::mutex> lock(log_mu_);
-    AllocDecision& d = log_[(seq - 1) % kLogSize];
-    if (d.seq == seq && d.wake_us < 0) d.wake_us = us;
+  if (me.wake_seq.load(std::memory_order_acquire) != 0) {
+    stamp(me, &AllocDecision::wake_us, rdtsc());
     me.first_work_pending = true;
   }
 }
 
 void CoreAllocator::record_first_work(Worker& me, uint64_t now) {
   me.first_work_pending = false;
+  stamp(me, &AllocDecision::first_work_us, now);
+}
+
+void CoreAllocator::stamp(const Worker& me, double AllocDecision::*field, uint64_t now) {
   const uint64_t seq = me.wake_seq.load(std::memory_order_acquire);
   const double us = double(now - me.wake_decision_tsc.load(std::memory_order_relaxed)) * 1e6 /
                     double(tsc_hz_any());
   std::lock_guard<std::mutex> lock(log_mu_);
   AllocDecision& d = log_[(seq - 1) % kLogSize];
-  if (d.seq == seq && d.first_work_us < 0) d.first_work_us = us;
+  if (d.seq == seq && d.*field < 0) d.*field = us;  // still in the log, not stamped yet
 }
 
 void CoreAllocator::wake(uint16_t id, uint64_t decision_seq) {
@@ -191,8 +189,7 @@ void CoreAllocator::wake(uint16_t id, uint64_t decision_seq) {
   w.wake_decision_tsc.store(rdtsc(), std::memory_order_relaxed);
   w.wake_seq.store(decision_seq, std::memory_order_release);
   w.active.store(true, std::memory_order_release);
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t r = ::write(w.efd, &one, sizeof(one));
+  if (opts_.park == ParkMode::kSleep) kick(id);  // a spinning worker sees `active` by itself
 }
 
 bool CoreAllocator::owns_any(uint16_t id) const {
@@ -206,12 +203,6 @@ void CoreAllocator::kick(uint16_t id) {
   [[maybe_unused]] ssize_t r = ::write(w_[id]->efd, &one, sizeof(one));
 }
 
-void CoreAllocator::wake_all() {
-  const uint64_t one = 1;
-  for (auto& w : w_) {
-    [[maybe_unused]] ssize_t r = ::write(w->efd, &one, sizeof(one));
-  }
-}
 
 void CoreAllocator::assign(uint64_t mask) {
   // A set stays with its home worker while that one is active; the others are spread round-robin
@@ -310,7 +301,8 @@ void CoreAllocator::policy(uint64_t now) {
   uint64_t waiting_workers = 0;  // workers with fetches in flight on a set they poll
   for (size_t s = 0; s < sets_.size(); ++s) {
     const QueueProbe p = sets_[s]->probe();
-    const bool congested = p.waiting > 0 && p.dequeued < enq_at_check_[s];
+    const uint64_t taken = p.enqueued > p.waiting ? p.enqueued - p.waiting : 0;  // started so far
+    const bool congested = p.waiting > 0 && taken < enq_at_check_[s];
     congested_for_[s] = congested ? congested_for_[s] + 1 : 0;
     enq_at_check_[s] = p.enqueued;
     worst = std::max(worst, congested_for_[s]);

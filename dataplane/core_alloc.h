@@ -41,8 +41,7 @@ struct AllocOptions {
 /// What the allocator reads of a queue set to judge congestion. Any thread; relaxed reads.
 struct QueueProbe {
   uint64_t enqueued = 0;   // requests ever queued for a fiber on this set
-  uint64_t dequeued = 0;   // requests ever taken off those queues (started)
-  uint32_t waiting = 0;    // requests waiting now
+  uint32_t waiting = 0;    // requests waiting now (read before `enqueued`)
   uint32_t fetches = 0;    // fetches in flight (fibers parked on a completion)
   uint32_t in_flight = 0;  // requests being served (fibers in use)
 };
@@ -117,8 +116,6 @@ class CoreAllocator {
   /// The last `n` decisions, oldest first. Any thread.
   std::vector<AllocDecision> decisions(size_t n) const;
   uint64_t decision_count() const;
-  /// Wakes every parked worker so that the loops can see stop_requested(). Any thread.
-  void wake_all();
 
  private:
   struct Worker;
@@ -136,6 +133,8 @@ class CoreAllocator {
   void kick(uint16_t id);
   bool owns_any(uint16_t id) const;
   void record_first_work(Worker& w, uint64_t now);
+  // Sets `field` of the decision that woke `w` to the microseconds from it to `now`.
+  void stamp(const Worker& w, double AllocDecision::*field, uint64_t now);
 
   AllocOptions opts_;
   std::vector<QueueSet*> sets_;

@@ -191,7 +191,7 @@ class KvPredictor {
 
   /// `payload` is the UDP payload (frame header + command). `local` is the core's unpublished
   /// history count. Only get/gets are classified; other commands are predicted fault-free.
-  bool likely_fault(std::span<const uint8_t> payload, int64_t now, uint32_t& local) {
+  bool likely_fault(std::span<const uint8_t> payload, CoarseClock& clock, uint32_t& local) {
     const sched::Predictor mode = sched_.predictor();
     if (mode == sched::Predictor::kNone || payload.size() <= kFrameHeaderBytes) return false;
     std::string_view line(reinterpret_cast<const char*>(payload.data()) + kFrameHeaderBytes,
@@ -210,7 +210,7 @@ class KvPredictor {
       const std::string_view key = line.substr(pos, end - pos);
       pos = end;
       if (mode == sched::Predictor::kPageTable) {
-        if (!store_.likely_resident(key, now)) {
+        if (!store_.likely_resident(key, clock.now())) {
           fault = true;
           break;  // one non-resident key decides
         }
@@ -277,7 +277,7 @@ class KvCore : public net::UdpHandler, public QueueSet {
     std::memcpy(r->bytes, &h, sizeof(h));
     std::memcpy(r->bytes + sizeof(h), payload.data(), payload.size());
     r->len = uint32_t(sizeof(h) + payload.size());
-    r->likely_fault = predictor_ && predictor_->likely_fault(payload, clock_.now(), history_local_);
+    r->likely_fault = predictor_ && predictor_->likely_fault(payload, clock_, history_local_);
     ctx_.sched->submit(r);  // a full queue drops and counts
   }
 
@@ -294,9 +294,9 @@ class KvCore : public net::UdpHandler, public QueueSet {
   }
   QueueProbe probe() const override {
     QueueProbe p;
-    p.enqueued = ctx_.sched->enqueued();
-    p.dequeued = ctx_.sched->dequeued();
+    // Waiting first: an enqueue between the two reads then counts as taken (no false alarm).
     p.waiting = ctx_.sched->queued();
+    p.enqueued = ctx_.sched->enqueued();
     p.fetches = ctx_.sched->parked();
     p.in_flight = ctx_.sched->in_flight();
     return p;
@@ -320,22 +320,21 @@ class KvCore : public net::UdpHandler, public QueueSet {
 /// sync busy-polls this core's completion queue; async parks the fiber and this core's
 /// completion queue wakes it. Either way the fiber counts the wait (for the predictor's accuracy).
 struct FaultWait {
+  /// Outside fibers (set-up), or in sync mode, the wait busy-polls.
+  static bool busy_wait(const sched::Fiber* f) {
+    return f == nullptr || tls_core.sched->parent().faults() == sched::FaultMode::kSync;
+  }
   static void wait_io(void* ctx, paging::IoWait& io) {
-    auto* pc = static_cast<paging::PagingCore*>(ctx);
     sched::Fiber* f = sched::current_fiber();
     if (f != nullptr) ++f->waits;
-    if (f == nullptr || tls_core.sched->parent().faults() == sched::FaultMode::kSync) {
-      return paging::sync_wait_hooks(*pc).wait_io(ctx, io);
-    }
+    if (busy_wait(f)) return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_io(ctx, io);
     io.waiter = f;
     if (!io.done.load(std::memory_order_acquire)) sched::park();
   }
   static void wait_other(void* ctx) {
     sched::Fiber* f = sched::current_fiber();
-    if (f == nullptr || tls_core.sched->parent().faults() == sched::FaultMode::kSync) {
-      return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_other(ctx);
-    }
-    ++f->waits;
+    if (f != nullptr) ++f->waits;
+    if (busy_wait(f)) return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_other(ctx);
     sched::yield();
   }
   static void on_complete(void*, paging::IoWait& io) {
@@ -451,30 +450,31 @@ void add_control_handlers(ControlServer& c, const ControlRefs& r) {
         });
   c.add("cores.set", "set any of active, min, max (active needs auto off)",
         [r](const json& q) -> Result<json> {
-          const bool a = q.contains("active"), mn = q.contains("min"), mx = q.contains("max");
-          if (!a && !mn && !mx) return error(Errc::kInvalidArgument, "give active, min and/or max");
+          // Every argument is parsed before anything changes.
           const int64_t workers = r.alloc.workers();
-          // Widen before narrowing so that a min/max pair given together is checked as a pair.
-          if (mx) {
-            auto v = control_int_arg(q, "max", 1, workers);
+          std::optional<uint16_t> args[3];  // active, min, max
+          const char* names[3] = {"active", "min", "max"};
+          for (int i = 0; i < 3; ++i) {
+            if (!q.contains(names[i])) continue;
+            auto v = control_int_arg(q, names[i], 1, workers);
             if (!v) return v.status();
-            if (*v >= r.alloc.max()) {
-              if (Status s = r.alloc.set_max(uint16_t(*v)); !s) return s;
-            }
+            args[i] = uint16_t(*v);
           }
-          if (mn) {
-            auto v = control_int_arg(q, "min", 1, workers);
-            if (!v) return v.status();
-            if (Status s = r.alloc.set_min(uint16_t(*v)); !s) return s;
+          const auto& [active, min, max] = args;
+          if (!active && !min && !max) return error(Errc::kInvalidArgument, "give active, min and/or max");
+          // Widen max before min and narrow it after, so that a pair given together is checked
+          // as a pair.
+          if (max && *max >= r.alloc.max()) {
+            if (Status s = r.alloc.set_max(*max); !s) return s;
           }
-          if (mx) {
-            auto v = control_int_arg(q, "max", 1, workers);
-            if (Status s = r.alloc.set_max(uint16_t(*v)); !s) return s;
+          if (min) {
+            if (Status s = r.alloc.set_min(*min); !s) return s;
           }
-          if (a) {
-            auto v = control_int_arg(q, "active", 1, workers);
-            if (!v) return v.status();
-            if (Status s = r.alloc.set_active(uint16_t(*v)); !s) return s;
+          if (max) {
+            if (Status s = r.alloc.set_max(*max); !s) return s;
+          }
+          if (active) {
+            if (Status s = r.alloc.set_active(*active); !s) return s;
           }
           return cores_json(r.alloc);
         });

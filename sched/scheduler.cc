@@ -103,7 +103,7 @@ bool CoreScheduler::submit(Request* r) {
     queued = (r->likely_fault ? parent_.central_likely_fault_ : parent_.central_).push(r);
   } else {
     queued = (r->likely_fault ? likely_fault_ : new_).push(r);
-    if (queued) enqueued_.fetch_add(1, std::memory_order_relaxed);
+    if (queued) enqueued_.add();
   }
   if (!queued) {
     counters_.dropped.add();
@@ -116,7 +116,7 @@ bool CoreScheduler::submit(Request* r) {
 
 bool CoreScheduler::place(Request* r) {
   if (!(r->likely_fault ? likely_fault_ : new_).push(r)) return false;
-  enqueued_.fetch_add(1, std::memory_order_relaxed);
+  enqueued_.add();
   counters_.dispatched.add();
   return true;
 }
@@ -188,7 +188,6 @@ Request* CoreScheduler::take_new() {
     Request* r = new_.pop();
     if (r != nullptr) {
       if (!likely_fault_.empty()) ++likely_fault_skips_;
-      dequeued_.fetch_add(1, std::memory_order_relaxed);
       return r;
     }
   }
@@ -197,7 +196,6 @@ Request* CoreScheduler::take_new() {
   if (r == nullptr) return nullptr;
   likely_fault_skips_ = 0;
   if (r->likely_fault) counters_.started_likely_fault.add();
-  dequeued_.fetch_add(1, std::memory_order_relaxed);
   return r;
 }
 
@@ -258,7 +256,6 @@ uint32_t CoreScheduler::steal() {
 Request* CoreScheduler::take_stolen() {
   Request* r = new_.pop();
   if (r == nullptr) r = likely_fault_.pop();
-  if (r != nullptr) dequeued_.fetch_add(1, std::memory_order_relaxed);
   return r;
 }
 

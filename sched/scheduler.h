@@ -110,10 +110,11 @@ class CoreScheduler {
   uint32_t queued() const { return new_.size() + likely_fault_.size(); }
   /// Runnable fibers waiting for this core (resumed and preempted).
   uint32_t runnable() const { return ready_.size() + preempted_.size(); }
-  /// Requests taken off this core's queues so far (for a Shenango-style congestion check:
-  /// a queue is congested when what waited at the last check is still waiting).
-  uint64_t dequeued() const { return dequeued_.load(std::memory_order_relaxed); }
-  uint64_t enqueued() const { return enqueued_.load(std::memory_order_relaxed); }
+  /// Requests ever queued on this core (for a Shenango-style congestion check: a queue is
+  /// congested when what waited at the last check is still waiting; the requests taken off so
+  /// far are enqueued() - queued()). Single writer: the owner (per-core dispatch) or the
+  /// dispatcher (central).
+  uint64_t enqueued() const { return enqueued_.read(); }
   CoreId id() const { return id_; }
   const SchedCounters& counters() const { return counters_; }
   /// The per-fiber app objects, to set up before serving (index < max_in_flight).
@@ -146,8 +147,7 @@ class CoreScheduler {
   Ring<Fiber> preempted_;       // fibers over their quantum: run after new requests
   std::atomic<uint32_t> in_flight_{0};
   std::atomic<uint32_t> parked_{0};
-  std::atomic<uint64_t> enqueued_{0};
-  std::atomic<uint64_t> dequeued_{0};
+  Counter enqueued_;
   std::atomic<bool> accepting_{true};
   uint32_t likely_fault_skips_ = 0;  // polls that passed the fault-likely queue over
   uint32_t (*between_fn_)(void*) = nullptr;

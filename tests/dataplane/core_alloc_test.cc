@@ -35,9 +35,9 @@ class FakeSet : public QueueSet {
   }
   QueueProbe probe() const override {
     QueueProbe p;
+    const uint64_t d = deq.load();
     p.enqueued = enq.load();
-    p.dequeued = deq.load();
-    p.waiting = uint32_t(p.enqueued - p.dequeued);
+    p.waiting = uint32_t(p.enqueued - d);
     p.fetches = fetches.load();
     return p;
   }
