@@ -143,6 +143,31 @@ void close_gently(int fd) {
 
 }  // namespace
 
+size_t json_nesting(std::string_view line) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : line) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > deepest) deepest = depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 const char* control_error_code(Errc code) {
   switch (code) {
     case Errc::kInvalidArgument:
@@ -229,6 +254,11 @@ struct ControlServer::Impl {
   }
 
   json respond(std::string_view line) {
+    if (const size_t depth = json_nesting(line); depth > kControlMaxDepth) {
+      return error_response(nullptr, "bad_request",
+                            fmt::format("request nests {} levels deep; at most {} are accepted",
+                                        depth, kControlMaxDepth));
+    }
     json req;
     try {
       req = json::parse(line);

@@ -21,6 +21,12 @@ inline constexpr int kControlProtocolVersion = 1;
 /// The longest request line accepted, in bytes without the newline; a longer one is answered
 /// "line_too_long" and its connection closed.
 inline constexpr size_t kControlMaxLineBytes = 64 * 1024;
+/// The deepest nesting of arrays and objects a request may have; a deeper one is answered
+/// "bad_request" before it is parsed (no recursion on a hostile line, however deep).
+inline constexpr size_t kControlMaxDepth = 32;
+/// How deeply the arrays and objects of JSON text `line` nest (brackets inside strings are not
+/// counted; malformed text is measured all the same). Any thread; no allocation.
+size_t json_nesting(std::string_view line);
 /// Connections served at once; one more is accepted, answered "too_many_clients" and closed.
 inline constexpr size_t kControlMaxClients = 16;
 /// Unsent response bytes a client may let pile up (it does not read) before it is dropped.

@@ -345,6 +345,31 @@ TEST_F(ControlServerTest, HandleLineMatchesTheWire) {
   EXPECT_EQ(c.read_line(), server_->handle_line(line));
 }
 
+// A hostile line nested 60,000 levels deep (within the 64 KiB line limit) is refused before it
+// is parsed; 32 levels are still fine, and the connection survives.
+TEST_F(ControlServerTest, DeeplyNestedRequestsAreRefused) {
+  RawConn c(path_);
+  ASSERT_TRUE(c.connected());
+  auto ask = [&](std::string_view line) {
+    EXPECT_TRUE(c.send(std::string(line) + "\n"));
+    return c.read_json();
+  };
+  const std::string deep = std::string(30000, '[') + std::string(30000, ']');
+  const json r = ask(deep);
+  expect_error(r, "bad_request");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("30000 levels"), std::string::npos);
+  expect_error(ask(R"({"id":1,"cmd":"echo","x":)" + std::string(32, '[') + std::string(32, ']') +
+                   "}"),
+               "bad_request");  // the object itself is a level: 33 in all; id unread: null
+  EXPECT_EQ(ask(R"({"id":2,"cmd":"echo","x":)" + std::string(31, '[') + std::string(31, ']') +
+                "}")["ok"],
+            true);
+  // Brackets inside strings do not count.
+  EXPECT_EQ(ask(R"({"id":3,"cmd":"echo","s":")" + std::string(100, '[') + R"(\"[["})")["ok"], true);
+  EXPECT_EQ(json_nesting(R"({"a":[{"b":"]]]"}]})"), 3u);
+  EXPECT_EQ(json_nesting("]]]"), 0u);
+}
+
 TEST_F(ControlServerTest, StartTwiceIsAnError) { EXPECT_FALSE(server_->start().is_ok()); }
 
 // --- socket file life cycle -------------------------------------------------------------------
