@@ -25,6 +25,35 @@ const char* kind_name(uint16_t k) {
 }
 }  // namespace
 
+HelloCheck check_hello(const wire::Hello& hello, paging::TransportKind served) {
+  HelloCheck out;
+  out.who.assign(hello.name, strnlen(hello.name, sizeof(hello.name) - 1));
+  const uint16_t want = served == paging::TransportKind::kEmulated
+                            ? uint16_t(wire::TransportKind::kEmulated)
+                            : uint16_t(wire::TransportKind::kVerbs);
+  if (hello.transport != want) {
+    out.refusal = std::string("this memory node serves the ") + kind_name(want) +
+                  " transport, not " + kind_name(hello.transport);
+  }
+  return out;
+}
+
+Step next_step(wire::MsgType type, std::span<const uint8_t> msg, bool verbs) {
+  Step step;
+  if (type == wire::MsgType::kGoodbye) {
+    step.kind = Step::Kind::kClose;
+  } else if (type == wire::MsgType::kHeartbeat) {
+    step.kind = Step::Kind::kIgnore;
+  } else if (type == wire::MsgType::kQpConnect && msg.size() == sizeof(wire::QpConnect) && verbs) {
+    step.kind = Step::Kind::kConnectQp;
+    std::memcpy(&step.qp, msg.data(), sizeof(step.qp));
+  } else {
+    step.kind = Step::Kind::kRefuse;
+    step.reason = "unexpected control message type " + std::to_string(int(type));
+  }
+  return step;
+}
+
 Server::~Server() {
   stop();
   std::lock_guard<std::mutex> lock(mu_);
@@ -61,16 +90,11 @@ void Server::serve(paging::Channel ch) {
     FM_LOG_WARN(kTag, "a compute node connected but sent no valid Hello: {}", hello.status().message());
     return;
   }
-  hello->name[sizeof(hello->name) - 1] = 0;
-  const std::string who = hello->name;
-  const uint16_t want = cfg_.transport == paging::TransportKind::kEmulated
-                            ? uint16_t(wire::TransportKind::kEmulated)
-                            : uint16_t(wire::TransportKind::kVerbs);
-  if (hello->transport != want) {
-    const std::string why = std::string("this memory node serves the ") + kind_name(want) +
-                            " transport, not " + kind_name(hello->transport);
-    FM_LOG_WARN(kTag, "refused {}: {}", who, why);
-    send_error(ch, why);
+  const HelloCheck checked = check_hello(*hello, cfg_.transport);
+  const std::string& who = checked.who;
+  if (!checked.refusal.empty()) {
+    FM_LOG_WARN(kTag, "refused {}: {}", who, checked.refusal);
+    send_error(ch, checked.refusal);
     return;
   }
   wire::HelloAck ack{};
@@ -110,27 +134,26 @@ void Server::serve(paging::Channel ch) {
       break;
     }
     idle_ms = 0;
-    if (*t == wire::MsgType::kGoodbye) {
+    const Step step = next_step(*t, buf, verbs_ != nullptr);
+    if (step.kind == Step::Kind::kClose) {
       why = "it said goodbye";
       break;
     }
-    if (*t == wire::MsgType::kHeartbeat) continue;
-    if (*t == wire::MsgType::kQpConnect && buf.size() == sizeof(wire::QpConnect) && verbs_) {
-      wire::QpConnect qc;
-      std::memcpy(&qc, buf.data(), sizeof(qc));
-      auto mine = verbs_->accept(qc.qp, session);
-      if (!mine) {
-        send_error(ch, mine.status().message());
-        continue;
-      }
-      wire::QpAccept qa{};
-      qa.h = wire::make_header<wire::QpAccept>(wire::MsgType::kQpAccept);
-      qa.core = qc.core;
-      qa.qp = *mine;
-      if (!ch.send(&qa, sizeof(qa))) break;
+    if (step.kind == Step::Kind::kIgnore) continue;
+    if (step.kind == Step::Kind::kRefuse) {
+      send_error(ch, step.reason);
       continue;
     }
-    send_error(ch, "unexpected control message type " + std::to_string(int(*t)));
+    auto mine = verbs_->accept(step.qp.qp, session);
+    if (!mine) {
+      send_error(ch, mine.status().message());
+      continue;
+    }
+    wire::QpAccept qa{};
+    qa.h = wire::make_header<wire::QpAccept>(wire::MsgType::kQpAccept);
+    qa.core = step.qp.core;
+    qa.qp = *mine;
+    if (!ch.send(&qa, sizeof(qa))) break;
   }
   if (stop_.load() || stop_requested()) {
     wire::Heartbeat bye{wire::make_header<wire::Heartbeat>(wire::MsgType::kGoodbye), 0};

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <list>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -30,6 +31,30 @@ class VerbsAcceptor {
   /// Drops every queue pair of `session` (the compute node left).
   virtual void release(uint64_t session) = 0;
 };
+
+/// A compute node's Hello as the memory node reads it.
+struct HelloCheck {
+  std::string who;      // the compute node's name (its NUL-padded name field, cut at 47 bytes)
+  std::string refusal;  // why it is refused, sent back in an ErrorMsg; empty: accepted
+};
+/// Checks a decoded Hello against the transport this memory node serves. Pure.
+HelloCheck check_hello(const paging::wire::Hello& hello, paging::TransportKind served);
+
+/// What the memory node does with one message of a connected compute node (after its Hello).
+struct Step {
+  enum class Kind : uint8_t {
+    kIgnore,     // a heartbeat
+    kClose,      // goodbye: the session ends
+    kConnectQp,  // connect the verbs queue pair in `qp`
+    kRefuse,     // answer an ErrorMsg with `reason`; the session goes on
+  };
+  Kind kind = Kind::kIgnore;
+  paging::wire::QpConnect qp{};
+  std::string reason;
+};
+/// Decides the Step for a message, `type` and `msg` as Channel::recv() returned them; `verbs`:
+/// this memory node has a verbs side. Pure: the protocol half of Server's session loop.
+Step next_step(paging::wire::MsgType type, std::span<const uint8_t> msg, bool verbs);
 
 class Server {
  public:

@@ -211,8 +211,7 @@ Result<wire::MsgType> Channel::recv(std::vector<uint8_t>& buf, int timeout_ms, i
   buf.resize(sizeof(h));
   FM_RETURN_IF_ERROR(read_exact(buf.data(), sizeof(h)));
   std::memcpy(&h, buf.data(), sizeof(h));
-  if (h.magic != wire::kMagic || h.version != wire::kVersion || h.length < sizeof(h) ||
-      h.length > 4096) {
+  if (!wire::frame_ok(h)) {
     return error(Errc::kInternal, "malformed control message (magic " + std::to_string(h.magic) +
                                       ", version " + std::to_string(h.version) + ", length " +
                                       std::to_string(h.length) + ")");

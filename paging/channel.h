@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,25 @@ struct ChannelAddress {
 
 /// Parses an address; the error names `what` (the config key) and quotes the text.
 Result<ChannelAddress> parse_channel_address(const std::string& text, const std::string& what);
+
+/// Decodes one received message, `got` and `msg` as Channel::recv() returned them, that must be
+/// a `want` of type T; a kError message becomes its reason. Pure: recv_as() is recv() and this.
+template <typename T>
+Result<T> decode_as(wire::MsgType want, wire::MsgType got, std::span<const uint8_t> msg) {
+  if (got == wire::MsgType::kError && msg.size() == sizeof(wire::ErrorMsg)) {
+    wire::ErrorMsg e;
+    std::memcpy(&e, msg.data(), sizeof(e));
+    e.reason[sizeof(e.reason) - 1] = 0;
+    return error(Errc::kUnavailable, std::string("memory node refused: ") + e.reason);
+  }
+  if (got != want || msg.size() != sizeof(T)) {
+    return error(Errc::kInternal, "unexpected control message type " + std::to_string(int(got)) +
+                                      " of " + std::to_string(msg.size()) + " bytes");
+  }
+  T out;
+  std::memcpy(&out, msg.data(), sizeof(T));
+  return out;
+}
 
 /// One connected control channel. Control path only: calls block up to their timeout.
 class Channel {
@@ -53,20 +73,7 @@ class Channel {
     std::vector<uint8_t> buf;
     auto t = recv(buf, timeout_ms, fd_out);
     if (!t) return t.status();
-    if (*t == wire::MsgType::kError && buf.size() == sizeof(wire::ErrorMsg)) {
-      wire::ErrorMsg e;
-      std::memcpy(&e, buf.data(), sizeof(e));
-      e.reason[sizeof(e.reason) - 1] = 0;
-      return error(Errc::kUnavailable, std::string("memory node refused: ") + e.reason);
-    }
-    if (*t != type || buf.size() != sizeof(T)) {
-      return error(Errc::kInternal, "unexpected control message type " +
-                                        std::to_string(int(*t)) + " of " +
-                                        std::to_string(buf.size()) + " bytes");
-    }
-    T out;
-    std::memcpy(&out, buf.data(), sizeof(T));
-    return out;
+    return decode_as<T>(type, *t, buf);
   }
 
   int fd() const { return fd_; }

@@ -100,6 +100,16 @@ inline bool header_ok(const MsgHeader& h, MsgType type, uint32_t size) {
   return h.magic == kMagic && h.version == kVersion && h.type == uint16_t(type) && h.length == size;
 }
 
+/// The longest message a receiver takes; every message above is far shorter.
+inline constexpr uint32_t kMaxMessageLength = 4096;
+
+/// Checks a header just read off the stream, before its body is read: magic, version and a
+/// length from the header's own size to kMaxMessageLength. Any type passes. Pure.
+inline bool frame_ok(const MsgHeader& h) {
+  return h.magic == kMagic && h.version == kVersion && h.length >= sizeof(MsgHeader) &&
+         h.length <= kMaxMessageLength;
+}
+
 static_assert(std::is_trivially_copyable_v<QpInfo>);
 
 }  // namespace fm::paging::wire
