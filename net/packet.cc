@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstring>
@@ -310,10 +311,28 @@ const char* drop_reason_name(DropReason r) {
       "bad_ip_checksum", "ip_fragment",      "not_our_ip",        "unsupported_proto",
       "bad_udp_length",  "bad_udp_checksum", "no_listener",       "bad_arp",
       "arp_not_for_us",  "icmp_not_echo",    "bad_icmp_checksum", "no_buffer",
+      "src_broadcast",   "src_multicast",    "src_zero",          "src_is_us",
+      "src_loopback",    "src_port_zero",    "src_port_denied",   "src_not_allowed",
   };
   static_assert(std::size(kNames) == kDropReasonCount, "a DropReason has no name");
   const auto i = static_cast<size_t>(r);
   return i < kDropReasonCount ? kNames[i] : "unknown";
+}
+
+Status check_udp_payload_fits(size_t payload, uint32_t mtu, std::string_view what,
+                              std::string_view port) {
+  constexpr size_t kIpUdp = kIpv4HeaderLen + kUdpHeaderLen;
+  const size_t mtu_limit = mtu > kIpUdp ? mtu - kIpUdp : 0;
+  const size_t limit = std::min(mtu_limit, kMaxStackUdpPayloadLen);
+  if (payload <= limit) return Status::ok();
+  const std::string bound =
+      limit == mtu_limit
+          ? fmt::format("at most {} fits", limit)
+          : fmt::format("at most {} fits the stack's {}-byte frames", limit, kMaxFrameLen);
+  return error(Errc::kInvalidArgument,
+               fmt::format("{} = {} does not fit port '{}' (MTU {}): a datagram of {} payload "
+                           "bytes needs an MTU of {}; {}. Lower {}",
+                           what, payload, port, mtu, payload, payload + kIpUdp, bound, what));
 }
 
 Classified classify(std::span<const uint8_t> frame, const Identity& me, bool verify_udp_checksum) {
@@ -423,14 +442,13 @@ size_t make_icmp_echo_reply_in_place(std::span<uint8_t> frame, const Classified&
     std::memmove(icmp, p + icmp_off, icmp_len);
   }
 
-  // Type 8 -> 0 changes one 16-bit word (type|code) from 0x0800 to 0x0000: RFC 1624 eqn. 3.
-  const uint16_t old_sum = load_be16(icmp + offsetof(IcmpEchoHdr, checksum));
-  const uint16_t old_word = load_be16(icmp);
+  // The checksum is computed afresh over the whole message. An incremental update (RFC 1624
+  // eqn. 3) gives 0x0000 instead of 0xffff when everything after the checksum is zero (id 0,
+  // sequence 0, no data), which receivers drop; echo replies are not on the fast path.
   icmp[offsetof(IcmpEchoHdr, type)] = kIcmpEchoReply;
-  const uint16_t new_word = load_be16(icmp);
-  const uint32_t sum = static_cast<uint16_t>(~old_sum) + static_cast<uint16_t>(~old_word) +
-                       static_cast<uint32_t>(new_word);
-  store_be16(icmp + offsetof(IcmpEchoHdr, checksum), checksum_fold(sum));
+  store_be16(icmp + offsetof(IcmpEchoHdr, checksum), 0);
+  store_be16(icmp + offsetof(IcmpEchoHdr, checksum),
+             checksum_fold(checksum_partial({icmp, icmp_len})));
 
   EthHdr eth;
   std::memcpy(&eth, p, sizeof eth);

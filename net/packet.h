@@ -55,6 +55,15 @@ enum class DropReason : uint8_t {
   kIcmpNotEcho,       // ICMP other than echo request
   kBadIcmpChecksum,
   kNoBuffer,  // no mbuf or no TX room for a reply (counted by the stack)
+  // Sources the stack never answers (net/filter.h, checked by the stack after classify()).
+  kSrcBroadcast,   // ff:ff:ff:ff:ff:ff MAC, 255.255.255.255 or the subnet's broadcast address
+  kSrcMulticast,   // group bit in the MAC, or 224.0.0.0/4
+  kSrcZero,        // 00:00:00:00:00:00 MAC or 0.0.0.0/8 ("this network")
+  kSrcIsUs,        // our own MAC or IP: a reflection or a spoof
+  kSrcLoopback,    // 127.0.0.0/8 never arrives on a wire
+  kSrcPortZero,    // UDP source port 0: no port to answer
+  kSrcPortDenied,  // UDP from a memcached server's port: an answer could start a reply loop
+  kSrcNotAllowed,  // IP source outside the allow-list (net.allow)
   kCount
 };
 inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCount);
@@ -97,6 +106,18 @@ inline constexpr size_t kUdpHeadersLen = kEthHeaderLen + kIpv4HeaderLen + kUdpHe
 inline constexpr size_t kMaxUdpPayloadLen = 65535 - kIpv4HeaderLen - kUdpHeaderLen;
 /// The Ethernet minimum frame length without the FCS; ARP frames are padded to it.
 inline constexpr size_t kMinFrameLen = 60;
+/// The largest frame the stack sends or receives: one standard Ethernet frame without the FCS
+/// (MTU 1500), which one default-sized mbuf holds; no jumbo frames, no chained mbufs.
+inline constexpr size_t kMaxFrameLen = 1514;
+/// The largest UDP payload the stack sends in one frame (1472).
+inline constexpr size_t kMaxStackUdpPayloadLen = kMaxFrameLen - kUdpHeadersLen;
+
+/// Checks at start that UDP datagrams with `payload` bytes fit port `port` whose IPv4 MTU is
+/// `mtu` and the stack's frame limit (kMaxFrameLen); otherwise every such datagram would be
+/// dropped on TX. The error names `what` (the config key that set `payload`), the value, the MTU,
+/// the port and the largest payload that fits. Pure; control path; allocates on error.
+Status check_udp_payload_fits(size_t payload, uint32_t mtu, std::string_view what,
+                              std::string_view port);
 
 /// Endpoint of a UDP flow, for building frames.
 struct UdpEndpoint {

@@ -99,9 +99,13 @@ Result<std::unique_ptr<Port>> Port::open(const PortOptions& opts, uint16_t queue
   rte_eth_macaddr_get(pid, &mac);
   std::copy(std::begin(mac.addr_bytes), std::end(mac.addr_bytes), p->mac_.b.begin());
   rte_eth_promiscuous_enable(pid);  // vdevs ignore it; a PCI NIC then sees our configured MAC
-  FM_LOG_INFO(kTag, "port {} '{}' ({}) up: {} queue pair(s), {}x{} desc, mac {}, rx-cksum {}, "
-              "tx-cksum {}", pid, name, info.driver_name, queues, rxd, txd, p->mac_.to_string(),
-              p->rx_cksum_ ? "hw" : "sw", p->tx_cksum_ ? "hw" : "sw");
+  // rte_eth_dev_configure() set the MTU (1500, or the device's maximum when that is smaller);
+  // a PMD without the query keeps the Ethernet default.
+  if (uint16_t mtu = 0; rte_eth_dev_get_mtu(pid, &mtu) == 0 && mtu != 0) p->mtu_ = mtu;
+  FM_LOG_INFO(kTag, "port {} '{}' ({}) up: {} queue pair(s), {}x{} desc, mac {}, mtu {}, "
+              "rx-cksum {}, tx-cksum {}", pid, name, info.driver_name, queues, rxd, txd,
+              p->mac_.to_string(), p->mtu_, p->rx_cksum_ ? "hw" : "sw",
+              p->tx_cksum_ ? "hw" : "sw");
   return p;
 }
 

@@ -53,6 +53,8 @@ class Port {
   bool rx_cksum_offload() const { return rx_cksum_; }
   /// True when the PMD computes IPv4 and UDP checksums on TX.
   bool tx_cksum_offload() const { return tx_cksum_; }
+  /// The port's IPv4 MTU as DPDK reports it after start (1500 unless the device says otherwise).
+  uint16_t mtu() const { return mtu_; }
 
   /// Owner core of queue `q` only.
   uint16_t rx_burst(uint16_t q, rte_mbuf** pkts, uint16_t n) {
@@ -71,6 +73,7 @@ class Port {
   rte_mempool* pool_ = nullptr;
   bool rx_cksum_ = false;
   bool tx_cksum_ = false;
+  uint16_t mtu_ = RTE_ETHER_MTU;
   bool started_ = false;
   bool closed_ = false;
 };

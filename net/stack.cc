@@ -2,13 +2,15 @@
 #include "net/stack.h"
 
 #include <cstring>
+#include <string>
 
 #include "dataplane/log.h"
 
 namespace fm::net {
 namespace {
 constexpr const char* kTag = "net";
-constexpr size_t kMaxFrame = RTE_ETHER_MAX_LEN - RTE_ETHER_CRC_LEN;  // 1514
+constexpr size_t kMaxFrame = kMaxFrameLen;
+static_assert(kMaxFrameLen == RTE_ETHER_MAX_LEN - RTE_ETHER_CRC_LEN);
 }  // namespace
 
 Stack::Stack(Port& port, uint16_t queue, const Identity& me, const NetOptions& opts,
@@ -16,10 +18,22 @@ Stack::Stack(Port& port, uint16_t queue, const Identity& me, const NetOptions& o
     : port_(port),
       queue_(queue),
       me_(me),
+      filter_(me, opts.prefix_len, opts.allow, opts.deny_source_ports),
       udp_checksum_(opts.udp_checksum),
       handler_(handler),
       neighbors_(opts.neighbors) {
   neighbors_.reserve(neighbors_.size() + 64);
+  if (queue == 0) {  // the same rules on every queue: say them once
+    std::string allow, deny;
+    for (const Ipv4Prefix& p : filter_.allow()) {
+      allow += (allow.empty() ? "" : ", ") + p.to_string();
+    }
+    for (const uint16_t p : filter_.deny_ports()) {
+      deny += (deny.empty() ? "" : ", ") + std::to_string(p);
+    }
+    FM_LOG_INFO(kTag, "answering UDP and ICMP echo from {} (net.allow); never from UDP source "
+                "ports {} (net.deny_source_ports)", allow, deny);
+  }
 }
 
 Stack::~Stack() {
@@ -49,7 +63,18 @@ void Stack::handle(rte_mbuf* m) {
   std::span<uint8_t> frame(data, rte_pktmbuf_data_len(m));
   const bool hw_l4_ok =
       port_.rx_cksum_offload() && (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-  const Classified c = classify(frame, me_, !hw_l4_ok);
+  Classified c = classify(frame, me_, !hw_l4_ok);
+  // Before anything answers or learns: a reply to a sender that cannot be a client would reflect
+  // (or amplify) traffic onto a victim, or start a loop with another server.
+  if (const std::optional<DropReason> refused = filter_.check(c)) {
+    c.kind = Classified::Kind::kDrop;
+    c.reason = *refused;
+    FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag,
+                   "queue {}: not answering {} {}:{} ({}); later refusals are only counted "
+                   "(dp_drop_src_*)",
+                   queue_, c.src_mac.to_string(), c.src_ip.to_string(), c.src_port,
+                   drop_reason_name(c.reason));
+  }
   switch (c.kind) {
     case Classified::Kind::kUdp: {
       counters_.udp_in.add();

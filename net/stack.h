@@ -9,6 +9,7 @@
 #include <rte_mbuf.h>
 
 #include "dataplane/counter.h"
+#include "net/filter.h"
 #include "net/packet.h"
 #include "net/port.h"
 
@@ -33,7 +34,20 @@ struct NetOptions {
   bool udp_checksum = true;
   // Static neighbours: known peers answered without ARP.
   std::vector<Neighbor> neighbors;
+  // Length of the server's subnet (ip/prefix_len): the default allow-list, and its broadcast
+  // address is never a sender.
+  uint8_t prefix_len = 24;
+  // Client prefixes answered (UDP, ICMP echo); empty: the server's own subnet, so a server is
+  // never open to every address by accident (["0.0.0.0/0"] opens it).
+  std::vector<Ipv4Prefix> allow;
+  // UDP source ports never answered: other memcached servers, whose answer to our answer would
+  // start a loop. udp_port is always added. Empty here so that a client Stack (tests) hears
+  // replies from 11211; kvserver's config defaults to [kMemcachedPort] (config/server_config.h).
+  std::vector<uint16_t> deny_source_ports;
 };
+
+/// memcached's well-known port: kvserver's default for net.deny_source_ports.
+inline constexpr uint16_t kMemcachedPort = 11211;
 
 /// Per-queue counters (single writer: the core that owns the queue).
 struct NetCounters {
@@ -71,7 +85,8 @@ class Stack {
   Stack(const Stack&) = delete;
   Stack& operator=(const Stack&) = delete;
 
-  /// One RX burst: classify, answer, dispatch, then flush TX. Returns frames received.
+  /// One RX burst: classify, drop senders the source rules refuse (SourceFilter), answer,
+  /// dispatch, then flush TX. Returns frames received.
   /// Owner core only.
   uint32_t poll();
 
@@ -94,6 +109,7 @@ class Stack {
 
   const NetCounters& counters() const { return counters_; }
   const Identity& identity() const { return me_; }
+  const SourceFilter& source_filter() const { return filter_; }
   uint16_t queue() const { return queue_; }
 
  private:
@@ -104,6 +120,7 @@ class Stack {
   Port& port_;
   uint16_t queue_;
   Identity me_;
+  SourceFilter filter_;
   bool udp_checksum_;
   UdpHandler* handler_;
   uint16_t ip_id_ = 0;
