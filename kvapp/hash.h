@@ -1,46 +1,42 @@
-// A fast seeded 64-bit hash for keys (wyhash-style multiply-fold mixing).
+// The keyed 64-bit hash of item keys: SipHash-2-4 (libsodium), so chains cannot be flooded.
 #pragma once
+
+#include <sodium.h>
 
 #include <cstdint>
 #include <cstring>
 #include <string_view>
 
+static_assert(crypto_shorthash_siphash24_BYTES == 8, "a 64-bit hash");
+static_assert(crypto_shorthash_siphash24_KEYBYTES == 16, "a 128-bit key");
+
 namespace fm::kv {
 
-namespace detail {
-inline uint64_t mix(uint64_t a, uint64_t b) {
-  __uint128_t r = static_cast<__uint128_t>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
-inline uint64_t load64(const char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-}  // namespace detail
+/// The secret 128-bit key of one store's hash. Whoever knows it can build colliding keys, so
+/// it comes from random_hash_key() except in tests that need reproducible buckets.
+struct HashKey {
+  unsigned char bytes[crypto_shorthash_siphash24_KEYBYTES] = {};
+};
 
-/// Hashes `key` with `seed`. A per-store random seed keeps crafted keys from piling into one
-/// chain. Any thread; no allocation.
-inline uint64_t hash_key(std::string_view key, uint64_t seed) {
-  constexpr uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull,
-                     k2 = 0x8ebc6af09c88c6e3ull;
-  const char* p = key.data();
-  size_t n = key.size();
-  uint64_t h = seed ^ detail::mix(n ^ k0, k1);
-  while (n >= 16) {
-    h = detail::mix(detail::load64(p) ^ k1, detail::load64(p + 8) ^ h);
-    p += 16;
-    n -= 16;
-  }
-  uint64_t a = 0, b = 0;
-  if (n > 8) {
-    a = detail::load64(p);
-    std::memcpy(&b, p + 8, n - 8);
-  } else if (n > 0) {
-    std::memcpy(&a, p, n);
-  }
-  h = detail::mix(a ^ k1 ^ n, b ^ h);
-  return detail::mix(h ^ k2, k0);
+/// A fresh random key from libsodium's CSPRNG (initializes libsodium once). Any thread; false
+/// only when libsodium cannot initialize (no entropy source).
+[[nodiscard]] inline bool random_hash_key(HashKey* out) {
+  static const bool ready = sodium_init() >= 0;  // thread-safe, runs once
+  if (!ready) return false;
+  randombytes_buf(out->bytes, sizeof(out->bytes));
+  return true;
+}
+
+/// SipHash-2-4 of `key` under `k`: without `k`, an attacker cannot choose keys that share a
+/// bucket (the old multiply-fold hash could be collided for every seed). Any thread; no
+/// allocation; a pure function of (key, k).
+inline uint64_t hash_key(std::string_view key, const HashKey& k) {
+  unsigned char out[crypto_shorthash_siphash24_BYTES];
+  crypto_shorthash_siphash24(out, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                             k.bytes);
+  uint64_t h;
+  std::memcpy(&h, out, sizeof(h));
+  return h;
 }
 
 }  // namespace fm::kv

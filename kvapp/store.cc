@@ -8,7 +8,15 @@
 //  - refs counts one for being linked plus one per holder (the allocating writer, each reader).
 //    New references are taken only under the stripe lock while linked, so whoever holds the
 //    stripe lock and sees refs == 1 knows nobody else can read the item.
-//  - Lock order: stripe, then class. The evictor holds a class lock and only try_locks stripes.
+//  - Lock order: stripe, then class. The evictor and the slab mover hold a class lock and only
+//    try_lock stripes. The mover holds one class lock at a time. The index grower holds
+//    expand_lock_ (only ever try_locked) and then one stripe lock at a time, never a class lock.
+//  - A slab belongs to one class at a time. It leaves a class only when every chunk of it is
+//    free (state kFree under that class's lock, so no reference and no id in any chain or
+//    LRU); in between it belongs to the mover alone.
+//  - Index growth: bucket b of a 2^p array splits into b and b + 2^p of the doubled one; both
+//    have stripe b & stripe_mask_, so moving a bucket under its stripe lock is atomic for every
+//    command on its keys. Lookups read the old array until their bucket is marked kMoved.
 //  - A key is linked at most once: a store unlinks the old item under the same stripe lock that
 //    links the new one.
 //  - No lock is held across Arena::pin(): it may fetch and wait (and will yield the fiber).
@@ -20,12 +28,12 @@
 //  - A failed pin changes nothing: a fresh chunk goes back (unref), the old item stays linked.
 #include "kvapp/store.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <ctime>
 #include <limits>
 #include <new>
-#include <random>
 #include <string>
 
 #include "dataplane/check.h"
@@ -36,6 +44,20 @@
 namespace fm::kv {
 namespace {
 constexpr uint32_t kNil = std::numeric_limits<uint32_t>::max();
+// An old bucket whose chain has moved to the doubled array. Never an entry id: validate() keeps
+// ids below 2^32 - 2^(index_bits + 1).
+constexpr uint32_t kMoved = kNil - 1;
+// Index growth: double past this many linked items per bucket (memcached's 3/2).
+constexpr uint64_t kGrowLoadNum = 3, kGrowLoadDen = 2;
+// Bounded index work per command: old buckets moved, or stripes passed after the last move.
+constexpr uint32_t kExpandBucketsPerStep = 8;
+constexpr uint32_t kSweepStripesPerStep = 64;
+// A class that keeps evicting checks every this many evictions whether a class with more slabs
+// holds older items, and takes a slab from it instead (memcached's slab_automove, by age).
+constexpr uint32_t kAutomoveEvery = 64;
+// Slabs a move tries (an item may be held, or its stripe busy) before this request gives up.
+constexpr uint32_t kReassignAttempts = 3;
+enum ExpandPhase : uint8_t { kIdle = 0, kMigrating = 1, kSweeping = 2 };
 enum EntryState : uint8_t { kFree = 0, kAllocated, kLinked, kUnlinked };
 constexpr uint64_t kMiB = 1ull << 20;
 constexpr const char* kTag = "kv";
@@ -111,24 +133,54 @@ struct alignas(64) Store::Stripe {
 
 struct alignas(64) Store::ClassState {
   SpinLock lock;
-  uint32_t free_head = kNil;
-  uint32_t lru_head = kNil;  // most recently stored
-  uint32_t lru_tail = kNil;  // eviction starts here
+  uint32_t partial_head = kNil;  // slabs of this class that may have a free chunk (a full one
+                                 // leaves when pop_free_locked meets it)
+  uint32_t slab_head = kNil;     // every slab of this class
+  uint32_t lru_head = kNil;      // most recently stored
+  uint32_t lru_tail = kNil;      // eviction starts here
   uint32_t lru_size = 0;
-  uint32_t carve_slab = kNil;
-  uint32_t carve_next = 0;
-  uint32_t slabs = 0;
-  uint64_t chunks_used = 0;  // allocated chunks (not free, not yet carved)
+  uint32_t evictions_since_check = 0;  // toward the next automove check
+  std::atomic<uint32_t> slabs{0};  // written under the lock; read without it to pick a victim
+  uint64_t chunks_used = 0;        // allocated chunks (not free)
   uint64_t evictions = 0;
   uint64_t reclaimed = 0;
 };
 
+// One slab of the arena. Guarded by its class's lock (by the mover alone while it has none).
 struct Store::SlabInfo {
   std::unique_ptr<Entry[]> entries;  // published under the class lock before any id escapes
+  uint32_t chunks = 0;               // entries in `entries`
+  uint32_t free_head = kNil;         // free chunks of this slab, through Entry::chain_next
+  uint32_t free_count = 0;
+  uint32_t partial_prev = kNil, partial_next = kNil;  // ClassState::partial_head list
+  uint32_t class_prev = kNil, class_next = kNil;      // every slab of the class
+  bool in_partial = false;
+};
+
+// A bucket array; the buckets follow the header in the same allocation. Never initialized
+// beyond the constructor's: a doubled array's buckets are written when their old bucket moves.
+struct Store::Table {
+  uint64_t mask = 0;
+  uint32_t power = 0;
+  uint32_t* buckets() { return reinterpret_cast<uint32_t*>(this + 1); }
+  uint64_t bytes() const { return (mask + 1) * sizeof(uint32_t); }
+
+  static Table* create(uint32_t power) {
+    void* p = ::operator new(sizeof(Table) + (sizeof(uint32_t) << power), std::nothrow);
+    if (p == nullptr) return nullptr;
+    Table* t = new (p) Table;
+    t->mask = (uint64_t{1} << power) - 1;
+    t->power = power;
+    return t;
+  }
+  static void destroy(Table* t) {
+    if (t != nullptr) ::operator delete(t);
+  }
 };
 
 Result<std::unique_ptr<Store>> Store::create(const StoreOptions& options,
-                                             std::unique_ptr<Arena> arena) {
+                                             std::unique_ptr<Arena> arena,
+                                             const HashKey* fixed_key) {
   FM_RETURN_IF_ERROR(options.validate());
   auto geometry = SlabGeometry::build(options.item_size_max, options.slab_growth_factor);
   if (!geometry) return geometry.status();
@@ -142,29 +194,51 @@ Result<std::unique_ptr<Store>> Store::create(const StoreOptions& options,
                                              " MiB) exceeds the arena given (" +
                                              std::to_string(arena->size_bytes()) + " bytes)");
   }
-  return std::unique_ptr<Store>(new Store(options, std::move(geometry).value(), std::move(arena)));
+  HashKey key;
+  if (fixed_key != nullptr) {
+    key = *fixed_key;
+  } else if (!random_hash_key(&key)) {
+    return error(Errc::kInternal, "kv store: libsodium could not initialize (no entropy source)");
+  }
+  Table* table = Table::create(options.hash_power);
+  if (table == nullptr) {
+    return error(Errc::kResourceExhausted,
+                 "kv.hash_power " + std::to_string(options.hash_power) +
+                     ": no memory for the hash table");
+  }
+  auto store = std::unique_ptr<Store>(
+      new Store(options, std::move(geometry).value(), std::move(arena), key));
+  std::fill_n(table->buckets(), table->mask + 1, kNil);
+  store->table_.store(table, std::memory_order_release);
+  store->grow_at_.store(options.hash_power < options.hash_power_max
+                            ? (table->mask + 1) * kGrowLoadNum / kGrowLoadDen
+                            : std::numeric_limits<uint64_t>::max(),
+                        std::memory_order_relaxed);
+  return store;
 }
 
-Store::Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr<Arena> arena)
+Store::Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr<Arena> arena,
+             const HashKey& key)
     : options_(options),
       geometry_(std::move(geometry)),
       arena_(std::move(arena)),
-      seed_((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
+      hash_key_(key),
       started_at_(static_cast<int64_t>(std::time(nullptr))) {
   index_bits_ = geometry_.index_bits();
   slab_count_ = static_cast<uint32_t>(uint64_t{options_.memory_mb} * kMiB / geometry_.slab_bytes());
-  const uint64_t buckets = uint64_t{1} << options_.hash_power;
-  bucket_mask_ = buckets - 1;
-  const uint64_t stripes = std::min<uint64_t>(buckets, kMaxLockStripes);
+  // Stripes never change: a doubling keeps every bucket under its stripe.
+  const uint64_t stripes = std::min<uint64_t>(uint64_t{1} << options_.hash_power, kMaxLockStripes);
   stripe_mask_ = stripes - 1;
-  buckets_ = std::make_unique<uint32_t[]>(buckets);
-  for (uint64_t i = 0; i < buckets; ++i) buckets_[i] = kNil;
   stripes_ = std::make_unique<Stripe[]>(stripes);
   classes_ = std::make_unique<ClassState[]>(geometry_.class_count());
   slabs_ = std::make_unique<SlabInfo[]>(slab_count_);
 }
 
-Store::~Store() = default;
+Store::~Store() {
+  Table::destroy(table_.load(std::memory_order_relaxed));
+  Table::destroy(old_table_.load(std::memory_order_relaxed));
+  Table::destroy(retiring_);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Index
@@ -176,7 +250,18 @@ Store::Entry& Store::entry(uint32_t id) const {
 
 Store::Stripe& Store::stripe_for(uint64_t hash) const { return stripes_[hash & stripe_mask_]; }
 
-uint32_t& Store::bucket_for(uint64_t hash) const { return buckets_[hash & bucket_mask_]; }
+inline uint32_t& Store::bucket_for(uint64_t hash) const {
+  // The current array first: a reader that sees a doubled array also sees its old one (both
+  // published before any bucket moves), and one that sees the previous array holds a stripe lock
+  // that no bucket move of it has taken yet.
+  Table* cur = table_.load(std::memory_order_acquire);
+  Table* old = old_table_.load(std::memory_order_acquire);
+  if (old != nullptr && old != cur) [[unlikely]] {
+    uint32_t& b = old->buckets()[hash & old->mask];
+    if (b != kMoved) return b;
+  }
+  return cur->buckets()[hash & cur->mask];
+}
 
 bool Store::is_live(const Entry& e, int64_t now) const {
   if (e.expires_at != 0 && e.expires_at <= now) return false;
@@ -218,6 +303,7 @@ inline uint32_t Store::find_candidate_locked(Stripe& s, uint64_t hash, size_t le
       // miss would be reported as expired/flushed: only a counter would differ.)
       *why = (e.expires_at != 0 && e.expires_at <= now) ? Lookup::kExpired : Lookup::kFlushed;
       unlink_locked(s, id, link);  // *link now names the next entry
+      linked_items_.fetch_sub(1, std::memory_order_relaxed);
       continue;
     }
     link = &e.chain_next;
@@ -335,18 +421,34 @@ void Store::unlink_locked(Stripe& s, uint32_t id, uint32_t* link) {
   unref(id);
 }
 
+void Store::unchain_locked(Stripe& s, uint32_t id) {
+  Entry& e = entry(id);
+  uint32_t* link = &bucket_for(e.hash);
+  while (*link != id) link = &entry(*link).chain_next;
+  *link = e.chain_next;
+  e.chain_next = kNil;
+  s.curr_items--;
+  s.bytes -= e.key_len + e.value_len;
+  linked_items_.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void Store::unref(uint32_t id) {
   if (entry(id).refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_entry(id);
 }
 
 void Store::free_entry(uint32_t id) {
   Entry& e = entry(id);
+  // e.cls is stable: a slab changes class only once all its entries are kFree, and this one is
+  // not until the line below.
   ClassState& c = classes_[e.cls];
   c.lock.lock();
   lru_remove_locked(c, id);
   e.state = kFree;
-  e.chain_next = c.free_head;
-  c.free_head = id;
+  SlabInfo& si = slabs_[id >> index_bits_];
+  e.chain_next = si.free_head;
+  si.free_head = id;
+  si.free_count++;
+  if (!si.in_partial) partial_push_locked(c, id >> index_bits_);
   c.chunks_used--;
   c.lock.unlock();
 }
@@ -380,28 +482,104 @@ void Store::lru_remove_locked(ClassState& c, uint32_t id) {
   c.lru_size--;
 }
 
-uint32_t Store::carve_locked(ClassState& c, int cls) {
-  const SlabClass& geo = geometry_.cls(cls);
-  if (c.carve_slab == kNil || c.carve_next == geo.chunks_per_slab) {
-    // Take a fresh slab. A CAS loop rather than fetch_add so failed attempts never wrap.
-    uint32_t s = next_slab_.load(std::memory_order_relaxed);
-    do {
-      if (s >= slab_count_) return kNil;
-    } while (!next_slab_.compare_exchange_weak(s, s + 1, std::memory_order_relaxed));
-    // The one allocation on a request path: once per slab for the life of the store.
-    std::unique_ptr<Entry[]> entries(new (std::nothrow) Entry[geo.chunks_per_slab]);
-    FM_CHECK_MSG(entries != nullptr, "out of local memory for kv slab metadata");
-    const uint64_t base = uint64_t{s} * geometry_.slab_bytes();
-    for (uint32_t i = 0; i < geo.chunks_per_slab; ++i) {
-      entries[i].offset = base + SlabGeometry::chunk_offset_in_slab(geo, i);
-      entries[i].cls = static_cast<uint8_t>(cls);
-    }
-    slabs_[s].entries = std::move(entries);
-    c.carve_slab = s;
-    c.carve_next = 0;
-    c.slabs++;
+void Store::partial_push_locked(ClassState& c, uint32_t s) {
+  SlabInfo& si = slabs_[s];
+  FM_DCHECK(!si.in_partial);
+  si.partial_prev = kNil;
+  si.partial_next = c.partial_head;
+  if (c.partial_head != kNil) slabs_[c.partial_head].partial_prev = s;
+  c.partial_head = s;
+  si.in_partial = true;
+}
+
+void Store::partial_remove_locked(ClassState& c, uint32_t s) {
+  SlabInfo& si = slabs_[s];
+  if (!si.in_partial) return;
+  if (si.partial_prev != kNil) {
+    slabs_[si.partial_prev].partial_next = si.partial_next;
+  } else {
+    c.partial_head = si.partial_next;
   }
-  return (c.carve_slab << index_bits_) | c.carve_next++;
+  if (si.partial_next != kNil) slabs_[si.partial_next].partial_prev = si.partial_prev;
+  si.partial_prev = si.partial_next = kNil;
+  si.in_partial = false;
+}
+
+uint32_t Store::pop_free_locked(ClassState& c) {
+  // A slab leaves the partial list lazily, when found empty here: a free followed by an
+  // allocation (every overwrite when full) then touches the list not at all.
+  uint32_t s = c.partial_head;
+  while (s != kNil && slabs_[s].free_count == 0) {
+    const uint32_t next = slabs_[s].partial_next;
+    partial_remove_locked(c, s);
+    s = next;
+  }
+  if (s == kNil) return kNil;
+  SlabInfo& si = slabs_[s];
+  const uint32_t id = si.free_head;
+  FM_DCHECK(id != kNil);
+  si.free_head = entry(id).chain_next;
+  --si.free_count;
+  c.chunks_used++;
+  return id;
+}
+
+void Store::attach_slab_locked(ClassState& c, int cls, uint32_t s,
+                               std::unique_ptr<Entry[]> entries) {
+  const SlabClass& geo = geometry_.cls(cls);
+  const uint64_t base = uint64_t{s} * geometry_.slab_bytes();
+  // Every chunk free, in offset order (the free list pops from the front).
+  for (uint32_t i = 0; i < geo.chunks_per_slab; ++i) {
+    Entry& e = entries[i];
+    e.offset = base + SlabGeometry::chunk_offset_in_slab(geo, i);
+    e.cls = static_cast<uint8_t>(cls);
+    e.state = kFree;
+    e.refs.store(0, std::memory_order_relaxed);
+    e.clock.store(0, std::memory_order_relaxed);
+    e.lru_prev = e.lru_next = kNil;
+    e.chain_next = i + 1 < geo.chunks_per_slab ? ((s << index_bits_) | (i + 1)) : kNil;
+  }
+  SlabInfo& si = slabs_[s];
+  si.entries = std::move(entries);
+  si.chunks = geo.chunks_per_slab;
+  si.free_head = s << index_bits_;
+  si.free_count = geo.chunks_per_slab;
+  si.in_partial = false;
+  partial_push_locked(c, s);
+  si.class_prev = kNil;
+  si.class_next = c.slab_head;
+  if (c.slab_head != kNil) slabs_[c.slab_head].class_prev = s;
+  c.slab_head = s;
+  c.slabs.store(c.slabs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void Store::detach_slab_locked(ClassState& c, uint32_t s) {
+  SlabInfo& si = slabs_[s];
+  FM_DCHECK(si.free_count == si.chunks);
+  partial_remove_locked(c, s);
+  if (si.class_prev != kNil) {
+    slabs_[si.class_prev].class_next = si.class_next;
+  } else {
+    c.slab_head = si.class_next;
+  }
+  if (si.class_next != kNil) slabs_[si.class_next].class_prev = si.class_prev;
+  si.class_prev = si.class_next = kNil;
+  si.free_head = kNil;
+  si.free_count = 0;
+  c.slabs.store(c.slabs.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+uint32_t Store::take_fresh_slab_locked(ClassState& c, int cls) {
+  // A CAS loop rather than fetch_add so failed attempts never wrap.
+  uint32_t s = next_slab_.load(std::memory_order_relaxed);
+  do {
+    if (s >= slab_count_) return kNil;
+  } while (!next_slab_.compare_exchange_weak(s, s + 1, std::memory_order_relaxed));
+  // Allocates on a request path: once per slab of the arena, when a class first needs it.
+  std::unique_ptr<Entry[]> entries(new (std::nothrow) Entry[geometry_.cls(cls).chunks_per_slab]);
+  FM_CHECK_MSG(entries != nullptr, "out of local memory for kv slab metadata");
+  attach_slab_locked(c, cls, s, std::move(entries));
+  return pop_free_locked(c);
 }
 
 uint32_t Store::evict_locked(ClassState& c, int64_t now) {
@@ -427,12 +605,7 @@ uint32_t Store::evict_locked(ClassState& c, int64_t now) {
             id = prev;
             continue;
           }
-          uint32_t* link = &bucket_for(e.hash);
-          while (*link != id) link = &entry(*link).chain_next;
-          *link = e.chain_next;
-          e.chain_next = kNil;
-          s.curr_items--;
-          s.bytes -= e.key_len + e.value_len;
+          unchain_locked(s, id);
           e.refs.store(0, std::memory_order_relaxed);
           e.state = kFree;
           s.lock.unlock();
@@ -453,22 +626,175 @@ uint32_t Store::evict_locked(ClassState& c, int64_t now) {
   return kNil;
 }
 
+bool Store::drain_slab_locked(ClassState& c, uint32_t s, int64_t now) {
+  SlabInfo& si = slabs_[s];
+  bool busy = false;
+  for (uint32_t i = 0; i < si.chunks; ++i) {
+    const uint32_t id = (s << index_bits_) | i;
+    Entry& e = si.entries[i];
+    // State is read under the stripe of e.hash (fixed while allocated; for a free entry any
+    // stripe will do, and its state cannot change while we hold the class lock).
+    Stripe& st = stripe_for(e.hash);
+    if (!st.lock.try_lock()) {
+      busy = true;
+      continue;
+    }
+    if (e.state == kFree) {
+      st.lock.unlock();
+      continue;
+    }
+    const bool dead = e.state == kLinked && !is_live(e, now);
+    // Allocated (being written), unlinked with readers left, or read now: it has holders. With
+    // eviction off (-M), live items are never taken either.
+    if (e.state != kLinked || e.refs.load(std::memory_order_acquire) != 1 ||
+        (!dead && !options_.evict)) {
+      st.lock.unlock();
+      busy = true;
+      continue;
+    }
+    // Metadata only: the item's bytes are never read, so no far-memory fetch.
+    unchain_locked(st, id);
+    e.refs.store(0, std::memory_order_relaxed);
+    e.state = kFree;
+    st.lock.unlock();
+    lru_remove_locked(c, id);
+    e.chain_next = si.free_head;
+    si.free_head = id;
+    si.free_count++;
+    if (!si.in_partial) partial_push_locked(c, s);
+    c.chunks_used--;
+    if (dead) {
+      c.reclaimed++;
+    } else {
+      reassign_evictions_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return !busy && si.free_count == si.chunks;
+}
+
+bool Store::tail_time_locked(const ClassState& c, uint32_t* time) const {
+  if (c.lru_tail == kNil) return false;
+  const Entry& e = entry(c.lru_tail);
+  // Item fields are the stripe's: a tail being written or locked right now gives no answer.
+  Stripe& st = stripe_for(e.hash);
+  if (!st.lock.try_lock()) return false;
+  const bool linked = e.state == kLinked;
+  if (linked) *time = e.time;
+  st.lock.unlock();
+  return linked;
+}
+
+bool Store::older_by_enough(const ClassState& v, uint32_t victim_slabs, uint32_t own_tail_time,
+                            int64_t now) const {
+  // memcached's automove: move when the needy class's oldest item is well younger than the
+  // victim's (ratio 0.8), so item lifetimes even out across classes. The victim keeps a slab.
+  uint32_t victim_time = 0;
+  if (victim_slabs < 2 || !tail_time_locked(v, &victim_time)) return false;
+  const int64_t victim_age = now - int64_t{victim_time};
+  const int64_t own_age = now - int64_t{own_tail_time};
+  return own_age * 5 < victim_age * 4;
+}
+
+bool Store::reassign_slab(int to, int64_t now, bool automove, uint32_t own_tail_time) {
+  uint32_t tried_slab = kNil;
+  int tried_cls = -1;
+  for (uint32_t attempt = 0; attempt < kReassignAttempts; ++attempt) {
+    // The victim: the class holding the most slabs (a racy read; rechecked under its lock).
+    int victim = -1;
+    uint32_t most = 0;
+    for (size_t i = 0; i < geometry_.class_count(); ++i) {
+      const uint32_t n = classes_[i].slabs.load(std::memory_order_relaxed);
+      if (static_cast<int>(i) != to && n > most) {
+        most = n;
+        victim = static_cast<int>(i);
+      }
+    }
+    if (victim < 0) return false;
+    ClassState& v = classes_[victim];
+    v.lock.lock();
+    const uint32_t slabs = v.slabs.load(std::memory_order_relaxed);
+    if (slabs == 0 || (automove && !older_by_enough(v, slabs, own_tail_time, now))) {
+      v.lock.unlock();
+      return false;
+    }
+    // The slab: one already empty if the first few partial slabs have one; else the slab of
+    // the least recently stored item; on a retry in the same class, the next slab of the class.
+    uint32_t slab = kNil;
+    uint32_t looked = 0;
+    for (uint32_t p = v.partial_head; p != kNil && looked < 16; p = slabs_[p].partial_next) {
+      if (slabs_[p].free_count == slabs_[p].chunks) {
+        slab = p;
+        break;
+      }
+      ++looked;
+    }
+    if (slab == kNil) {
+      if (tried_cls == victim && tried_slab != kNil && slabs_[tried_slab].class_next != kNil) {
+        slab = slabs_[tried_slab].class_next;
+      } else if (v.lru_tail != kNil) {
+        slab = v.lru_tail >> index_bits_;
+      } else {
+        slab = v.slab_head;
+      }
+    }
+    if (slab == kNil || !drain_slab_locked(v, slab, now)) {
+      reassign_busy_.fetch_add(1, std::memory_order_relaxed);
+      v.lock.unlock();
+      tried_cls = victim;
+      tried_slab = slab;
+      if (automove) return false;
+      continue;
+    }
+    detach_slab_locked(v, slab);
+    v.lock.unlock();
+
+    // The slab is ours alone now: re-carve it, allocating metadata only if the count differs.
+    SlabInfo& si = slabs_[slab];
+    std::unique_ptr<Entry[]> entries;
+    std::unique_ptr<Entry[]> old_entries;
+    const uint32_t chunks = geometry_.cls(to).chunks_per_slab;
+    if (si.chunks == chunks) {
+      entries = std::move(si.entries);
+    } else {
+      entries.reset(new (std::nothrow) Entry[chunks]);
+      FM_CHECK_MSG(entries != nullptr, "out of local memory for kv slab metadata");
+      old_entries = std::move(si.entries);
+    }
+    ClassState& c = classes_[to];
+    c.lock.lock();
+    attach_slab_locked(c, to, slab, std::move(entries));
+    c.lock.unlock();
+    slabs_moved_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
+}
+
 uint32_t Store::alloc(uint32_t size, uint64_t hash, int64_t now) {
   const int cls = geometry_.class_for(size);
   FM_DCHECK(cls >= 0);
   ClassState& c = classes_[cls];
   c.lock.lock();
-  uint32_t id = c.free_head;
-  if (id != kNil) {
-    c.free_head = entry(id).chain_next;
-    c.chunks_used++;
-  } else {
-    id = carve_locked(c, cls);
-    if (id != kNil) {
-      c.chunks_used++;
-    } else {
-      id = evict_locked(c, now);  // an evicted chunk was in use and stays so
+  uint32_t id = pop_free_locked(c);
+  if (id == kNil) id = take_fresh_slab_locked(c, cls);
+  bool automove = false;
+  uint32_t tail_time = 0;
+  if (id == kNil) {
+    // Full: evict our own least recent item, except now and then, when another class may hold
+    // more memory with older items; then try to take a slab from it first.
+    if (++c.evictions_since_check >= kAutomoveEvery) {
+      c.evictions_since_check = 0;
+      automove = tail_time_locked(c, &tail_time);
     }
+    if (!automove) id = evict_locked(c, now);  // an evicted chunk was in use and stays so
+  }
+  if (id == kNil) [[unlikely]] {
+    // Nothing of our own to reuse (or automove's turn): move a slab from another class.
+    c.lock.unlock();
+    reassign_slab(cls, now, automove, tail_time);
+    c.lock.lock();
+    id = pop_free_locked(c);
+    if (id == kNil) id = evict_locked(c, now);
   }
   if (id != kNil) {
     Entry& e = entry(id);
@@ -569,6 +895,102 @@ int64_t Store::touch_held(const Handle& h, int64_t expires_at) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Index growth
+
+void Store::expand_step() {
+  // Whoever holds it is doing a bounded step; nobody waits for it.
+  if (!expand_lock_.try_lock()) return;
+  switch (expand_phase_.load(std::memory_order_relaxed)) {
+    case kIdle:
+      if (linked_items_.load(std::memory_order_relaxed) > grow_at_.load(std::memory_order_relaxed)) {
+        start_expansion_locked();
+      }
+      break;
+    case kMigrating:
+      migrate_buckets_locked();
+      break;
+    default:
+      sweep_stripes_locked();
+      break;
+  }
+  expand_lock_.unlock();
+}
+
+void Store::start_expansion_locked() {
+  Table* cur = table_.load(std::memory_order_relaxed);
+  if (cur->power >= options_.hash_power_max) {
+    grow_at_.store(std::numeric_limits<uint64_t>::max(), std::memory_order_relaxed);
+    return;
+  }
+  // Not initialized: each bucket pair is written when its old bucket moves, so the only cost
+  // here is the allocation (the kernel commits the pages as moves touch them).
+  Table* bigger = Table::create(cur->power + 1);
+  if (bigger == nullptr) {
+    FM_LOG_FIRST_N(LogLevel::kError, 1, kTag,
+                   "no memory to grow the hash table to 2^{} buckets; it stays at 2^{}",
+                   cur->power + 1, cur->power);
+    grow_at_.store(std::numeric_limits<uint64_t>::max(), std::memory_order_relaxed);
+    return;
+  }
+  expand_next_ = 0;
+  // Old first, then current (bucket_for reads them in the opposite order), then the phase: a
+  // bucket moves only after all three are visible to whoever takes its stripe lock next.
+  old_table_.store(cur, std::memory_order_release);
+  table_.store(bigger, std::memory_order_release);
+  grow_at_.store(bigger->power < options_.hash_power_max
+                     ? (bigger->mask + 1) * kGrowLoadNum / kGrowLoadDen
+                     : std::numeric_limits<uint64_t>::max(),
+                 std::memory_order_relaxed);
+  expand_phase_.store(kMigrating, std::memory_order_release);
+}
+
+void Store::migrate_buckets_locked() {
+  Table* old = old_table_.load(std::memory_order_relaxed);
+  Table* cur = table_.load(std::memory_order_relaxed);
+  const uint64_t old_size = old->mask + 1;
+  for (uint32_t k = 0; k < kExpandBucketsPerStep && expand_next_ < old_size; ++k) {
+    const uint64_t b = expand_next_++;
+    Stripe& s = stripes_[b & stripe_mask_];
+    s.lock.lock();
+    uint32_t lo = kNil, hi = kNil;  // chains of buckets b and b + old_size
+    for (uint32_t id = old->buckets()[b]; id != kNil;) {
+      Entry& e = entry(id);
+      const uint32_t next = e.chain_next;
+      uint32_t& head = (e.hash & old_size) != 0 ? hi : lo;
+      e.chain_next = head;
+      head = id;
+      id = next;
+    }
+    cur->buckets()[b] = lo;
+    cur->buckets()[b + old_size] = hi;
+    old->buckets()[b] = kMoved;
+    s.lock.unlock();
+  }
+  if (expand_next_ == old_size) {
+    // Every bucket moved: unpublish the old array, and free it once every stripe lock has been
+    // passed (whoever read the old pointer did so under one of them).
+    old_table_.store(nullptr, std::memory_order_release);
+    retiring_ = old;
+    sweep_next_ = 0;
+    expand_phase_.store(kSweeping, std::memory_order_relaxed);
+  }
+}
+
+void Store::sweep_stripes_locked() {
+  for (uint32_t k = 0; k < kSweepStripesPerStep && sweep_next_ <= stripe_mask_; ++k) {
+    Stripe& s = stripes_[sweep_next_++];
+    s.lock.lock();
+    s.lock.unlock();
+  }
+  if (sweep_next_ > stripe_mask_) {
+    Table::destroy(retiring_);
+    retiring_ = nullptr;
+    hash_expansions_.fetch_add(1, std::memory_order_relaxed);
+    expand_phase_.store(kIdle, std::memory_order_relaxed);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Commands
 
 StoreOutcome Store::drop_old_on_failed_set(const StoreRequest& r, int64_t now, StoreOutcome why) {
@@ -578,7 +1000,8 @@ StoreOutcome Store::drop_old_on_failed_set(const StoreRequest& r, int64_t now, S
 
 StoreOutcome Store::store(const StoreRequest& r, int64_t now, uint64_t* cas_out) {
   if (r.key.empty() || r.key.size() > kKeyMaxLength) return StoreOutcome::kBadKey;
-  const uint64_t hash = hash_key(r.key, seed_);
+  help_index();  // no lock held: the one bounded step of index growth this command may take
+  const uint64_t hash = hash_key(r.key, hash_key_);
   if (r.mode == StoreMode::kAppend || r.mode == StoreMode::kPrepend) {
     return store_concat(r, hash, now, cas_out);
   }
@@ -628,7 +1051,11 @@ StoreOutcome Store::store(const StoreRequest& r, int64_t now, uint64_t* cas_out)
     }
   }
   if (out == StoreOutcome::kStored) {
-    if (old != kNil) unlink_locked(s, old, link);
+    if (old != kNil) {
+      unlink_locked(s, old, link);
+    } else {
+      linked_items_.fetch_add(1, std::memory_order_relaxed);  // a replacement changes no count
+    }
     Entry& e = entry(id);
     e.cas = next_cas();
     if (cas_out != nullptr) *cas_out = e.cas;
@@ -730,10 +1157,11 @@ StoreOutcome Store::store_concat(const StoreRequest& r, uint64_t hash, int64_t n
   }
 }
 
-uint64_t Store::hash_of(std::string_view key) const { return hash_key(key, seed_); }
+uint64_t Store::hash_of(std::string_view key) const { return hash_key(key, hash_key_); }
 
 Lookup Store::acquire(std::string_view key, uint64_t hash, int64_t now, const KeySkips& skips,
                       Handle* h) {
+  help_index_read();
   Stripe& s = stripe_for(hash);
   s.lock.lock();
   uint32_t* link = nullptr;
@@ -755,7 +1183,8 @@ void Store::release(uint32_t id) { unref(id); }
 
 Lookup Store::touch(std::string_view key, int64_t expires_at, int64_t now) {
   if (key.empty() || key.size() > kKeyMaxLength) return Lookup::kMiss;
-  const uint64_t hash = hash_key(key, seed_);
+  help_index_read();
+  const uint64_t hash = hash_key(key, hash_key_);
   Stripe& s = stripe_for(hash);
   s.lock.lock();
   uint32_t* link = nullptr;
@@ -773,14 +1202,18 @@ Lookup Store::touch(std::string_view key, int64_t expires_at, int64_t now) {
 
 Lookup Store::remove(std::string_view key, int64_t now) {
   if (key.empty() || key.size() > kKeyMaxLength) return Lookup::kMiss;
-  const uint64_t hash = hash_key(key, seed_);
+  help_index_read();
+  const uint64_t hash = hash_key(key, hash_key_);
   Stripe& s = stripe_for(hash);
   s.lock.lock();
   uint32_t* link = nullptr;
   Lookup why;
   uint32_t held;
   const uint32_t id = find_live_locked(s, hash, key, now, &link, &why, &held);
-  if (id != kNil) unlink_locked(s, id, link);
+  if (id != kNil) {
+    unlink_locked(s, id, link);
+    linked_items_.fetch_sub(1, std::memory_order_relaxed);
+  }
   s.lock.unlock();
   if (held != kNil) unref(held);
   return why;
@@ -788,7 +1221,8 @@ Lookup Store::remove(std::string_view key, int64_t now) {
 
 DeltaResult Store::apply_delta(std::string_view key, bool incr, uint64_t delta, int64_t now) {
   if (key.empty() || key.size() > kKeyMaxLength) return {DeltaOutcome::kNotFound, 0};
-  const uint64_t hash = hash_key(key, seed_);
+  help_index_read();
+  const uint64_t hash = hash_key(key, hash_key_);
   Stripe& s = stripe_for(hash);
   DeltaDigits d;
   {
@@ -948,8 +1382,18 @@ StoreStats Store::collect() const {
   }
   st.limit_maxbytes = uint64_t{options_.memory_mb} * kMiB;
   st.total_slabs = slab_count_;
-  st.hash_power_level = options_.hash_power;
-  st.hash_bytes = (bucket_mask_ + 1) * sizeof(uint32_t);
+  expand_lock_.lock();
+  const Table* cur = table_.load(std::memory_order_relaxed);
+  const Table* old = old_table_.load(std::memory_order_relaxed);
+  st.hash_power_level = cur->power;
+  st.hash_bytes = cur->bytes() + (old != nullptr ? old->bytes() : 0) +
+                  (retiring_ != nullptr ? retiring_->bytes() : 0);
+  st.hash_is_expanding = old != nullptr;
+  expand_lock_.unlock();
+  st.hash_expansions = hash_expansions_.load(std::memory_order_relaxed);
+  st.slabs_moved = slabs_moved_.load(std::memory_order_relaxed);
+  st.slab_reassign_evictions = reassign_evictions_.load(std::memory_order_relaxed);
+  st.slab_reassign_busy = reassign_busy_.load(std::memory_order_relaxed);
   st.far_errors = far_errors_.load(std::memory_order_relaxed);
   st.retries = retries_.load(std::memory_order_relaxed);
   return st;
@@ -963,6 +1407,10 @@ StoreStats Store::stats() const {
   st.reclaimed -= std::min(st.reclaimed, stats_baseline_.reclaimed);
   st.far_errors -= std::min(st.far_errors, stats_baseline_.far_errors);
   st.retries -= std::min(st.retries, stats_baseline_.retries);
+  st.slabs_moved -= std::min(st.slabs_moved, stats_baseline_.slabs_moved);
+  st.slab_reassign_evictions -=
+      std::min(st.slab_reassign_evictions, stats_baseline_.slab_reassign_evictions);
+  st.slab_reassign_busy -= std::min(st.slab_reassign_busy, stats_baseline_.slab_reassign_busy);
   return st;
 }
 
@@ -972,9 +1420,53 @@ void Store::reset_stats() {
   stats_baseline_ = now;
 }
 
+Store::IndexAudit Store::audit_index() const {
+  IndexAudit a;
+  for (uint64_t si = 0; si <= stripe_mask_; ++si) {
+    Stripe& s = stripes_[si];
+    s.lock.lock();
+    Table* cur = table_.load(std::memory_order_acquire);
+    Table* old = old_table_.load(std::memory_order_acquire);
+    if (old == cur) old = nullptr;
+    auto walk = [&](uint32_t head, uint64_t bucket, uint64_t mask) {
+      uint32_t len = 0;
+      for (uint32_t id = head; id != kNil; id = entry(id).chain_next) {
+        const Entry& e = entry(id);
+        ++len;
+        ++a.linked;
+        if (e.state != kLinked || (e.hash & mask) != bucket || (e.hash & stripe_mask_) != si) {
+          ++a.misplaced;
+        }
+      }
+      a.longest_chain = std::max(a.longest_chain, len);
+    };
+    if (old != nullptr) {
+      for (uint64_t b = si; b <= old->mask; b += stripe_mask_ + 1) {
+        const uint32_t head = old->buckets()[b];
+        if (head != kMoved) {
+          walk(head, b, old->mask);
+        } else {
+          walk(cur->buckets()[b], b, cur->mask);
+          walk(cur->buckets()[b + old->mask + 1], b + old->mask + 1, cur->mask);
+        }
+      }
+    } else {
+      for (uint64_t b = si; b <= cur->mask; b += stripe_mask_ + 1) {
+        walk(cur->buckets()[b], b, cur->mask);
+      }
+    }
+    s.lock.unlock();
+  }
+  return a;
+}
+
+uint32_t Store::class_slabs(int cls) const {
+  return classes_[cls].slabs.load(std::memory_order_relaxed);
+}
+
 bool Store::locate(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len) {
   if (key.empty() || key.size() > kKeyMaxLength) return false;
-  const uint64_t hash = hash_key(key, seed_);
+  const uint64_t hash = hash_key(key, hash_key_);
   Stripe& s = stripe_for(hash);
   s.lock.lock();
   uint32_t* link = nullptr;

@@ -12,6 +12,7 @@
 
 #include "dataplane/result.h"
 #include "kvapp/arena.h"
+#include "kvapp/hash.h"
 #include "kvapp/options.h"
 #include "kvapp/slab.h"
 #include "kvapp/spin_lock.h"
@@ -101,8 +102,13 @@ struct StoreStats {
   uint64_t limit_maxbytes = 0;  // limit_maxbytes: arena size
   uint64_t total_slabs = 0;     // slabs in the arena
   uint64_t used_slabs = 0;      // slabs given to a class
-  uint32_t hash_power_level = 0;
-  uint64_t hash_bytes = 0;
+  uint32_t hash_power_level = 0;  // hash_power_level: log2 of the current bucket count
+  uint64_t hash_bytes = 0;        // hash_bytes: every bucket array held (old one too, mid-growth)
+  bool hash_is_expanding = false;  // hash_is_expanding: buckets are moving to a doubled table
+  uint64_t hash_expansions = 0;    // doublings completed since start (not reset)
+  uint64_t slabs_moved = 0;        // slabs_moved: slabs taken from one class and given to another
+  uint64_t slab_reassign_evictions = 0;  // live items evicted to empty a slab for another class
+  uint64_t slab_reassign_busy = 0;  // slab moves abandoned: an item was held or its stripe busy
   uint64_t chunks_used = 0;  // chunks allocated (linked, being written, or still read); equals
                              // curr_items whenever no command is in flight
   uint64_t far_errors = 0;   // commands that failed with k*Unavailable (an arena pin failed)
@@ -114,9 +120,17 @@ struct StoreStats {
 /// value bytes) live in slab chunks of an Arena addressed by offset; their metadata (64-bit key
 /// hash, cas, flags, expiry, links) lives in local entries, so misses, expiry checks, cas
 /// mismatches and eviction decisions never touch item memory; a hash match reads the key bytes
-/// once to confirm it. Locks: one spinlock per hash stripe (never a global lock) and one per slab
-/// class. No allocation on request paths except when a slab is first given to a class (at most
-/// once per slab for the life of the store).
+/// once to confirm it. Keys are hashed with SipHash under a per-store random key. Locks: one
+/// spinlock per hash stripe (never a global lock) and one per slab class. No allocation on
+/// request paths except when a slab is given to a class (first use, or a move between classes
+/// whose chunk counts differ) and when the hash table starts to double.
+///
+/// Growth: past 1.5 items per bucket the bucket array doubles incrementally (memcached's
+/// expansion): requests move a few old buckets each, under the buckets' own stripe lock, and
+/// lookups consult the old array for buckets not yet moved. Slabs move between classes (like
+/// memcached's slab_reassign + automove) when a class cannot allocate, or now and then when
+/// another class holds more slabs with older items: every item of the chosen slab is evicted
+/// (none with a holder) and the slab is re-carved for the needy class.
 ///
 /// Far memory: no lock is ever held across Arena::pin() (which may fetch and wait, and later
 /// yield the fiber). Item bytes are read under a reference taken with the stripe lock, with the
@@ -128,8 +142,10 @@ struct StoreStats {
 class Store {
  public:
   /// Builds a store over `arena`, or over a new LocalArena of memory_mb when null. Control path.
+  /// `fixed_key` (tests only) replaces the random hash key, for reproducible bucket placement.
   static Result<std::unique_ptr<Store>> create(const StoreOptions& options,
-                                               std::unique_ptr<Arena> arena = nullptr);
+                                               std::unique_ptr<Arena> arena = nullptr,
+                                               const HashKey* fixed_key = nullptr);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -175,7 +191,18 @@ class Store {
 
   /// Counts; takes every lock briefly (stats command only).
   StoreStats stats() const;
-  /// "stats reset": total_items, evictions and reclaimed restart from zero.
+
+  /// What a walk of the whole hash index found (tests and diagnostics).
+  struct IndexAudit {
+    uint64_t linked = 0;        // entries found in chains
+    uint32_t longest_chain = 0;
+    uint64_t misplaced = 0;     // entries not linked, or in a bucket their hash does not name
+  };
+  /// Walks every chain, one stripe lock at a time; exact only when no command is in flight.
+  IndexAudit audit_index() const;
+  /// Slabs class `cls` holds now (tests).
+  uint32_t class_slabs(int cls) const;
+  /// "stats reset": total_items, evictions, reclaimed and the slab-move counts restart from zero.
   void reset_stats();
 
   /// Registry of per-core protocol counters, summed by any core's "stats".
@@ -208,6 +235,7 @@ class Store {
   struct Stripe;
   struct ClassState;
   struct SlabInfo;
+  struct Table;
   struct Handle {
     uint64_t hash = 0;
     uint32_t id = 0;
@@ -219,7 +247,8 @@ class Store {
     int64_t expires_at = 0;
   };
 
-  Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr<Arena> arena);
+  Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr<Arena> arena,
+        const HashKey& key);
 
   // Entries known to hold another key with the same hash and length, as (id, cas): a chunk's
   // key never changes while it is linked, and a reused chunk gets a new cas.
@@ -285,7 +314,34 @@ class Store {
 
   Entry& entry(uint32_t id) const;
   Stripe& stripe_for(uint64_t hash) const;
+  // The head of `hash`'s chain: in the old array while its bucket has not moved, else in the
+  // current one. Its stripe lock held (the only lock that guards both the bucket and the move).
   uint32_t& bucket_for(uint64_t hash) const;
+  // Unlinks a linked entry from its chain and the stripe's counts; leaves refs and state to the
+  // caller. Stripe held.
+  void unchain_locked(Stripe& s, uint32_t id);
+
+  // Incremental hash-table growth. help_index() is called by commands with no lock held and
+  // does at most one bounded step: start a doubling, move kExpandBucketsPerStep old buckets, or
+  // pass kSweepStripesPerStep stripes after the last move (so no reader still holds the old
+  // array when it is freed). One core at a time (expand_lock_, only ever try_locked).
+  void help_index() {
+    if (expand_phase_.load(std::memory_order_relaxed) == 0 &&
+        linked_items_.load(std::memory_order_relaxed) <= grow_at_.load(std::memory_order_relaxed))
+        [[likely]] {
+      return;
+    }
+    expand_step();
+  }
+  // help_index() for read-only commands: only helps a doubling already under way, so reads
+  // never touch the item counter that writes update.
+  void help_index_read() {
+    if (expand_phase_.load(std::memory_order_relaxed) != 0) [[unlikely]] expand_step();
+  }
+  [[gnu::cold, gnu::noinline]] void expand_step();
+  void start_expansion_locked();
+  void migrate_buckets_locked();
+  void sweep_stripes_locked();
   bool is_live(const Entry& e, int64_t now) const;
   // True when the held item `h` is still the linked, live item it was when acquired. Stripe held.
   bool still_current_locked(const Handle& h, int64_t now) const;
@@ -313,6 +369,8 @@ class Store {
                                                               std::string_view key, int64_t now,
                                                               uint32_t** link_out, Lookup* why,
                                                               uint32_t* held);
+  // Link and unlink leave linked_items_ to their callers, so a replacement (one of each) costs
+  // no shared atomic.
   void link_locked(Stripe& s, uint32_t id, uint32_t* at);
   void unlink_locked(Stripe& s, uint32_t id, uint32_t* link);
   // Drops one reference; frees on the last. May take a class lock.
@@ -322,8 +380,31 @@ class Store {
   // Allocates a chunk for `size` bytes (an entry in state kAllocated with one reference).
   // Returns kNil when no memory. May evict; never blocks on a stripe lock.
   uint32_t alloc(uint32_t size, uint64_t hash, int64_t now);
-  uint32_t carve_locked(ClassState& c, int cls);
+  // A free chunk of the class, or kNil. Class lock held.
+  uint32_t pop_free_locked(ClassState& c);
+  // Gives the class a never-used slab of the arena; kNil when none is left. Class lock held.
+  uint32_t take_fresh_slab_locked(ClassState& c, int cls);
+  // Carves slab `s` for class `cls` (every chunk free) and adds it to the class. Class lock held.
+  void attach_slab_locked(ClassState& c, int cls, uint32_t s, std::unique_ptr<Entry[]> entries);
+  void detach_slab_locked(ClassState& c, uint32_t s);
+  void partial_push_locked(ClassState& c, uint32_t s);
+  void partial_remove_locked(ClassState& c, uint32_t s);
   uint32_t evict_locked(ClassState& c, int64_t now);
+  // Slab rebalancing (slow path, no lock held): empties one slab of another class (the one
+  // holding the most slabs) and gives it to `to`. `automove`: only when that class's least
+  // recent item is clearly older than `to`'s (own_tail_time, its store time), else whenever it
+  // has a slab. True when `to` got a slab.
+  [[gnu::cold, gnu::noinline]] bool reassign_slab(int to, int64_t now, bool automove,
+                                                  uint32_t own_tail_time);
+  // The store time of the class's least recent item, when it is linked and its stripe free.
+  // Class lock held.
+  bool tail_time_locked(const ClassState& c, uint32_t* time) const;
+  // The automove rule, on victim class `v` (its lock held).
+  bool older_by_enough(const ClassState& v, uint32_t victim_slabs, uint32_t own_tail_time,
+                       int64_t now) const;
+  // Evicts every item of slab `s` of class `c` that nobody holds; true when all its chunks are
+  // free then. Class lock held; stripes only try_locked.
+  bool drain_slab_locked(ClassState& c, uint32_t s, int64_t now);
   void lru_push_head_locked(ClassState& c, uint32_t id);
   void lru_remove_locked(ClassState& c, uint32_t id);
 
@@ -349,18 +430,37 @@ class Store {
   const StoreOptions options_;
   const SlabGeometry geometry_;
   std::unique_ptr<Arena> arena_;
-  const uint64_t seed_;
+  const HashKey hash_key_;
   const int64_t started_at_;
   uint32_t index_bits_ = 0;  // entry id = slab << index_bits_ | chunk index
   uint32_t slab_count_ = 0;
-  uint64_t bucket_mask_ = 0;
-  uint64_t stripe_mask_ = 0;
-  std::unique_ptr<uint32_t[]> buckets_;
+  uint64_t stripe_mask_ = 0;  // fixed: a doubling splits bucket i into i and i + old size, both
+                              // under stripe i & stripe_mask_
   std::unique_ptr<Stripe[]> stripes_;
-  std::unique_ptr<ClassState[]> classes_;
+  // The bucket arrays. table_ is current; old_table_ is non-null while its buckets are being
+  // moved (a moved bucket holds kMoved). Both are read under a stripe lock and written under
+  // expand_lock_; an array is freed only after every stripe lock was passed once since it
+  // stopped being published (retiring_).
+  // Read by every command (one line, written only when a doubling starts or ends).
+  alignas(64) std::atomic<Table*> table_{nullptr};
+  std::atomic<Table*> old_table_{nullptr};
+  std::atomic<uint8_t> expand_phase_{0};  // 0 idle, 1 moving buckets, 2 sweeping stripes
+  std::atomic<uint64_t> grow_at_{0};      // linked items past which the table doubles
+  // The grower's own line: try_locked by helpers only while a doubling is due or under way.
+  alignas(64) mutable SpinLock expand_lock_;  // stats() takes it to read the arrays' sizes
+  uint64_t expand_next_ = 0;                  // next old bucket to move; guarded by expand_lock_
+  uint64_t sweep_next_ = 0;                   // next stripe to pass; guarded by expand_lock_
+  Table* retiring_ = nullptr;                 // guarded by expand_lock_
+  std::atomic<uint64_t> hash_expansions_{0};
+  alignas(64) std::unique_ptr<ClassState[]> classes_;
   std::unique_ptr<SlabInfo[]> slabs_;
   std::atomic<uint32_t> next_slab_{0};
-  std::atomic<uint64_t> cas_counter_{0};
+  // Written by every store; together on one line so a store dirties one shared line, not two.
+  alignas(64) std::atomic<uint64_t> cas_counter_{0};
+  std::atomic<uint64_t> linked_items_{0};  // linked entries (the load factor's numerator)
+  alignas(64) std::atomic<uint64_t> slabs_moved_{0};
+  std::atomic<uint64_t> reassign_evictions_{0};
+  std::atomic<uint64_t> reassign_busy_{0};
   // Rare events, counted store-wide (a relaxed add only when one happens).
   std::atomic<uint64_t> far_errors_{0};
   std::atomic<uint64_t> retries_{0};

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kvapp/far_arena.h"
+#include "kvapp/hash.h"
 #include "kvapp/store.h"
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
@@ -171,6 +172,21 @@ void BM_Append(benchmark::State& state, bool far) {
     }
   }
 }
+
+// The key hash alone (SipHash-2-4 under a random key), at the bench keys' 12 bytes and longer.
+void BM_HashKey(benchmark::State& state) {
+  std::string key(static_cast<size_t>(state.range(0)), 'k');
+  HashKey hk;
+  if (!random_hash_key(&hk)) std::abort();
+  uint64_t sum = 0;
+  uint32_t n = 0;
+  for (auto _ : state) {
+    key[0] = static_cast<char>(n++);
+    sum += hash_key(key, hk);
+  }
+  benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(BM_HashKey)->Arg(12)->Arg(64)->Arg(250);
 
 #define FM_STORE_BENCH(fn)                                               \
   BENCHMARK_CAPTURE(fn, Local, false)->ThreadRange(1, 2)->UseRealTime(); \

@@ -265,8 +265,10 @@ TEST(StoreEvictionTest, EvictsOldestOfTheClassWhenFull) {
   EXPECT_EQ(st.curr_items + st.evictions, 20000u);
   EXPECT_EQ(peek(*s, "k0"), "<miss>");   // the oldest went first
   EXPECT_EQ(peek(*s, "k19999"), value);  // the newest stayed
-  // Other classes still work: each takes its chunks from its own slabs, or evicts its own.
-  EXPECT_EQ(put(*s, "big", std::string(30000, 'b')), StoreOutcome::kNoMemory);  // no slab left
+  // Other classes still work: with no slab left, one moves over from the full class.
+  EXPECT_EQ(put(*s, "big", std::string(30000, 'b')), StoreOutcome::kStored);
+  EXPECT_EQ(peek(*s, "big"), std::string(30000, 'b'));
+  EXPECT_EQ(s->stats().slabs_moved, 1u);
 }
 
 TEST(StoreEvictionTest, RecentlyReadItemsGetASecondChance) {
@@ -366,6 +368,13 @@ TEST(StoreOptionsTest, ValidationNamesTheKey) {
       std::string::npos);
   EXPECT_NE(message([](StoreOptions& o) { o.hash_power = 4; }).find("kv.hash_power"),
             std::string::npos);
+  EXPECT_EQ(message([](StoreOptions& o) {
+              o.hash_power = 16;
+              o.hash_power_max = 12;
+            }),
+            "kv.hash_power_max must be between kv.hash_power and 30");
+  EXPECT_EQ(message([](StoreOptions& o) { o.hash_power_max = 31; }),
+            "kv.hash_power_max must be between kv.hash_power and 30");
   EXPECT_NE(message([](StoreOptions& o) {
               o.memory_mb = 1;
               o.item_size_max = 2 << 20;
