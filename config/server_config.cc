@@ -46,6 +46,9 @@ void read_port(TableReader& r, net::PortOptions& o) {
   if (r.ok() && o.vdev.empty() && o.pci.empty()) r.fail("vdev", "set port.vdev or port.pci");
 }
 
+// net.allow and net.deny_source_ports are scanned for every datagram: keep them short.
+constexpr size_t kMaxListLen = 64;
+
 void read_net(TableReader& r, net::NetOptions& o) {
   std::string ip = o.ip.to_string();
   r.get("ip", ip);
@@ -82,6 +85,27 @@ void read_net(TableReader& r, net::NetOptions& o) {
     }
     o.neighbors.push_back(n);
   }
+  r.get("prefix_len", o.prefix_len, 1, 32);
+  std::vector<std::string> allow;
+  for (const net::Ipv4Prefix& p : o.allow) allow.push_back(p.to_string());
+  r.get("allow", allow);
+  if (r.ok() && allow.size() > kMaxListLen) {
+    r.fail("allow", fmt::format("{} prefixes; at most {} (checked per datagram)", allow.size(),
+                                kMaxListLen));
+  }
+  o.allow.clear();
+  for (size_t i = 0; i < allow.size() && r.ok(); ++i) {
+    auto p = net::parse_ipv4_prefix(allow[i], fmt::format("element {}", i));
+    if (!p) r.fail("allow", p.status().message());
+    else o.allow.push_back(*p);
+  }
+  std::vector<uint32_t> deny(o.deny_source_ports.begin(), o.deny_source_ports.end());
+  r.get("deny_source_ports", deny, 1, 65535);
+  if (r.ok() && deny.size() > kMaxListLen) {
+    r.fail("deny_source_ports",
+           fmt::format("{} ports; at most {} (checked per datagram)", deny.size(), kMaxListLen));
+  }
+  o.deny_source_ports.assign(deny.begin(), deny.end());
   r.reject_unknown();
 }
 
@@ -91,16 +115,19 @@ void read_kv(TableReader& r, kv::StoreOptions& s, kv::ProtocolOptions& p) {
   r.get("slab_growth_factor", s.slab_growth_factor, 1.01, 4.0);
   r.get("evict", s.evict);
   r.get("hash_power", s.hash_power, 8, 32);
+  r.get("hash_power_max", s.hash_power_max, 8, 32);
   r.get("udp_max_payload", p.udp_max_payload, 64, 65507);
   r.get("reply_buffer_kb", p.reply_buffer_kb, 4, 1 << 20);
+  r.get("reply_bytes_max", p.reply_bytes_max, 0, 1u << 30);
   r.reject_unknown();
 }
 
 std::string kv_to_toml(const kv::StoreOptions& s, const kv::ProtocolOptions& p) {
   return fmt::format("[kv]\nmemory_mb = {}\nitem_size_max = {}\nslab_growth_factor = {}\nevict = {}\n"
-                     "hash_power = {}\nudp_max_payload = {}\nreply_buffer_kb = {}\n",
+                     "hash_power = {}\nhash_power_max = {}\nudp_max_payload = {}\nreply_buffer_kb = {}\n"
+                     "reply_bytes_max = {}\n",
                      s.memory_mb, s.item_size_max, s.slab_growth_factor, s.evict ? "true" : "false",
-                     s.hash_power, p.udp_max_payload, p.reply_buffer_kb);
+                     s.hash_power, s.hash_power_max, p.udp_max_payload, p.reply_buffer_kb, p.reply_bytes_max);
 }
 
 }  // namespace
@@ -273,11 +300,20 @@ Result<ServerConfig> load_server_config(const std::string& path) {
 }
 
 namespace {
+// A TOML basic string: quotes, backslashes and control characters escaped, so to_toml()'s
+// output parses back whatever a string held.
 std::string quote(const std::string& s) {
   std::string o = "\"";
   for (char ch : s) {
-    if (ch == '"' || ch == '\\') o += '\\';
-    o += ch;
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      o += '\\';
+      o += ch;
+    } else if (u < 0x20 || u == 0x7f) {
+      o += fmt::format("\\u{:04X}", u);
+    } else {
+      o += ch;
+    }
   }
   return o + "\"";
 }
@@ -314,7 +350,11 @@ std::string to_toml(const ServerConfig& c) {
     s += fmt::format("{}{{ ip = \"{}\", mac = \"{}\" }}", i ? ", " : "",
                      c.net.neighbors[i].ip.to_string(), c.net.neighbors[i].mac.to_string());
   }
-  s += "]\n\n";
+  s += "]\n";
+  std::vector<std::string> allow;
+  for (const net::Ipv4Prefix& p : c.net.allow) allow.push_back(p.to_string());
+  s += fmt::format("prefix_len = {}\nallow = {}\ndeny_source_ports = {}\n\n", c.net.prefix_len,
+                   list(allow), list(c.net.deny_source_ports));
   s += kv_to_toml(c.store, c.protocol);
   s += "\n" + paging_to_toml(c.paging);
   s += fmt::format("\n[sched]\nfaults = \"{}\"\nmax_in_flight = {}\nqueue_depth = {}\nstack_kb = {}\n"

@@ -22,7 +22,7 @@ struct ServerConfig {
   EalOptions eal;
   IdleOptions idle;
   net::PortOptions port;
-  net::NetOptions net;
+  net::NetOptions net{.deny_source_ports = {net::kMemcachedPort}};  // no loops with memcached
   kv::StoreOptions store;
   kv::ProtocolOptions protocol;
   paging::PagingOptions paging;

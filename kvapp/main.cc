@@ -187,7 +187,11 @@ thread_local CoreContext tls_core;
 class KvPredictor {
  public:
   KvPredictor(sched::Scheduler& sched, Store& store, uint32_t window)
-      : sched_(sched), store_(store), history_(window) {}
+      : sched_(sched), store_(store), history_(window) {
+    // The history's own key: its slots must not be collidable either (a flood of crafted keys
+    // would make every request look recent or every one a fault).
+    FM_CHECK_MSG(random_hash_key(&history_key_), "libsodium could not initialize its RNG");
+  }
 
   /// `payload` is the UDP payload (frame header + command). `local` is the core's unpublished
   /// history count. Only get/gets are classified; other commands are predicted fault-free.
@@ -215,7 +219,7 @@ class KvPredictor {
           break;  // one non-resident key decides
         }
       } else {
-        const uint64_t h = hash_key(key, 0x9e3779b97f4a7c15ull);
+        const uint64_t h = hash_key(key, history_key_);
         if (!history_.likely_resident(h)) fault = true;
         history_.touch(h, local);  // every key of the request is now recent
       }
@@ -228,6 +232,7 @@ class KvPredictor {
   sched::Scheduler& sched_;
   Store& store_;
   sched::HistoryPredictor history_;
+  HashKey history_key_;
 };
 
 /// The key-value app as the scheduler sees it: each fiber slot owns a protocol session (its reply
@@ -671,6 +676,12 @@ int run(const config::ServerConfig& cfg) {
     eal_cleanup();
     return 1;
   };
+  // A reply datagram larger than the port carries would be dropped on every full reply.
+  if (Status st = net::check_udp_payload_fits(cfg.protocol.udp_max_payload, (*port)->mtu(),
+                                              "kv.udp_max_payload", (*port)->name());
+      !st) {
+    return give_up(st.message());
+  }
   net::Identity me{(*port)->mac(), cfg.net.ip, cfg.net.udp_port};
   if (!cfg.net.mac.empty()) me.mac = net::parse_mac(cfg.net.mac, "net.mac").value();
 

@@ -24,6 +24,10 @@ Status StoreOptions::validate() const {
   if (hash_power < 8 || hash_power > 30) {
     return error(Errc::kInvalidArgument, "kv.hash_power must be between 8 and 30");
   }
+  if (hash_power_max < hash_power || hash_power_max > 30) {
+    return error(Errc::kInvalidArgument,
+                 "kv.hash_power_max must be between kv.hash_power and 30");
+  }
   auto geometry = SlabGeometry::build(item_size_max, slab_growth_factor);
   if (!geometry) return geometry.status();
   const uint64_t slabs = uint64_t{memory_mb} * kMiB / geometry->slab_bytes();
@@ -47,6 +51,12 @@ Status ProtocolOptions::validate() const {
     return error(Errc::kInvalidArgument, "kv.udp_max_payload must be between 64 and 65507");
   }
   if (reply_buffer_kb < 4) return error(Errc::kInvalidArgument, "kv.reply_buffer_kb must be >= 4");
+  if (reply_bytes_max != 0 && reply_bytes_max < kMinReplyBytesMax) {
+    return error(Errc::kInvalidArgument,
+                 "kv.reply_bytes_max must be 0 (the default, " +
+                     std::to_string(kDefaultReplyBytesMax) + ") or at least " +
+                     std::to_string(kMinReplyBytesMax) + " so a stats reply fits");
+  }
   const uint64_t slots = uint64_t{reply_buffer_kb} * 1024 / udp_max_payload;
   if (slots > 65535) {
     return error(Errc::kInvalidArgument,
@@ -56,13 +66,21 @@ Status ProtocolOptions::validate() const {
   return Status::ok();
 }
 
+uint64_t largest_get_reply(uint32_t item_size_max) {
+  // One VALUE line (key and numbers), the value with its \r\n, and END.
+  return uint64_t{item_size_max} + kKeyMaxLength + 64;
+}
+
+uint64_t reply_bound(const ProtocolOptions& protocol) {
+  return protocol.reply_bytes_max != 0 ? protocol.reply_bytes_max : kDefaultReplyBytesMax;
+}
+
 Status validate(const StoreOptions& store, const ProtocolOptions& protocol) {
   FM_RETURN_IF_ERROR(store.validate());
   FM_RETURN_IF_ERROR(protocol.validate());
   const uint64_t slots = uint64_t{protocol.reply_buffer_kb} * 1024 / protocol.udp_max_payload;
   const uint64_t text = slots * (protocol.udp_max_payload - kUdpFrameHeaderSize) - kReplyReserve;
-  // One VALUE line (key and numbers), the value with its \r\n, and END.
-  const uint64_t need = uint64_t{store.item_size_max} + kKeyMaxLength + 64;
+  const uint64_t need = largest_get_reply(store.item_size_max);
   if (text < need) {
     return error(Errc::kInvalidArgument,
                  "kv.reply_buffer_kb (" + std::to_string(protocol.reply_buffer_kb) +

@@ -13,7 +13,9 @@ struct StoreOptions {
   uint32_t item_size_max = 1u << 20;  // largest key + value in bytes; memcached's -I default
   double slab_growth_factor = 1.25;   // chunk size ratio between slab classes; memcached's -f
   bool evict = true;                  // full memory: evict by CLOCK, or (false) fail like -M
-  uint32_t hash_power = 20;           // log2 of hash buckets; fixed, so size it for ~1 item each
+  uint32_t hash_power = 20;           // log2 of the initial hash buckets; the table doubles
+                                      // (incrementally) past 1.5 items per bucket
+  uint32_t hash_power_max = 30;       // the table stops doubling here (2^30 buckets = 4 GiB)
 
   /// Checks every field; the message names the offending key, e.g. "kv.memory_mb must be > 0".
   /// Control path.
@@ -25,6 +27,8 @@ struct ProtocolOptions {
   uint32_t udp_max_payload = 1400;  // reply datagram bytes incl. the 8-byte frame header;
                                     // memcached's UDP_MAX_PAYLOAD_SIZE
   uint32_t reply_buffer_kb = 2048;  // per-core reply buffer; must hold a get of the largest item
+  uint32_t reply_bytes_max = 0;     // reply text per request datagram (bounds amplification)
+                                    // beyond a get's first value; 0: 32 KiB
 
   /// Checks every field; the message names the offending key. Control path.
   Status validate() const;
@@ -33,5 +37,12 @@ struct ProtocolOptions {
 /// Both structs and the rules across them (the reply buffer must hold one largest item).
 /// Control path.
 Status validate(const StoreOptions& store, const ProtocolOptions& protocol);
+
+/// Reply text bytes one get of a `item_size_max` item needs: VALUE line, value, END.
+uint64_t largest_get_reply(uint32_t item_size_max);
+
+/// The bound on reply text per request datagram that `protocol.reply_bytes_max` means (a get's
+/// first value may pass it: ReplyBuffer::fit_first).
+uint64_t reply_bound(const ProtocolOptions& protocol);
 
 }  // namespace fm::kv

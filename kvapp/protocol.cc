@@ -21,6 +21,26 @@ constexpr std::string_view kCrlf = "\r\n";
 // A pin on far memory failed (memory node gone, no frame to spare): memcached's SERVER_ERROR
 // form, so clients treat it as a failed request rather than a miss. Nothing was changed.
 constexpr std::string_view kFarError = "SERVER_ERROR far memory unavailable\r\n";
+// The lines that go into a reply buffer's reserve (after a rollback, or to end a reply cut
+// short). Each must fit kMaxReservedLine, so two always fit the reserve.
+constexpr std::string_view kBadFormat = "CLIENT_ERROR bad command line format\r\n";
+constexpr std::string_view kOverflowError = "SERVER_ERROR out of memory preparing response\r\n";
+constexpr std::string_view kGetOverflowError =
+    "SERVER_ERROR out of memory writing get response\r\n";
+constexpr std::string_view kStatsOverflowError = "SERVER_ERROR out of memory writing stats\r\n";
+constexpr std::string_view kCutError = "SERVER_ERROR reply limit reached; later commands not run\r\n";
+static_assert(kFarError.size() <= kMaxReservedLine && kBadFormat.size() <= kMaxReservedLine &&
+              kOverflowError.size() <= kMaxReservedLine &&
+              kGetOverflowError.size() <= kMaxReservedLine &&
+              kStatsOverflowError.size() <= kMaxReservedLine &&
+              kCutError.size() <= kMaxReservedLine);
+// The longest replies of the commands that may change the store, which start only with this
+// much room left (execute), so their reply always fits.
+static_assert(sizeof("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n") - 1 <=
+              kMaxShortReply);
+static_assert(sizeof("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n") - 1 <=
+              kMaxShortReply);
+static_assert(20 + 2 <= kMaxShortReply);  // an incr/decr result: a uint64 and \r\n
 
 bool has_nul(std::string_view s) { return std::memchr(s.data(), '\0', s.size()) != nullptr; }
 
@@ -101,9 +121,28 @@ void StatsWriter::stat_signed(std::string_view name, int64_t value) {
 Protocol::Protocol(Store& store, SessionCounters& counters, const StatsHook* hook)
     : store_(store), counters_(counters), hook_(hook), pid_(static_cast<int64_t>(getpid())) {}
 
+bool looks_like_reply(std::span<const uint8_t> text) {
+  const auto* p = reinterpret_cast<const char*>(text.data());
+  size_t n = 0;
+  while (n < text.size() && p[n] != ' ' && p[n] != '\r' && p[n] != '\n') ++n;
+  const std::string_view word(p, n);
+  if (word.empty()) return false;
+  bool digits = true;
+  for (char c : word) digits = digits && c >= '0' && c <= '9';
+  if (digits) return true;  // an incr/decr result
+  static constexpr std::string_view kReplies[] = {
+      "VALUE",   "END",     "STORED", "NOT_STORED", "EXISTS",       "NOT_FOUND",
+      "DELETED", "TOUCHED", "OK",     "ERROR",      "CLIENT_ERROR", "SERVER_ERROR",
+      "STAT",    "VERSION", "RESET"};
+  for (std::string_view r : kReplies) {
+    if (word == r) return true;
+  }
+  return false;
+}
+
 bool Protocol::overflow(ReplyBuffer& out) {
   counters_.add(Stat::kReplyOverflows);
-  (void)out.append_reserved("SERVER_ERROR out of memory preparing response\r\n");
+  (void)out.append_reserved(kOverflowError);
   return false;
 }
 
@@ -147,6 +186,14 @@ void Protocol::execute(std::span<const uint8_t> request, int64_t now, ReplyBuffe
   const char* p = reinterpret_cast<const char*>(request.data());
   const char* const end = p + request.size();
   while (p < end) {
+    if (out.room() < kMaxShortReply) {
+      // Whatever the next command is, its reply might not fit: run nothing more, and say so in
+      // the reserve (which still holds this line: see kReplyReserve).
+      counters_.add(Stat::kReplyOverflows);
+      counters_.add(Stat::kRepliesCut);
+      (void)out.append_reserved(kCutError);
+      return;
+    }
     const char* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
     if (nl == nullptr) {
       // No later datagram can complete this line, so answer now rather than stay silent.
@@ -250,7 +297,6 @@ Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* da
   }
   const bool noreply = t.noreply();
   const std::string_view key = t.v[1];
-  constexpr std::string_view kBadFormat = "CLIENT_ERROR bad command line format\r\n";
   uint32_t flags = 0;
   int32_t exptime = 0;
   int32_t vlen = 0;
@@ -378,7 +424,7 @@ bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64
       // memcached drops what it had stacked for this get and answers only the error.
       out.rollback(mark);
       counters_.add(Stat::kClientErrors);
-      return out.append_reserved("CLIENT_ERROR bad command line format\r\n");
+      return out.append_reserved(kBadFormat);
     }
     auto emit = [&](const ItemView& v) {
       // "VALUE <key> <flags> <bytes>[ <cas>]\r\n" is at most ~300 bytes: format it in one go.
@@ -394,6 +440,8 @@ bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64
         p = put_u64(p, v.cas);
       }
       p = put(p, kCrlf);
+      // One value always fits, whatever the request's bound (its END included).
+      out.fit_first(static_cast<size_t>(p - head) + v.value.size() + kCrlf.size() + 5);
       fits =
           out.append(std::string_view(head, p - head)) && out.append(v.value) && out.append(kCrlf);
     };
@@ -419,7 +467,7 @@ bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64
   if (fits && out.append("END\r\n")) return true;
   out.rollback(mark);
   counters_.add(Stat::kReplyOverflows);
-  return out.append_reserved("SERVER_ERROR out of memory writing get response\r\n");
+  return out.append_reserved(kGetOverflowError);
 }
 
 // incr|decr <key> <delta> [noreply]
@@ -559,7 +607,7 @@ bool Protocol::do_stats(const Tokens& t, int64_t now, ReplyBuffer& out) {
   if (w.ok() && out.append("END\r\n")) return true;
   out.rollback(mark);
   counters_.add(Stat::kReplyOverflows);
-  return out.append_reserved("SERVER_ERROR out of memory writing stats\r\n");
+  return out.append_reserved(kStatsOverflowError);
 }
 
 void Protocol::write_stats(int64_t now, StatsWriter& w) {
@@ -589,6 +637,11 @@ void Protocol::write_stats(int64_t now, StatsWriter& w) {
   w.stat("threads", uint64_t{store_.stats_registry().sessions()});
   w.stat("hash_power_level", uint64_t{s.hash_power_level});
   w.stat("hash_bytes", s.hash_bytes);
+  w.stat("hash_is_expanding", uint64_t{s.hash_is_expanding ? 1u : 0u});
+  w.stat("hash_expansions", s.hash_expansions);
+  w.stat("slabs_moved", s.slabs_moved);
+  w.stat("slab_reassign_evictions", s.slab_reassign_evictions);
+  w.stat("slab_reassign_busy", s.slab_reassign_busy);
   w.stat("bytes", s.bytes);
   w.stat("curr_items", s.curr_items);
   w.stat("total_items", s.total_items);

@@ -59,11 +59,22 @@ class StatsHook {
 ///    with the same error (memcached truncates them).
 ///  - A non-get line longer than kMaxLineLength gets "CLIENT_ERROR line too long".
 ///  - "quit" stops processing the datagram; replies so far are still sent.
+///  - A request's replies are bounded (ReplyBuffer::begin, kv.reply_bytes_max), except that the
+///    first value of a reply always fits: a get that does not fit is answered only
+///    "SERVER_ERROR out of memory writing get response"; a command
+///    starts only while kMaxShortReply bytes of room are left, so no store change goes
+///    unanswered; once the room is gone the rest of the datagram is not run and one
+///    "SERVER_ERROR reply limit reached; later commands not run" ends the reply.
 ///  - Meta commands (mg/ms/...) and stats sub-commands other than "reset" answer "ERROR".
 ///  - A command whose item is in far memory that cannot be reached (memory node gone, no frame
 ///    to spare) is answered "SERVER_ERROR far memory unavailable" and changes nothing (a failed
 ///    set keeps the old value). In a multi-key get it replaces the whole reply, like a bad key.
 ///    Counted in "stats" as kv_far_errors.
+/// True when `text` (a datagram's text after its frame header) starts like a memcached reply
+/// (VALUE, END, STORED, ERROR, SERVER_ERROR, STAT, a number, ...) rather than a command: the
+/// server does not answer it, so two servers pointed at each other cannot loop. Any thread.
+bool looks_like_reply(std::span<const uint8_t> text);
+
 class Protocol {
  public:
   /// `hook` may be null. `store`, `counters` and `hook` must outlive this object.

@@ -14,6 +14,9 @@ ReplyBuffer::ReplyBuffer(size_t capacity_bytes, size_t datagram_size)
   total_ = slots * per_slot_;
   FM_CHECK(total_ > kReplyReserve);
   limit_ = total_ - kReplyReserve;
+  // The reserve must take the two lines that can follow the limit: one command's error after a
+  // rollback and the line that cuts the datagram short (Protocol::execute).
+  static_assert(kReplyReserve >= 2 * kMaxReservedLine);
   // Default-initialised, not zeroed: every fiber slot owns a buffer this size, and memory a
   // reply never reaches should never be committed.
   storage_.reset(new uint8_t[slots * slot_size_]);

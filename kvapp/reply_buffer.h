@@ -9,14 +9,18 @@
 #include <string>
 #include <string_view>
 
+#include "kvapp/tuning.h"
 #include "kvapp/udp_frame.h"
 
 namespace fm::kv {
 
 /// Reply text for one request, written straight into datagram slots of `datagram_size` bytes
 /// with an 8-byte gap in front of each slot's text for its frame header, so sending needs no
-/// copy. Appends that would not fit fail whole (nothing written); the last kReplyReserve bytes
-/// are kept for append_reserved(), so an error line always fits after a rollback.
+/// copy. Appends that would not fit under the limit fail whole (nothing written). The limit is
+/// the smaller of the slots' text minus kReplyReserve and the bound begin() sets for the request
+/// (kv.reply_bytes_max); the reserve past it takes only append_reserved() lines, so an error
+/// line always fits after a rollback. Every append checks against the limit even when a
+/// reserved line already took the size past it: no append ever writes past the slots.
 /// Owner core only; never allocates after construction.
 class ReplyBuffer {
  public:
@@ -25,11 +29,27 @@ class ReplyBuffer {
   ReplyBuffer(const ReplyBuffer&) = delete;
   ReplyBuffer& operator=(const ReplyBuffer&) = delete;
 
-  void clear() { size_ = 0; }
+  /// Empties the buffer for a new request whose ordinary appends may fill at most `bound` text
+  /// bytes (never more than the slots minus the reserve).
+  void begin(size_t bound) {
+    size_ = 0;
+    limit_ = bound < total_ - kReplyReserve ? bound : total_ - kReplyReserve;
+  }
+  /// Lets the first thing in the reply pass the request's bound: when nothing has been written
+  /// yet, raises the limit to at least `bytes` (never past the slots minus the reserve). For a
+  /// get's first value, so one item of kv.item_size_max always fits.
+  void fit_first(size_t bytes) {
+    if (size_ != 0 || bytes <= limit_) return;
+    limit_ = bytes < total_ - kReplyReserve ? bytes : total_ - kReplyReserve;
+  }
   /// Reply text bytes written so far.
   size_t size() const { return size_; }
   /// Text bytes ordinary appends may fill (the reserve excluded).
   size_t capacity() const { return limit_; }
+  /// Text bytes ordinary appends may still add (0 once a reserved line went past the limit).
+  size_t room() const { return size_ < limit_ ? limit_ - size_ : 0; }
+  /// Text bytes the slots hold in all, reserve included: no append goes past this.
+  size_t total_capacity() const { return total_; }
 
   bool append(std::string_view s) { return append_bytes(s.data(), s.size(), limit_); }
   bool append(std::span<const uint8_t> s) {
@@ -66,7 +86,9 @@ class ReplyBuffer {
 
  private:
   bool append_bytes(const char* p, size_t n, size_t limit) {
-    if (n > limit - size_) return false;
+    // size_ may already exceed an ordinary limit (a reserved line went past it): then nothing
+    // fits, and `limit - size_` must not be computed.
+    if (size_ > limit || n > limit - size_) return false;
     while (n > 0) {
       const size_t slot = size_ / per_slot_;
       const size_t off = size_ % per_slot_;

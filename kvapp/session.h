@@ -30,16 +30,21 @@ class Session {
 
   /// Handles one UDP payload (8-byte frame header + request text) received at `now_unix`
   /// seconds and calls `emit(ctx, datagram)` for each reply datagram, in sequence order. A
-  /// payload shorter than the header is dropped and counted (no reply is possible); a
-  /// multi-datagram request (total != 1 or sequence != 0) is answered with
-  /// "SERVER_ERROR multi-packet request not supported" (memcached 1.6.18 drops those silently;
-  /// it only looks at total, we also reject sequence != 0). All replies to one request datagram
+  /// payload shorter than the header is dropped and counted (no reply is possible); so is a
+  /// datagram that is not the first of its message (sequence != 0) or whose text starts like a
+  /// memcached reply (looks_like_reply): answering those could start a reply loop with another
+  /// server. The first datagram of a multi-datagram request (total != 1) is answered with
+  /// "SERVER_ERROR multi-packet request not supported" (memcached 1.6.18 drops those silently).
+  /// Replies are bounded by kv.reply_bytes_max (reply_bound). All replies to one request datagram
   /// form one message: sequence 0..n-1 of total n, each datagram at most udp_max_payload bytes.
   /// (memcached 1.6 sends one message per command of a multi-command datagram, each numbered
   /// from 0; for the usual one command per datagram the two are the same.) Returns the
   /// datagrams emitted. Owner core; no allocation; does not block beyond the store's spinlocks.
   size_t handle_datagram(std::span<const uint8_t> payload, int64_t now_unix, EmitFn emit,
                          void* ctx);
+
+  /// Reply text bytes the buffer can hold in all (its reserve included): no reply is longer.
+  size_t reply_capacity() const { return reply_.total_capacity(); }
 
   /// This core's counters: datagrams, malformed requests, per-command counts.
   const SessionCounters& counters() const { return counters_; }
@@ -49,6 +54,7 @@ class Session {
   SessionCounters counters_;
   ReplyBuffer reply_;
   Protocol protocol_;
+  size_t reply_bound_;  // reply text bytes per request datagram
 };
 
 }  // namespace fm::kv

@@ -63,6 +63,8 @@ std::string_view stat_name(Stat s) {
       return "kv_runt_datagrams";
     case Stat::kMultiPacket:
       return "kv_multi_packet_requests";
+    case Stat::kReplyDatagrams:
+      return "kv_reply_datagrams_ignored";
     case Stat::kCommands:
       return "kv_commands";
     case Stat::kUnknownCommands:
@@ -79,6 +81,8 @@ std::string_view stat_name(Stat s) {
       return "kv_abandoned_datagrams";
     case Stat::kReplyOverflows:
       return "kv_reply_overflows";
+    case Stat::kRepliesCut:
+      return "kv_replies_cut_short";
     case Stat::kCount:
       break;
   }

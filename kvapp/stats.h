@@ -44,7 +44,9 @@ enum class Stat : uint8_t {
   kDatagramsIn,
   kDatagramsOut,
   kRuntDatagrams,    // shorter than the frame header: dropped, no reply possible
-  kMultiPacket,      // total != 1 or sequence != 0: answered with SERVER_ERROR
+  kMultiPacket,      // total != 1, sequence 0: answered with SERVER_ERROR
+  kReplyDatagrams,   // not answered: a memcached reply or a later datagram of a message, so
+                     // two servers pointed at each other cannot start a reply loop
   kCommands,         // command lines executed (any outcome)
   kUnknownCommands,  // answered "ERROR"
   kClientErrors,     // answered "CLIENT_ERROR ..." (counted even under noreply)
@@ -53,6 +55,7 @@ enum class Stat : uint8_t {
   kUnterminatedLines,  // a datagram whose last line has no '\n'
   kAbandoned,          // datagrams whose tail was skipped because framing was lost
   kReplyOverflows,     // replies cut short because the reply buffer was full
+  kRepliesCut,         // datagrams whose later commands were not run: reply bound reached
   kCount
 };
 inline constexpr size_t kStatCount = static_cast<size_t>(Stat::kCount);

@@ -36,8 +36,26 @@ inline constexpr uint32_t kMaxLockStripes = 4096;
 /// LRU search depth (5) but larger because CLOCK second chances are not counted.
 inline constexpr uint32_t kEvictionSkipLimit = 64;
 
-/// Bytes of a reply buffer held back so an error line always fits after a truncated reply.
-inline constexpr size_t kReplyReserve = 128;
+/// The longest line ever written into a reply buffer's reserve (an error after a rollback).
+inline constexpr size_t kMaxReservedLine = 64;
+
+/// Bytes of a reply buffer held back so error lines always fit after a truncated reply: one
+/// command's error plus the line that cuts the rest of the datagram short.
+inline constexpr size_t kReplyReserve = 2 * kMaxReservedLine;
+
+/// The longest reply a non-get, non-stats command can give (an error line with usage text, or an
+/// incr result). A command starts only while this much room is left under the reply limit, so a
+/// command that changes the store always gets its reply in.
+inline constexpr size_t kMaxShortReply = 96;
+
+/// The default bound on reply text per request datagram (kv.reply_bytes_max = 0). A get's
+/// first value may pass it (one item of kv.item_size_max always fits); everything else in the
+/// reply — more values, repeated keys, many commands — stays within it. Bounds what one small
+/// datagram can return; a 64-key get of 128-byte values takes ~10 KiB.
+inline constexpr size_t kDefaultReplyBytesMax = 32 * 1024;
+
+/// The smallest kv.reply_bytes_max accepted: a "stats" reply (~3 KiB) must fit.
+inline constexpr size_t kMinReplyBytesMax = 8 * 1024;
 
 /// What "version" answers: the memcached protocol level first, so clients that parse x.y.z work.
 inline constexpr const char* kServerVersion = "1.6.18-farmem";

@@ -48,6 +48,17 @@ TEST(ServerConfig, EffectiveConfigRoundTrips) {
   EXPECT_EQ(again->eal.lcores, (std::vector<uint32_t>{2, 3}));
 }
 
+// Found by tests/fuzz (regressions/config/to_toml_control_char): a string holding a control
+// character was written raw, and the effective config did not parse back.
+TEST(ServerConfig, ControlCharactersInStringsRoundTrip) {
+  auto r = parse_server_config("[eal]\nfile_prefix = \"a\\u0019b\\u007f\\\"c\\\\\"\n", "a.toml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->eal.file_prefix, std::string("a\x19" "b\x7f" "\"c\\"));
+  auto again = parse_server_config(to_toml(*r), "b.toml");
+  ASSERT_TRUE(again.is_ok()) << again.status().message() << "\n" << to_toml(*r);
+  EXPECT_EQ(again->eal.file_prefix, r->eal.file_prefix);
+}
+
 TEST(ServerConfig, UnknownKeysAreNamed) {
   EXPECT_EQ(error_of("[eal]\nlcoress = [1]\n"),
             "test.toml: eal.lcoress: unknown key (see docs/config.md for the keys this table takes)");
@@ -130,6 +141,90 @@ TEST(ServerConfig, MissingFileIsNamed) {
   auto r = load_server_config("/nonexistent/kv.toml");
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().message(), "cannot open config file '/nonexistent/kv.toml'");
+}
+
+// [net] source rules: prefix_len, allow, deny_source_ports.
+
+TEST(ServerConfig, NetSourceRulesDefaults) {
+  const ServerConfig c;
+  EXPECT_EQ(c.net.prefix_len, 24);
+  EXPECT_TRUE(c.net.allow.empty());  // the server's own subnet
+  EXPECT_EQ(c.net.deny_source_ports, (std::vector<uint16_t>{11211}));
+}
+
+TEST(ServerConfig, NetSourceRulesParseAndRoundTrip) {
+  auto r = parse_server_config(
+      "[net]\nprefix_len = 16\nallow = [\"10.77.0.0/16\", \"192.0.2.7\", \"0.0.0.0/0\"]\n"
+      "deny_source_ports = [11211, 11311]\n",
+      "a.toml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->net.prefix_len, 16);
+  ASSERT_EQ(r->net.allow.size(), 3u);
+  EXPECT_EQ(r->net.allow[0].to_string(), "10.77.0.0/16");
+  EXPECT_EQ(r->net.allow[1].to_string(), "192.0.2.7/32");
+  EXPECT_EQ(r->net.allow[2].to_string(), "0.0.0.0/0");
+  EXPECT_EQ(r->net.deny_source_ports, (std::vector<uint16_t>{11211, 11311}));
+  auto again = parse_server_config(to_toml(*r), "b.toml");
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  EXPECT_EQ(to_toml(*again), to_toml(*r));
+  EXPECT_EQ(again->net.allow, r->net.allow);
+  // An empty deny list is allowed (the server's own udp_port is still denied by the stack).
+  auto none = parse_server_config("[net]\ndeny_source_ports = []\n", "c.toml");
+  ASSERT_TRUE(none.is_ok()) << none.status().message();
+  EXPECT_TRUE(none->net.deny_source_ports.empty());
+}
+
+TEST(ServerConfig, NetSourceRuleErrorsNameTheKey) {
+  EXPECT_EQ(error_of("[net]\nallow = [\"10.77.0.1/24\"]\n"),
+            "test.toml: net.allow: element 0: \"10.77.0.1/24\" has host bits set past /24; did "
+            "you mean \"10.77.0.0/24\"?");
+  EXPECT_NE(error_of("[net]\nallow = [\"10.0.0.0/8\", \"everyone\"]\n")
+                .find("test.toml: net.allow: element 1: \"everyone\" is not an IPv4 prefix"),
+            std::string::npos);
+  EXPECT_NE(error_of("[net]\nallow = [\"10.0.0.0/33\"]\n").find("net.allow"), std::string::npos);
+  EXPECT_EQ(error_of("[net]\nallow = \"10.0.0.0/8\"\n"),
+            "test.toml: net.allow: expected an array of strings, got a string");
+  EXPECT_EQ(error_of("[net]\nprefix_len = 33\n"),
+            "test.toml: net.prefix_len: 33 is out of range [1, 32]");
+  EXPECT_EQ(error_of("[net]\nprefix_len = 0\n"),
+            "test.toml: net.prefix_len: 0 is out of range [1, 32]");
+  EXPECT_NE(error_of("[net]\ndeny_source_ports = [11211, 0]\n")
+                .find("test.toml: net.deny_source_ports: element 0 is out of range"),
+            std::string::npos);
+  EXPECT_NE(error_of("[net]\ndeny_source_ports = [70000]\n").find("net.deny_source_ports"),
+            std::string::npos);
+  std::string many = "[net]\nallow = [";
+  for (int i = 0; i < 65; ++i) {
+    many += (i ? ", \"10.0." : "\"10.0.") + std::to_string(i) + ".0/24\"";
+  }
+  EXPECT_NE(error_of(many + "]\n").find("net.allow: 65 prefixes; at most 64"), std::string::npos);
+}
+
+// The shipped configs answer the clients the project uses and nobody else: the loadgen and the
+// memif e2e tests send from 10.77.0.2, tools/netns.sh's namespace from 10.78.0.2.
+TEST(ServerConfig, ShippedConfigsAllowTheirClientsOnly) {
+  auto verdict = [](const ServerConfig& c, const char* src, uint16_t port) {
+    const net::Identity me{net::MacAddr{{2, 0, 0, 0, 0, 1}}, c.net.ip, c.net.udp_port};
+    const net::SourceFilter f(me, c.net.prefix_len, c.net.allow, c.net.deny_source_ports);
+    net::Classified udp;
+    udp.kind = net::Classified::Kind::kUdp;
+    udp.src_mac = net::MacAddr{{2, 0, 0, 0, 0, 2}};
+    udp.src_ip = net::parse_ipv4(src, "test").value();
+    udp.src_port = port;
+    const auto why = f.check(udp);
+    return std::string(why ? net::drop_reason_name(*why) : "answered");
+  };
+  auto memif = load_server_config(source_file("config/kvserver.toml"));
+  ASSERT_TRUE(memif.is_ok()) << memif.status().message();
+  EXPECT_EQ(verdict(*memif, "10.77.0.2", 40000), "answered");
+  EXPECT_EQ(verdict(*memif, "10.78.0.2", 40000), "src_not_allowed");
+  EXPECT_EQ(verdict(*memif, "10.77.0.2", 11211), "src_port_denied");
+  auto veth = load_server_config(source_file("config/kvserver-veth.toml"));
+  ASSERT_TRUE(veth.is_ok()) << veth.status().message();
+  EXPECT_EQ(verdict(*veth, "10.78.0.2", 40000), "answered");
+  EXPECT_EQ(verdict(*veth, "10.78.0.255", 40000), "src_broadcast");
+  EXPECT_EQ(verdict(*veth, "10.79.0.2", 40000), "src_not_allowed");
+  EXPECT_EQ(verdict(*veth, "10.78.0.2", 11211), "src_port_denied");
 }
 
 }  // namespace

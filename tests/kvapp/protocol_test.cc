@@ -57,7 +57,10 @@ class ProtocolTest : public ::testing::Test {
 TEST_F(ProtocolTest, Version) {
   EXPECT_EQ(c_.req("version\r\n"), "VERSION 1.6.18-farmem\r\n");
   EXPECT_EQ(c_.req("version extra tokens\r\n"), "VERSION 1.6.18-farmem\r\n");
-  EXPECT_EQ(c_.req("VERSION\r\n"), "ERROR\r\n");  // commands are case-sensitive
+  // Commands are case-sensitive, and "VERSION" starts a reply, which is never answered (a reply
+  // loop between two servers could follow): memcached would say ERROR.
+  EXPECT_EQ(c_.req("VERSION\r\n"), "");
+  EXPECT_EQ(c_.req("Version\r\n"), "ERROR\r\n");
 }
 
 TEST_F(ProtocolTest, UnknownAndEmptyLines) {
@@ -562,11 +565,131 @@ TEST_F(ProtocolTest, GetReplyTooLargeForTheBuffer) {
   std::string many;
   for (int i = 0; i < 2000; ++i) many += "version\r\n";
   const std::string reply = c.req(many);
-  const std::string tail = "SERVER_ERROR out of memory preparing response\r\n";
+  const std::string tail = "SERVER_ERROR reply limit reached; later commands not run\r\n";
   ASSERT_GT(reply.size(), tail.size());
   EXPECT_EQ(reply.substr(reply.size() - tail.size()), tail);
   EXPECT_LE(reply.size(), 8u * 1024);
   EXPECT_EQ(c.session.counters().get(Stat::kReplyOverflows), 3u);
+  EXPECT_EQ(c.session.counters().get(Stat::kRepliesCut), 1u);
+}
+
+// The datagram that wrote past the reply buffer: a get that fills it to just under the limit,
+// a command whose error line went into the reserve (past the limit), then another get whose
+// append computed `limit - size` with size > limit. Every value of the fill is tried.
+TEST_F(ProtocolTest, ErrorLinePastTheLimitThenAnotherGetStaysInTheBuffer) {
+  StoreOptions so = small_options();
+  so.item_size_max = 4096;
+  auto store = make_store(so);
+  ProtocolOptions po;
+  po.reply_buffer_kb = 8;
+  ASSERT_TRUE(validate(so, po).is_ok());
+  Client c(*store, po);
+  ASSERT_EQ(c.req("set a 0 0 4000\r\n" + std::string(4000, 'a') + "\r\n"), "STORED\r\n");
+  const std::string long_key(kKeyMaxLength + 1, 'k');
+  const size_t total = c.session.reply_capacity();
+  for (size_t n = 2500; n < 3000; n += 3) {
+    ASSERT_EQ(c.req("set b 0 0 " + std::to_string(n) + "\r\n" + std::string(n, 'b') + "\r\n"),
+              "STORED\r\n");
+    const std::string reply =
+        c.req("get a b\r\nget " + long_key + "\r\nget a\r\nset z 0 0 1\r\nz\r\n");
+    ASSERT_LE(reply.size(), total) << "fill " << n;
+    // The first get is whole or only its error, and the reply ends with END, STORED or a clean
+    // error.
+    ASSERT_TRUE(reply.starts_with("VALUE a 0 4000\r\n") ||
+                reply.starts_with("SERVER_ERROR out of memory writing get response\r\n"))
+        << "fill " << n;
+    const bool ends_clean = reply.ends_with("END\r\n") || reply.ends_with("STORED\r\n") ||
+                            reply.ends_with("later commands not run\r\n");
+    ASSERT_TRUE(ends_clean) << "fill " << n << ": ..." << reply.substr(reply.size() - 80);
+    // A set runs only when its reply fits: STORED in the reply <=> z stored.
+    const bool stored = reply.ends_with("STORED\r\n");
+    ASSERT_EQ(peek(*store, "z") == "z", stored) << "fill " << n;
+    ASSERT_EQ(c.req("delete z\r\n"), stored ? "DELETED\r\n" : "NOT_FOUND\r\n");
+  }
+}
+
+// Later commands still get their answers after one command's reply did not fit.
+TEST_F(ProtocolTest, CommandsAfterAnOverflowStillAnswer) {
+  StoreOptions so = small_options();
+  so.item_size_max = 4096;
+  auto store = make_store(so);
+  ProtocolOptions po;
+  po.reply_buffer_kb = 8;
+  Client c(*store, po);
+  ASSERT_EQ(c.req("set v 0 0 3000\r\n" + std::string(3000, 'v') + "\r\n"), "STORED\r\n");
+  EXPECT_EQ(c.req("get v v v\r\nset w 0 0 1\r\nw\r\nget w\r\n"),
+            "SERVER_ERROR out of memory writing get response\r\nSTORED\r\n"
+            "VALUE w 0 1\r\nw\r\nEND\r\n");
+}
+
+// kv.reply_bytes_max bounds what one small datagram can return: a reply's first value always
+// fits (one largest item), repeated keys and long multi-gets beyond the bound get the get's error,
+// and many commands stop at the bound.
+TEST_F(ProtocolTest, ReplyBoundLimitsRepeatedKeysAndCommands) {
+  auto store = make_store();  // 1 MiB items, the default bound (32 KiB)
+  Client c(*store);
+  const std::string big(1 << 20, 'B');
+  ASSERT_EQ(c.req("set big 0 0 " + std::to_string(big.size() - 3) + "\r\n" +
+                  big.substr(3) + "\r\n"),
+            "STORED\r\n");
+  const std::string one = c.req("get big\r\n");
+  EXPECT_TRUE(one.starts_with("VALUE big 0 1048573\r\n") && one.ends_with("END\r\n"));
+  EXPECT_EQ(one.size(), 21 + big.size() - 3 + 2 + 5);
+  EXPECT_EQ(c.req("get big big\r\n"), "SERVER_ERROR out of memory writing get response\r\n");
+  // The first value's room is its own: a second get in the datagram is cut.
+  EXPECT_TRUE(c.req("get big\r\nget big\r\n")
+                  .ends_with("END\r\nSERVER_ERROR reply limit reached; later commands not run\r\n"));
+  ASSERT_EQ(c.req("set s 0 0 1000\r\n" + std::string(1000, 's') + "\r\n"), "STORED\r\n");
+  // 32 KiB holds 32 copies of a 1000-byte value (1018 bytes each with its VALUE line), not 33.
+  std::string keys;
+  for (int i = 0; i < 33; ++i) keys += " s";
+  EXPECT_EQ(c.req("get" + keys + "\r\n"), "SERVER_ERROR out of memory writing get response\r\n");
+  keys.clear();
+  for (int i = 0; i < 32; ++i) keys += " s";
+  EXPECT_TRUE(c.req("get" + keys + "\r\n").ends_with("END\r\n"));
+  // Repeated commands stop at the bound too.
+  std::string stats;
+  for (int i = 0; i < 200; ++i) stats += "stats\r\n";
+  const std::string r = c.req(stats);
+  EXPECT_LE(r.size(), 32u * 1024 + kReplyReserve);
+  EXPECT_TRUE(r.ends_with("SERVER_ERROR reply limit reached; later commands not run\r\n"));
+
+  // A bound too small for a stats reply is a config error naming the key.
+  ProtocolOptions po;
+  po.reply_bytes_max = 4096;
+  EXPECT_NE(po.validate().message().find("kv.reply_bytes_max must be 0"), std::string::npos)
+      << po.validate().message();
+  po.reply_bytes_max = 10000;
+  ASSERT_TRUE(validate(StoreOptions{}, po).is_ok());
+  Client c2(*store, po);
+  EXPECT_EQ(c2.req("get s s s s s s s s s\r\n").size(), 9 * (16 + 1002) + 5u);
+  EXPECT_EQ(c2.req("get s s s s s s s s s s\r\n"),
+            "SERVER_ERROR out of memory writing get response\r\n");
+}
+
+// A datagram that is itself a reply, or a later part of a multi-datagram message, gets no answer:
+// two servers pointed at each other stop after one exchange.
+TEST_F(ProtocolTest, RepliesAndLaterDatagramsAreNotAnswered) {
+  for (std::string_view text : {"ERROR\r\n"sv, "SERVER_ERROR x\r\n"sv, "CLIENT_ERROR y\r\n"sv,
+                                "VALUE k 0 1\r\nv\r\nEND\r\n"sv, "END\r\n"sv, "STORED\r\n"sv,
+                                "NOT_FOUND\r\n"sv, "STAT pid 1\r\nEND\r\n"sv, "VERSION 1.6\r\n"sv,
+                                "42\r\n"sv, "OK\r\n"sv, "DELETED"sv}) {
+    EXPECT_TRUE(c_.send_raw(c_.frame(text, 9)).empty()) << text;
+  }
+  EXPECT_EQ(stat(Stat::kReplyDatagrams), 12u);
+  // Sequence != 0: a later datagram of some message (a reply's or a request's), never answered.
+  EXPECT_TRUE(c_.send_raw(c_.frame("get a\r\n", 9, 1, 2)).empty());
+  EXPECT_EQ(stat(Stat::kReplyDatagrams), 13u);
+  // The first datagram of a multi-datagram request still gets memcached's error.
+  const auto d = c_.send_raw(c_.frame("get a\r\n", 9, 0, 2));
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].text, "SERVER_ERROR multi-packet request not supported\r\n");
+  // Commands and lower-case words still run; unknown ones still get ERROR.
+  EXPECT_EQ(c_.req("version\r\n"), "VERSION 1.6.18-farmem\r\n");
+  EXPECT_EQ(c_.req("value\r\n"), "ERROR\r\n");
+  EXPECT_EQ(c_.req("\r\n"), "ERROR\r\n");
+  EXPECT_FALSE(looks_like_reply(testing::bytes("get 42\r\n")));
+  EXPECT_FALSE(looks_like_reply(testing::bytes("")));
 }
 
 TEST(ProtocolOptionsTest, Validation) {

@@ -80,7 +80,7 @@ TEST_F(SessionTest, RuntDatagramsAreDroppedAndCounted) {
 }
 
 TEST_F(SessionTest, MultiPacketRequestsGetMemcachedsError) {
-  for (auto [seq, total] : {std::pair{0, 2}, std::pair{1, 2}, std::pair{1, 1}, std::pair{0, 0}}) {
+  for (auto [seq, total] : {std::pair{0, 2}, std::pair{0, 0}}) {
     const auto ds = c_.send_raw(c_.frame("set a 0 0 1\r\nx\r\n", 77, seq, total));
     ASSERT_EQ(ds.size(), 1u);
     EXPECT_EQ(ds[0].header.request_id, 77);
@@ -88,8 +88,14 @@ TEST_F(SessionTest, MultiPacketRequestsGetMemcachedsError) {
     EXPECT_EQ(ds[0].header.total, 1);
     EXPECT_EQ(ds[0].text, "SERVER_ERROR multi-packet request not supported\r\n");
   }
+  // A later datagram of a message (a request's or another server's reply) is never answered:
+  // its text may be anything, and answering it could start a loop.
+  for (auto [seq, total] : {std::pair{1, 2}, std::pair{1, 1}}) {
+    EXPECT_TRUE(c_.send_raw(c_.frame("set a 0 0 1\r\nx\r\n", 77, seq, total)).empty());
+  }
   EXPECT_EQ(testing::peek(*store_, "a"), "<miss>");
-  EXPECT_EQ(stat(Stat::kMultiPacket), 4u);
+  EXPECT_EQ(stat(Stat::kMultiPacket), 2u);
+  EXPECT_EQ(stat(Stat::kReplyDatagrams), 2u);
 }
 
 TEST_F(SessionTest, ReservedFieldIsIgnored) {
