@@ -605,11 +605,7 @@ uint32_t Store::evict_locked(ClassState& c, int64_t now) {
             id = prev;
             continue;
           }
-          unchain_locked(s, id);
-          e.refs.store(0, std::memory_order_relaxed);
-          e.state = kFree;
-          s.lock.unlock();
-          lru_remove_locked(c, id);
+          take_linked_unlock(s, c, id, e);
           if (dead) {
             c.reclaimed++;
           } else {
@@ -624,6 +620,14 @@ uint32_t Store::evict_locked(ClassState& c, int64_t now) {
     id = prev;
   }
   return kNil;
+}
+
+void Store::take_linked_unlock(Stripe& s, ClassState& c, uint32_t id, Entry& e) {
+  unchain_locked(s, id);
+  e.refs.store(0, std::memory_order_relaxed);
+  e.state = kFree;
+  s.lock.unlock();
+  lru_remove_locked(c, id);
 }
 
 bool Store::drain_slab_locked(ClassState& c, uint32_t s, int64_t now) {
@@ -653,11 +657,7 @@ bool Store::drain_slab_locked(ClassState& c, uint32_t s, int64_t now) {
       continue;
     }
     // Metadata only: the item's bytes are never read, so no far-memory fetch.
-    unchain_locked(st, id);
-    e.refs.store(0, std::memory_order_relaxed);
-    e.state = kFree;
-    st.lock.unlock();
-    lru_remove_locked(c, id);
+    take_linked_unlock(st, c, id, e);
     e.chain_next = si.free_head;
     si.free_head = id;
     si.free_count++;

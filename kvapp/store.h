@@ -320,6 +320,9 @@ class Store {
   // Unlinks a linked entry from its chain and the stripe's counts; leaves refs and state to the
   // caller. Stripe held.
   void unchain_locked(Stripe& s, uint32_t id);
+  // Takes linked entry `id` (refs == 1: only its link holds it) for reuse: unlinks it, frees its
+  // state, releases `s` (its stripe, held) and drops it from its class's LRU (class lock held).
+  void take_linked_unlock(Stripe& s, ClassState& c, uint32_t id, Entry& e);
 
   // Incremental hash-table growth. help_index() is called by commands with no lock held and
   // does at most one bounded step: start a doubling, move kExpandBucketsPerStep old buckets, or
