@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
-# Configures (once) and builds the project into build/. Used by test.sh and demo.sh.
+# Configures (once) and builds the project. Used by test.sh, demo.sh and the experiments.
+#   tools/build.sh          the normal build in $FARMEM_BUILD (build/): debugoptimized, tests on
+#   tools/build.sh asan     AddressSanitizer + UndefinedBehaviorSanitizer, no recovery (the
+#                           first report ends the program), in $FARMEM_ASAN_BUILD (build-asan/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${FARMEM_BUILD:-build}
+variant=${1:-default}
+case "$variant" in
+  default)
+    BUILD=${FARMEM_BUILD:-build}
+    args=(-Dtests=enabled --buildtype=debugoptimized)
+    ;;
+  asan)
+    BUILD=${FARMEM_ASAN_BUILD:-build-asan}
+    # b_lundef=false: the sanitizer runtimes resolve some symbols at load time. No recovery, so
+    # a UBSan finding fails its test like an ASan one does.
+    args=(-Dtests=enabled --buildtype=debugoptimized -Db_sanitize=address,undefined
+          -Db_lundef=false -Dcpp_args=-fno-sanitize-recover=all)
+    ;;
+  *) echo "build.sh: unknown variant '$variant' (default | asan)" >&2; exit 2 ;;
+esac
 if [ ! -f "$BUILD/build.ninja" ]; then
-  meson setup "$BUILD" -Dtests=enabled --buildtype=debugoptimized
+  meson setup "$BUILD" "${args[@]}"
 fi
 ninja -C "$BUILD"

@@ -13,6 +13,8 @@ PACKAGES=(
   iproute2 ethtool iputils-ping netcat-openbsd
   memcached libmemcached-tools
   python3 gnuplot-nox valgrind
+  libsodium-dev
+  clang-14 libclang-rt-14-dev
 )
 
 SUDO=""

@@ -1,52 +1,103 @@
 #!/usr/bin/env bash
 # Set-up, build, and the whole test suite: hermetic unit tests in parallel, then the tests that
-# run DPDK processes one at a time (polling tests must not starve each other on 2 cores).
+# run DPDK processes one at a time (polling tests must not starve each other on 2 cores); then
+# the same suites again on an ASan+UBSan build of the whole tree, and a short run of every
+# libFuzzer harness under ASan+UBSan (tools/fuzz.sh ci). FARMEM_SANITIZERS=0 skips the last two
+# (a quick local run; CI always runs them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh || exit 1
-tools/build.sh || exit 1
 BUILD=${FARMEM_BUILD:-build}
+ASAN_BUILD=${FARMEM_ASAN_BUILD:-build-asan}
+SANITIZERS=${FARMEM_SANITIZERS:-1}
 rc=0
-# Every GoogleTest binary writes its results here; the closing line counts test cases.
-case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS=$PWD/$BUILD ;; esac
-export GTEST_OUTPUT="json:$BUILD_ABS/gtest-results/"
-rm -rf "$BUILD/gtest-results"
-meson test -C "$BUILD" --suite unit --print-errorlogs || rc=1
-meson test -C "$BUILD" --no-rebuild --suite dpdk --suite e2e --num-processes 1 --print-errorlogs \
-  --logbase serial || rc=1
-# One closing line over both runs, counting GoogleTest cases (skips are reported with reasons).
-python3 - "$BUILD" "$rc" <<'PY'
+builds=()
+stamp() { echo "test.sh: $(date +%T) $*"; }
+
+# Runs the unit suite in parallel, then the dpdk and e2e suites one at a time, in build dir $1.
+# Every GoogleTest binary writes its results under $1/gtest-results; the closing line counts them.
+run_suites() {
+  local dir=$1 abs
+  case "$dir" in /*) abs=$dir ;; *) abs=$PWD/$dir ;; esac
+  rm -rf "$dir/gtest-results"
+  GTEST_OUTPUT="json:$abs/gtest-results/" meson test -C "$dir" --no-rebuild --suite unit \
+    --print-errorlogs "${@:2}" || rc=1
+  GTEST_OUTPUT="json:$abs/gtest-results/" meson test -C "$dir" --no-rebuild --suite dpdk \
+    --suite e2e --num-processes 1 --print-errorlogs --logbase serial "${@:2}" || rc=1
+  builds+=("$dir")
+}
+
+stamp "build ($BUILD)"
+tools/build.sh || exit 1
+stamp "tests ($BUILD)"
+run_suites "$BUILD"
+
+if [ "$SANITIZERS" != 0 ]; then
+  stamp "build ($ASAN_BUILD: ASan+UBSan)"
+  if tools/build.sh asan; then
+    stamp "tests ($ASAN_BUILD)"
+    # halt_on_error: the first report ends the program. Leak checking stays on: a leak is a
+    # finding. Reports also go to files, one per process, so a report from a server that a test
+    # started in the background (whose exit status the test may not look at) fails the run too.
+    san_logs=$PWD/$ASAN_BUILD/sanitizer-logs
+    rm -rf "$san_logs"
+    mkdir -p "$san_logs"
+    export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:print_summary=1:log_path=$san_logs/asan"
+    export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_summary=1:log_path=$san_logs/ubsan"
+    # Sanitized programs run 2-3x slower: the suites get longer timeouts.
+    run_suites "$ASAN_BUILD" --timeout-multiplier 3
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    # Reports, not warnings (ASan warns once when a noreturn call runs on a stack it was not
+    # told about; that alone is no finding).
+    reports=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$san_logs"/* 2>/dev/null)
+    if [ -n "$reports" ]; then
+      echo "test.sh: sanitizer reports (one file per process):" >&2
+      for f in $reports; do echo "=== $f" >&2; head -60 "$f" >&2; done
+      rc=1
+    fi
+  else
+    echo "test.sh: the ASan+UBSan build failed" >&2
+    rc=1
+  fi
+  stamp "fuzz harnesses (tools/fuzz.sh ci)"
+  tools/fuzz.sh ci || rc=1
+fi
+stamp "done"
+
+# One closing line over every run, counting GoogleTest cases (skips are reported with reasons)
+# and script tests (meson tests named script_*, once each, from meson's own logs).
+python3 - "$rc" "${builds[@]}" <<'PY'
 import json, sys, os, glob
 passed = failed = skipped = 0
-for path in glob.glob(os.path.join(sys.argv[1], "gtest-results", "*.json")):
-    try:
-        doc = json.load(open(path))
-    except ValueError:
-        failed += 1
-        continue
-    for suite in doc.get("testsuites", []):
-        for t in suite.get("testsuite", []):
-            if t.get("result") == "SKIPPED" or t.get("status") == "NOTRUN":
-                skipped += 1
-            elif t.get("failures"):
-                failed += 1
-            else:
-                passed += 1
-# Script tests (meson tests named script_*) count once each, from meson's own logs.
-for name in ("testlog.json", "serial.json"):
-    path = os.path.join(sys.argv[1], "meson-logs", name)
-    if not os.path.exists(path):
-        continue
-    for line in open(path):
-        t = json.loads(line)
-        if not t.get("name", "").startswith("script_"):
+for build in sys.argv[2:]:
+    for path in glob.glob(os.path.join(build, "gtest-results", "*.json")):
+        try:
+            doc = json.load(open(path))
+        except ValueError:
+            failed += 1
             continue
-        r = t.get("result")
-        if r == "OK": passed += 1
-        elif r == "SKIP": skipped += 1
-        else: failed += 1
-if sys.argv[2] != "0" and failed == 0:
-    failed = 1  # a test binary crashed or timed out before writing its results
+        for suite in doc.get("testsuites", []):
+            for t in suite.get("testsuite", []):
+                if t.get("result") == "SKIPPED" or t.get("status") == "NOTRUN":
+                    skipped += 1
+                elif t.get("failures"):
+                    failed += 1
+                else:
+                    passed += 1
+    for name in ("testlog.json", "serial.json"):
+        path = os.path.join(build, "meson-logs", name)
+        if not os.path.exists(path):
+            continue
+        for line in open(path):
+            t = json.loads(line)
+            if not t.get("name", "").startswith("script_"):
+                continue
+            r = t.get("result")
+            if r == "OK": passed += 1
+            elif r == "SKIP": skipped += 1
+            else: failed += 1
+if sys.argv[1] != "0" and failed == 0:
+    failed = 1  # a test binary crashed or timed out before writing its results, or fuzzing failed
 print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
 PY
 exit $rc
