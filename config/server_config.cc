@@ -11,8 +11,9 @@ namespace {
 
 void read_eal(TableReader& r, EalOptions& o) {
   r.get(std::string_view("lcores"), o.lcores, 0, 1023);
-  r.get_enum("hugepages", o.hugepages,
-             {{"auto", HugepageMode::kAuto}, {"on", HugepageMode::kOn}, {"off", HugepageMode::kOff}});
+  r.get_enum(
+      "hugepages", o.hugepages,
+      {{"auto", HugepageMode::kAuto}, {"on", HugepageMode::kOn}, {"off", HugepageMode::kOff}});
   r.get("memory_mb", o.memory_mb, 16, 1 << 20);
   r.get("file_prefix", o.file_prefix);
   r.get("pci_allow", o.pci_allow);
@@ -54,8 +55,10 @@ void read_net(TableReader& r, net::NetOptions& o) {
   r.get("ip", ip);
   if (r.ok()) {
     auto parsed = net::parse_ipv4(ip, r.name("ip"));
-    if (!parsed) r.fail("ip", parsed.status().message());
-    else o.ip = *parsed;
+    if (!parsed)
+      r.fail("ip", parsed.status().message());
+    else
+      o.ip = *parsed;
   }
   r.get("mac", o.mac);
   if (r.ok() && !o.mac.empty()) {
@@ -75,9 +78,12 @@ void read_net(TableReader& r, net::NetOptions& o) {
     if (st.is_ok()) {
       auto a = net::parse_ipv4(nip, nr.name("ip"));
       auto m = net::parse_mac(nmac, nr.name("mac"));
-      if (!a) st = a.status();
-      else if (!m) st = m.status();
-      else n = {*a, *m};
+      if (!a)
+        st = a.status();
+      else if (!m)
+        st = m.status();
+      else
+        n = {*a, *m};
     }
     if (!st.is_ok()) {
       r.fail("neighbors", st.message());
@@ -96,8 +102,10 @@ void read_net(TableReader& r, net::NetOptions& o) {
   o.allow.clear();
   for (size_t i = 0; i < allow.size() && r.ok(); ++i) {
     auto p = net::parse_ipv4_prefix(allow[i], fmt::format("element {}", i));
-    if (!p) r.fail("allow", p.status().message());
-    else o.allow.push_back(*p);
+    if (!p)
+      r.fail("allow", p.status().message());
+    else
+      o.allow.push_back(*p);
   }
   std::vector<uint32_t> deny(o.deny_source_ports.begin(), o.deny_source_ports.end());
   r.get("deny_source_ports", deny, 1, 65535);
@@ -123,11 +131,12 @@ void read_kv(TableReader& r, kv::StoreOptions& s, kv::ProtocolOptions& p) {
 }
 
 std::string kv_to_toml(const kv::StoreOptions& s, const kv::ProtocolOptions& p) {
-  return fmt::format("[kv]\nmemory_mb = {}\nitem_size_max = {}\nslab_growth_factor = {}\nevict = {}\n"
-                     "hash_power = {}\nhash_power_max = {}\nudp_max_payload = {}\nreply_buffer_kb = {}\n"
-                     "reply_bytes_max = {}\n",
-                     s.memory_mb, s.item_size_max, s.slab_growth_factor, s.evict ? "true" : "false",
-                     s.hash_power, s.hash_power_max, p.udp_max_payload, p.reply_buffer_kb, p.reply_bytes_max);
+  return fmt::format(
+      "[kv]\nmemory_mb = {}\nitem_size_max = {}\nslab_growth_factor = {}\nevict = {}\n"
+      "hash_power = {}\nhash_power_max = {}\nudp_max_payload = {}\nreply_buffer_kb = {}\n"
+      "reply_bytes_max = {}\n",
+      s.memory_mb, s.item_size_max, s.slab_growth_factor, s.evict ? "true" : "false", s.hash_power,
+      s.hash_power_max, p.udp_max_payload, p.reply_buffer_kb, p.reply_bytes_max);
 }
 
 }  // namespace
@@ -141,11 +150,13 @@ void read_verbs(TableReader& r, paging::VerbsOptions& v) {
 }
 
 void read_paging(TableReader& r, std::string_view source, Status* err, paging::PagingOptions& p) {
-  r.get_enum("mode", p.mode, {{"far", paging::PagingMode::kFar}, {"local", paging::PagingMode::kLocal}});
+  r.get_enum("mode", p.mode,
+             {{"far", paging::PagingMode::kFar}, {"local", paging::PagingMode::kLocal}});
   r.get("local_fraction", p.local_fraction, 0.0001, 1.0);
   r.get("local_mb", p.local_mb, 0, 1 << 24);
-  r.get_enum("transport", p.transport,
-             {{"emulated", paging::TransportKind::kEmulated}, {"verbs", paging::TransportKind::kVerbs}});
+  r.get_enum(
+      "transport", p.transport,
+      {{"emulated", paging::TransportKind::kEmulated}, {"verbs", paging::TransportKind::kVerbs}});
   r.get("memnode", p.memnode);
   r.get("connect_timeout_ms", p.connect_timeout_ms, 0, 600000);
   {
@@ -153,7 +164,8 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
     auto& o = p.emulated;
     e.get("latency_ns", o.latency_ns, 0, 100'000'000);
     e.get_enum("jitter", o.jitter,
-               {{"none", paging::JitterKind::kNone}, {"exponential", paging::JitterKind::kExponential},
+               {{"none", paging::JitterKind::kNone},
+                {"exponential", paging::JitterKind::kExponential},
                 {"uniform", paging::JitterKind::kUniform}});
     e.get("jitter_ns", o.jitter_ns, 0, 100'000'000);
     e.get("link_gbps", o.link_gbps, 0.001, 10000.0);
@@ -169,7 +181,8 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
   if (err->is_ok() && p.mode == paging::PagingMode::kFar) {
     const bool unix_addr = p.memnode.rfind("unix:", 0) == 0;
     if (p.transport == paging::TransportKind::kEmulated && !unix_addr)
-      r.fail("memnode", "the emulated transport needs unix:/path (the pool's memfd is passed over it)");
+      r.fail("memnode",
+             "the emulated transport needs unix:/path (the pool's memfd is passed over it)");
     if (p.transport == paging::TransportKind::kVerbs && p.memnode.rfind("tcp:", 0) != 0)
       r.fail("memnode", "the verbs transport needs tcp:host:port");
   }
@@ -177,17 +190,19 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
 
 std::string paging_to_toml(const paging::PagingOptions& p) {
   const auto& e = p.emulated;
-  const char* jitter = e.jitter == paging::JitterKind::kNone ? "none"
-                       : e.jitter == paging::JitterKind::kExponential ? "exponential" : "uniform";
+  const char* jitter = e.jitter == paging::JitterKind::kNone          ? "none"
+                       : e.jitter == paging::JitterKind::kExponential ? "exponential"
+                                                                      : "uniform";
   return fmt::format(
       "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
-      "memnode = \"{}\"\nconnect_timeout_ms = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
+      "memnode = {}\nconnect_timeout_ms = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
       "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
-      "[paging.verbs]\ndevice = \"{}\"\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
+      "[paging.verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
       p.mode == paging::PagingMode::kFar ? "far" : "local", p.local_fraction, p.local_mb,
-      p.transport == paging::TransportKind::kEmulated ? "emulated" : "verbs", p.memnode,
+      p.transport == paging::TransportKind::kEmulated ? "emulated" : "verbs", toml_quote(p.memnode),
       p.connect_timeout_ms, e.latency_ns, jitter, e.jitter_ns, e.link_gbps, e.max_outstanding,
-      e.seed, p.verbs.device, p.verbs.ib_port, p.verbs.gid_index, p.verbs.max_outstanding);
+      e.seed, toml_quote(p.verbs.device), p.verbs.ib_port, p.verbs.gid_index,
+      p.verbs.max_outstanding);
 }
 
 Result<ServerConfig> parse_server_config(std::string_view text, std::string_view source) {
@@ -272,11 +287,13 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
     if (r.ok() && lcores > 0) {
       const uint32_t max = a.max ? a.max : lcores;
       if (max > lcores)
-        r.fail("max", "is " + std::to_string(max) + " but eal.lcores has only " + std::to_string(lcores));
+        r.fail("max",
+               "is " + std::to_string(max) + " but eal.lcores has only " + std::to_string(lcores));
       else if (a.min > max)
         r.fail("min", "must be <= max (" + std::to_string(max) + ")");
       else if (a.initial && (a.initial < a.min || a.initial > max))
-        r.fail("initial", "must be in min..max (" + std::to_string(a.min) + ".." + std::to_string(max) + ")");
+        r.fail("initial",
+               "must be in min..max (" + std::to_string(a.min) + ".." + std::to_string(max) + ")");
     }
     r.reject_unknown();
   }
@@ -300,30 +317,15 @@ Result<ServerConfig> load_server_config(const std::string& path) {
 }
 
 namespace {
-// A TOML basic string: quotes, backslashes and control characters escaped, so to_toml()'s
-// output parses back whatever a string held.
-std::string quote(const std::string& s) {
-  std::string o = "\"";
-  for (char ch : s) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      o += '\\';
-      o += ch;
-    } else if (u < 0x20 || u == 0x7f) {
-      o += fmt::format("\\u{:04X}", u);
-    } else {
-      o += ch;
-    }
-  }
-  return o + "\"";
-}
 template <typename T>
 std::string list(const std::vector<T>& v) {
   std::string o = "[";
   for (size_t i = 0; i < v.size(); ++i) {
     if (i) o += ", ";
-    if constexpr (std::is_same_v<T, std::string>) o += quote(v[i]);
-    else o += std::to_string(v[i]);
+    if constexpr (std::is_same_v<T, std::string>)
+      o += toml_quote(v[i]);
+    else
+      o += std::to_string(v[i]);
   }
   return o + "]";
 }
@@ -332,20 +334,24 @@ const char* b(bool v) { return v ? "true" : "false"; }
 
 std::string to_toml(const ServerConfig& c) {
   const char* huge = c.eal.hugepages == HugepageMode::kAuto ? "auto"
-                     : c.eal.hugepages == HugepageMode::kOn ? "on" : "off";
+                     : c.eal.hugepages == HugepageMode::kOn ? "on"
+                                                            : "off";
   std::string s;
-  s += fmt::format("[eal]\nlcores = {}\nhugepages = \"{}\"\nmemory_mb = {}\nfile_prefix = {}\n"
-                   "pci_allow = {}\nlog_level = {}\nextra_args = {}\n\n",
-                   list(c.eal.lcores), huge, c.eal.memory_mb, quote(c.eal.file_prefix),
-                   list(c.eal.pci_allow), quote(c.eal.log_level), list(c.eal.extra_args));
+  s += fmt::format(
+      "[eal]\nlcores = {}\nhugepages = \"{}\"\nmemory_mb = {}\nfile_prefix = {}\n"
+      "pci_allow = {}\nlog_level = {}\nextra_args = {}\n\n",
+      list(c.eal.lcores), huge, c.eal.memory_mb, toml_quote(c.eal.file_prefix),
+      list(c.eal.pci_allow), toml_quote(c.eal.log_level), list(c.eal.extra_args));
   s += fmt::format("[dataplane]\nidle_backoff = {}\nidle_spin_us = {}\nidle_sleep_us = {}\n\n",
                    b(c.idle.backoff), c.idle.spin_us, c.idle.sleep_us);
-  s += fmt::format("[port]\nvdev = {}\npci = {}\nrx_desc = {}\ntx_desc = {}\nmbufs = {}\n"
-                   "mbuf_cache = {}\n\n",
-                   quote(c.port.vdev), quote(c.port.pci), c.port.rx_desc, c.port.tx_desc,
-                   c.port.mbufs, c.port.mbuf_cache);
+  s += fmt::format(
+      "[port]\nvdev = {}\npci = {}\nrx_desc = {}\ntx_desc = {}\nmbufs = {}\n"
+      "mbuf_cache = {}\n\n",
+      toml_quote(c.port.vdev), toml_quote(c.port.pci), c.port.rx_desc, c.port.tx_desc, c.port.mbufs,
+      c.port.mbuf_cache);
   s += fmt::format("[net]\nip = \"{}\"\nmac = {}\nudp_port = {}\nudp_checksum = {}\nneighbors = [",
-                   c.net.ip.to_string(), quote(c.net.mac), c.net.udp_port, b(c.net.udp_checksum));
+                   c.net.ip.to_string(), toml_quote(c.net.mac), c.net.udp_port,
+                   b(c.net.udp_checksum));
   for (size_t i = 0; i < c.net.neighbors.size(); ++i) {
     s += fmt::format("{}{{ ip = \"{}\", mac = \"{}\" }}", i ? ", " : "",
                      c.net.neighbors[i].ip.to_string(), c.net.neighbors[i].mac.to_string());
@@ -357,24 +363,25 @@ std::string to_toml(const ServerConfig& c) {
                    list(allow), list(c.net.deny_source_ports));
   s += kv_to_toml(c.store, c.protocol);
   s += "\n" + paging_to_toml(c.paging);
-  s += fmt::format("\n[sched]\nfaults = \"{}\"\nmax_in_flight = {}\nqueue_depth = {}\nstack_kb = {}\n"
-                   "steal = {}\ndispatch = \"{}\"\ndispatcher = \"{}\"\ndispatcher_lcore = {}\n"
-                   "dispatch_bound = {}\npredictor = \"{}\"\nhistory_window = {}\npreempt_us = {}\n",
-                   sched::fault_mode_name(c.sched.faults), c.sched.max_in_flight,
-                   c.sched.queue_depth, c.sched.stack_kb, b(c.sched.steal),
-                   sched::dispatch_name(c.sched.dispatch),
-                   c.sched.dispatcher == sched::DispatcherRole::kWorker ? "worker" : "dedicated",
-                   c.sched.dispatcher_lcore, c.sched.dispatch_bound,
-                   sched::predictor_name(c.sched.predictor), c.sched.history_window,
-                   c.sched.preempt_us);
+  s += fmt::format(
+      "\n[sched]\nfaults = \"{}\"\nmax_in_flight = {}\nqueue_depth = {}\nstack_kb = {}\n"
+      "steal = {}\ndispatch = \"{}\"\ndispatcher = \"{}\"\ndispatcher_lcore = {}\n"
+      "dispatch_bound = {}\npredictor = \"{}\"\nhistory_window = {}\npreempt_us = {}\n",
+      sched::fault_mode_name(c.sched.faults), c.sched.max_in_flight, c.sched.queue_depth,
+      c.sched.stack_kb, b(c.sched.steal), sched::dispatch_name(c.sched.dispatch),
+      c.sched.dispatcher == sched::DispatcherRole::kWorker ? "worker" : "dedicated",
+      c.sched.dispatcher_lcore, c.sched.dispatch_bound, sched::predictor_name(c.sched.predictor),
+      c.sched.history_window, c.sched.preempt_us);
   const AllocOptions& a = c.alloc;
-  s += fmt::format("\n[alloc]\nmin = {}\nmax = {}\ninitial = {}\nauto = {}\ninterval_us = {}\n"
-                   "congestion_us = {}\ncongested_checks = {}\nrelease_window_us = {}\n"
-                   "release_utilisation = {}\ncooldown_us = {}\npark = \"{}\"\n",
-                   a.min, a.max, a.initial, b(a.automatic), a.interval_us, a.congestion_us,
-                   a.congested_checks, a.release_window_us, a.release_utilisation, a.cooldown_us,
-                   a.park == ParkMode::kSleep ? "sleep" : "spin");
-  s += fmt::format("\n[control]\nenabled = {}\nsocket = {}\n", b(c.control), quote(c.control_socket));
+  s += fmt::format(
+      "\n[alloc]\nmin = {}\nmax = {}\ninitial = {}\nauto = {}\ninterval_us = {}\n"
+      "congestion_us = {}\ncongested_checks = {}\nrelease_window_us = {}\n"
+      "release_utilisation = {}\ncooldown_us = {}\npark = \"{}\"\n",
+      a.min, a.max, a.initial, b(a.automatic), a.interval_us, a.congestion_us, a.congested_checks,
+      a.release_window_us, a.release_utilisation, a.cooldown_us,
+      a.park == ParkMode::kSleep ? "sleep" : "spin");
+  s += fmt::format("\n[control]\nenabled = {}\nsocket = {}\n", b(c.control),
+                   toml_quote(c.control_socket));
   s += fmt::format("\n[log]\nlevel = \"{}\"\n", log_level_name(c.log_level));
   return s;
 }

@@ -1,10 +1,28 @@
 // TOML parsing and file reading with errors that name the file and position.
 #include "config/toml_reader.h"
 
+#include <fmt/format.h>
+
 #include <fstream>
 #include <sstream>
 
 namespace fm::config {
+
+std::string toml_quote(std::string_view s) {
+  std::string o = "\"";
+  for (char ch : s) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      o += '\\';
+      o += ch;
+    } else if (u < 0x20 || u == 0x7f) {
+      o += fmt::format("\\u{:04X}", u);
+    } else {
+      o += ch;
+    }
+  }
+  return o + "\"";
+}
 
 Result<toml::table> parse_toml(std::string_view text, std::string_view source) {
   // Debian's toml++ is built with exceptions: its parse errors are caught here and become a

@@ -239,6 +239,10 @@ inline void read_log(TableReader& top, std::string_view source, Status* err, Log
 /// Parses TOML text; a syntax error names the file, line and column.
 Result<toml::table> parse_toml(std::string_view text, std::string_view source);
 
+/// `s` as a TOML basic string: quotes, backslashes and control characters escaped, so what the
+/// to_toml() printers write parses back to the same string whatever it held.
+std::string toml_quote(std::string_view s);
+
 /// Reads a whole file. The error names the path.
 Result<std::string> read_file(const std::string& path);
 

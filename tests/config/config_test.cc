@@ -59,6 +59,30 @@ TEST(ServerConfig, ControlCharactersInStringsRoundTrip) {
   EXPECT_EQ(again->eal.file_prefix, r->eal.file_prefix);
 }
 
+// Found by tests/fuzz (regressions/config/to_toml_unquoted_paths): paging.memnode, the verbs
+// device names and memnode.listen were printed between bare quotes, so a backslash or a quote in
+// them made the effective config unparseable.
+TEST(ServerConfig, EveryPrintedStringIsQuoted) {
+  auto r = parse_server_config(
+      "[paging]\nmemnode = \"unix:/tmp/a\\\\b\\\"c\"\n[paging.verbs]\ndevice = \"x\\\\V\"\n",
+      "a.toml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->paging.memnode, "unix:/tmp/a\\b\"c");
+  EXPECT_EQ(r->paging.verbs.device, "x\\V");
+  auto again = parse_server_config(to_toml(*r), "b.toml");
+  ASSERT_TRUE(again.is_ok()) << again.status().message() << "\n" << to_toml(*r);
+  EXPECT_EQ(again->paging.memnode, r->paging.memnode);
+  EXPECT_EQ(again->paging.verbs.device, r->paging.verbs.device);
+
+  auto m = parse_memnode_config(
+      "[memnode]\nlisten = \"unix:/tmp/\\\\m\"\n[verbs]\ndevice = \"q\\\"\"\n", "m.toml");
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
+  auto m2 = parse_memnode_config(to_toml(*m), "m2.toml");
+  ASSERT_TRUE(m2.is_ok()) << m2.status().message() << "\n" << to_toml(*m);
+  EXPECT_EQ(m2->listen, "unix:/tmp/\\m");
+  EXPECT_EQ(m2->verbs.device, "q\"");
+}
+
 TEST(ServerConfig, UnknownKeysAreNamed) {
   EXPECT_EQ(error_of("[eal]\nlcoress = [1]\n"),
             "test.toml: eal.lcoress: unknown key (see docs/config.md for the keys this table takes)");
