@@ -10,11 +10,14 @@
 // Invariants: a page is fetched by exactly the core whose CAS moved it to kFetching; others wait.
 // Only a resident page with zero pins can start eviction (CAS to kEvicting), so a pinned page
 // never moves and nobody writes a page while it is written back. Frames are owned through
-// frame_page_ (0 free, kClaimed in transition, else page + 1).
+// frame_page_ (0 free, kClaimed in transition or never used yet, else page + 1). A never-used
+// frame starts as kClaimed and only next_unused_ hands it out, so the CLOCK hand (which takes
+// only frames reading 0) cannot take it between the hand-out and its first use.
 #include "paging/region.h"
 
 #include <sys/mman.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "dataplane/check.h"
@@ -165,7 +168,7 @@ Result<std::unique_ptr<Region>> Region::create(uint64_t bytes, uint64_t frames,
   r->frame_page_.reset(new std::atomic<uint64_t>[frames]);
   r->frame_ref_.reset(new std::atomic<uint8_t>[frames]);
   for (uint64_t i = 0; i < frames; ++i) {
-    r->frame_page_[i].store(0, std::memory_order_relaxed);
+    r->frame_page_[i].store(kClaimed, std::memory_order_relaxed);  // until next_unused_ reaches it
     r->frame_ref_[i].store(0, std::memory_order_relaxed);
   }
   for (uint16_t c = 0; c < cores; ++c) {
@@ -198,19 +201,45 @@ std::byte* Region::pin(PagingCore& core, uint64_t offset, uint32_t len, PinAcces
   if (len == 0) len = 1;
   FM_CHECK(offset + len <= pages_ * kPageSize);
   const uint64_t first = offset / kPageSize, last = (offset + len - 1) / kPageSize;
+  uint64_t deadline = 0;
+  PinFail why = PinFail::kNone;
   if (first == last) [[likely]] {
     const bool whole = offset % kPageSize == 0 && len == kPageSize;
-    std::byte* f = pin_page(first, access, whole);
-    return f ? f + offset % kPageSize : nullptr;
-  }
-  FM_CHECK(len <= max_pin_bytes_);
-  Bounce* b = claim_bounce(offset, len, access);
-  if (b == nullptr) {
+    for (;;) {
+      std::byte* f = pin_page(first, access, whole, &why);
+      if (f != nullptr) return f + offset % kPageSize;
+      if (why == PinFail::kUnavailable) return nullptr;
+      if (deadline == 0) cur().counters().frame_waits.add();
+      if (!wait_for_release(&deadline)) break;
+    }
     cur().counters().errors.add();
-    FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no free bounce buffer for a {}-byte pin", len);
+    FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no frame for page {} within {} ms: every frame "
+                   "stayed pinned", first, wait_limit_ms_);
     return nullptr;
   }
-  if (!pin_span(first, last, offset, len, access)) {
+  FM_CHECK(len <= max_pin_bytes_);
+  Bounce* b = nullptr;
+  while ((b = claim_bounce(offset, len, access)) == nullptr) {
+    if (deadline == 0) cur().counters().bounce_waits.add();
+    if (!wait_for_release(&deadline)) {
+      cur().counters().errors.add();
+      FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag,
+                     "no free bounce buffer for a {}-byte pin within {} ms", len, wait_limit_ms_);
+      return nullptr;
+    }
+  }
+  deadline = 0;
+  for (;;) {
+    why = pin_span(first, last, offset, len, access);
+    if (why == PinFail::kNone) break;
+    if (why == PinFail::kNoFrame) {
+      // pin_span gave back the pages it held: waiting holds nothing another pin could need.
+      if (deadline == 0) cur().counters().frame_waits.add();
+      if (wait_for_release(&deadline)) continue;
+      cur().counters().errors.add();
+      FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no frames for a {}-byte pin within {} ms", len,
+                     wait_limit_ms_);
+    }
     b->in_use.store(false, std::memory_order_release);
     return nullptr;
   }
@@ -225,6 +254,19 @@ std::byte* Region::pin(PagingCore& core, uint64_t offset, uint32_t len, PinAcces
     }
   }
   return b->buf.get();
+}
+
+bool Region::wait_for_release(uint64_t* deadline) {
+  const auto now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now().time_since_epoch())
+                                .count());
+  if (*deadline == 0) {
+    *deadline = now + uint64_t(wait_limit_ms_) * 1000000;
+  } else if (now >= *deadline) {
+    return false;
+  }
+  cur().wait_other();
+  return true;
 }
 
 std::byte* Region::try_pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access) {
@@ -270,18 +312,19 @@ void Region::unpin(PagingCore& core, uint64_t offset, uint32_t len, std::byte* d
   b->in_use.store(false, std::memory_order_release);
 }
 
-bool Region::pin_span(uint64_t first, uint64_t last, uint64_t offset,
-                      uint32_t len, PinAccess access) {
+Region::PinFail Region::pin_span(uint64_t first, uint64_t last, uint64_t offset, uint32_t len,
+                                 PinAccess access) {
   for (uint64_t p = first; p <= last; ++p) {
     const uint64_t lo = std::max<uint64_t>(p * kPageSize, offset);
     const uint64_t hi = std::min<uint64_t>((p + 1) * kPageSize, offset + len);
     const bool whole = lo == p * kPageSize && hi == (p + 1) * kPageSize;
-    if (pin_page(p, access, whole) == nullptr) {
+    PinFail why = PinFail::kNone;
+    if (pin_page(p, access, whole, &why) == nullptr) {
       if (p > first) unpin_span(first, p - 1);
-      return false;
+      return why;
     }
   }
-  return true;
+  return PinFail::kNone;
 }
 
 void Region::unpin_span(uint64_t first, uint64_t last) {
@@ -309,7 +352,7 @@ Region::Bounce* Region::find_bounce(const std::byte* data) {
   return nullptr;
 }
 
-std::byte* Region::pin_page(uint64_t page, PinAccess access, bool whole_page) {
+std::byte* Region::pin_page(uint64_t page, PinAccess access, bool whole_page, PinFail* why) {
   std::atomic<uint64_t>& e = table_[page];
   bool waited = false;
   for (;;) {
@@ -334,7 +377,8 @@ std::byte* Region::pin_page(uint64_t page, PinAccess access, bool whole_page) {
         const uint64_t claimed = kFetching | (w & kBacked);
         if (!e.compare_exchange_strong(w, claimed, std::memory_order_acq_rel)) continue;
         uint64_t nw = 0;
-        if (!fault(page, w, access, whole_page, &nw)) return nullptr;
+        *why = fault(page, w, access, whole_page, &nw);
+        if (*why != PinFail::kNone) return nullptr;
         return frame_addr(frame_of(nw));
       }
       default:  // kFetching or kEvicting by another core: wait for it to settle
@@ -354,15 +398,15 @@ void Region::unpin_page(uint64_t page) {
   (void)before;
 }
 
-bool Region::fault(uint64_t page, uint64_t old, PinAccess access,
-                   bool whole_page, uint64_t* word_out) {
+Region::PinFail Region::fault(uint64_t page, uint64_t old, PinAccess access, bool whole_page,
+                              uint64_t* word_out) {
   std::atomic<uint64_t>& e = table_[page];
   const bool backed = (old & kBacked) != 0;
   uint32_t f = 0;
-  if (!take_frame(&f)) {
-    e.store(old, std::memory_order_release);  // back to remote: a later pin may retry
-    cur().counters().errors.add();
-    return false;
+  if (const PinFail why = take_frame(&f); why != PinFail::kNone) {
+    e.store(old, std::memory_order_release);  // back to remote: kNoFrame waits and retries
+    if (why == PinFail::kUnavailable) cur().counters().errors.add();
+    return why;
   }
   std::byte* frame = frame_addr(f);
   bool dirty = access != PinAccess::kRead;
@@ -382,7 +426,7 @@ bool Region::fault(uint64_t page, uint64_t old, PinAccess access,
       cur().counters().errors.add();
       FM_LOG_FIRST_N(LogLevel::kError, 5, kTag, "fetch of page {} failed: {}", page,
                      r != PostResult::kOk ? "memory node unavailable" : "completion error");
-      return false;
+      return PinFail::kUnavailable;
     }
     cur().counters().faults.add();
     cur().counters().bytes_read.add(kPageSize);
@@ -391,43 +435,48 @@ bool Region::fault(uint64_t page, uint64_t old, PinAccess access,
   frame_ref_[f].store(1, std::memory_order_relaxed);
   *word_out = resident_word(f, 1, dirty, backed);
   e.store(*word_out, std::memory_order_release);
-  return true;
+  return PinFail::kNone;
 }
 
-bool Region::take_frame(uint32_t* frame_out) {
+Region::PinFail Region::take_frame(uint32_t* frame_out) {
   if (next_unused_.load(std::memory_order_relaxed) < frames_) {
+    // Already kClaimed since create(): this fetch_add alone makes it ours.
     const uint64_t u = next_unused_.fetch_add(1, std::memory_order_relaxed);
     if (u < frames_) {
-      frame_page_[u].store(kClaimed, std::memory_order_relaxed);
+      if (fresh_frame_hook_ != nullptr) fresh_frame_hook_(fresh_frame_arg_, uint32_t(u));
       *frame_out = uint32_t(u);
-      return true;
+      return PinFail::kNone;
     }
   }
-  // CLOCK: clear reference bits on the first pass, take an unpinned unreferenced frame.
-  for (uint64_t i = 0; i < 4 * frames_; ++i) {
+  // CLOCK: clear reference bits on the first pass, take an unpinned unreferenced frame. Two
+  // passes at most: the caller then waits for pins to go and asks again.
+  bool write_failed = false;
+  for (uint64_t i = 0; i < 2 * frames_; ++i) {
     const uint64_t h = hand_.fetch_add(1, std::memory_order_relaxed) % frames_;
     uint64_t pg = frame_page_[h].load(std::memory_order_acquire);
     if (pg == 0) {
       if (frame_page_[h].compare_exchange_strong(pg, kClaimed, std::memory_order_acq_rel)) {
         *frame_out = uint32_t(h);
-        return true;
+        return PinFail::kNone;
       }
       continue;
     }
     if (pg == kClaimed) continue;
     if (frame_ref_[h].exchange(0, std::memory_order_relaxed) != 0) continue;
-    if (evict(uint32_t(h), pg - 1)) {
+    if (evict(uint32_t(h), pg - 1, &write_failed)) {
       *frame_out = uint32_t(h);
-      return true;
+      return PinFail::kNone;
     }
     if (i % 64 == 63) cur().poll();  // keep our own completions flowing while we search
   }
-  FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag, "no frame could be evicted: every frame is pinned or "
-                 "its write-back failed");
-  return false;
+  if (write_failed) {
+    FM_LOG_FIRST_N(LogLevel::kError, 5, kTag, "no frame: write-backs to the memory node fail");
+    return PinFail::kUnavailable;
+  }
+  return PinFail::kNoFrame;
 }
 
-bool Region::evict(uint32_t f, uint64_t page) {
+bool Region::evict(uint32_t f, uint64_t page, bool* write_failed) {
   std::atomic<uint64_t>& e = table_[page];
   uint64_t w = e.load(std::memory_order_acquire);
   if (state_of(w) != kResident || frame_of(w) != f || pins_of(w) != 0) return false;
@@ -445,7 +494,7 @@ bool Region::evict(uint32_t f, uint64_t page) {
       // The memory node cannot take it: keep the page here rather than lose the data.
       frame_page_[f].store(page + 1, std::memory_order_release);
       e.store(w, std::memory_order_release);
-      cur().counters().errors.add();
+      *write_failed = true;
       return false;
     }
     backed = true;
@@ -468,6 +517,8 @@ PagingTotals Region::totals() const {
     t.evictions += k.evictions.read();
     t.writebacks += k.writebacks.read();
     t.errors += k.errors.read();
+    t.frame_waits += k.frame_waits.read();
+    t.bounce_waits += k.bounce_waits.read();
     t.bytes_read += k.bytes_read.read();
     t.bytes_written += k.bytes_written.read();
     t.full_retries += k.full_retries.read();
@@ -481,6 +532,47 @@ PagingTotals Region::totals() const {
     t.resident += (pg != 0 && pg != kClaimed) ? 1 : 0;
   }
   return t;
+}
+
+std::string Region::check_quiescent() const {
+  const uint64_t used = std::min<uint64_t>(next_unused_.load(std::memory_order_acquire), frames_);
+  std::vector<uint64_t> holder(frames_, ~0ull);  // frame -> the page the table says it holds
+  for (uint64_t p = 0; p < pages_; ++p) {
+    const uint64_t w = table_[p].load(std::memory_order_acquire);
+    const uint64_t st = state_of(w);
+    if (st == kFetching || st == kEvicting) {
+      return fmt::format("page {} left {}", p, st == kFetching ? "fetching" : "evicting");
+    }
+    if (st != kResident) {
+      if (st != kUnbacked && st != kRemote) return fmt::format("page {}: bad state {}", p, st);
+      continue;
+    }
+    if (pins_of(w) != 0) return fmt::format("page {} still pinned {} time(s)", p, pins_of(w));
+    const uint32_t f = frame_of(w);
+    if (f >= used) return fmt::format("page {} resident in frame {}, never handed out", p, f);
+    if (holder[f] != ~0ull) return fmt::format("pages {} and {} share frame {}", holder[f], p, f);
+    holder[f] = p;
+  }
+  for (uint64_t f = 0; f < frames_; ++f) {
+    const uint64_t pg = frame_page_[f].load(std::memory_order_acquire);
+    if (f >= used) {
+      if (pg != kClaimed) return fmt::format("never-used frame {} owned ({})", f, pg);
+      continue;
+    }
+    if (pg == kClaimed) return fmt::format("frame {} left claimed", f);
+    if (pg == 0) {
+      if (holder[f] != ~0ull) return fmt::format("free frame {} holds page {}", f, holder[f]);
+      continue;
+    }
+    if (holder[f] != pg - 1) {
+      return fmt::format("frame {} owned by page {} but the table says {}", f, pg - 1,
+                         holder[f] == ~0ull ? std::string("none") : std::to_string(holder[f]));
+    }
+  }
+  for (const auto& b : bounces_) {
+    if (b->in_use.load(std::memory_order_acquire)) return "a bounce buffer is still in use";
+  }
+  return {};
 }
 
 }  // namespace fm::paging

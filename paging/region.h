@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dataplane/counter.h"
@@ -55,7 +56,9 @@ struct PagingCounters {
   Counter shared_waits;    // misses that waited for another fetch of the same page
   Counter evictions;       // frames taken from a page
   Counter writebacks;      // dirty pages written back before reuse
-  Counter errors;          // pins that failed (memory node dead, every frame pinned)
+  Counter errors;          // pins that failed (memory node dead, or exhausted past the limit)
+  Counter frame_waits;     // pins that waited because every frame was pinned or in transition
+  Counter bounce_waits;    // multi-page pins that waited for a free bounce buffer
   Counter bytes_read, bytes_written;
   Counter full_retries;    // posts refused with kFull and retried
   static constexpr size_t kLatencyBuckets = 24;  // fetch latency: bucket i < 2^(i+7) ns
@@ -97,7 +100,8 @@ class PagingCore {
 /// Totals over every core, for statistics.
 struct PagingTotals {
   uint64_t pins = 0, faults = 0, zero_fills = 0, shared_waits = 0, evictions = 0, writebacks = 0,
-           errors = 0, bytes_read = 0, bytes_written = 0, full_retries = 0;
+           errors = 0, frame_waits = 0, bounce_waits = 0, bytes_read = 0, bytes_written = 0,
+           full_retries = 0;
   std::array<uint64_t, PagingCounters::kLatencyBuckets> fetch_latency{};
   uint64_t frames = 0, pages = 0, resident = 0;
 };
@@ -117,9 +121,12 @@ class Region {
   ~Region();
 
   /// Makes [offset, offset+len) addressable and returns its first byte, or nullptr when the
-  /// memory node is gone or no frame can be freed. A range within one page is the page's frame;
-  /// a longer one is copied through a bounce buffer (written back by unpin for writes).
-  /// May wait at the fetch boundary (sync: spin; async: the fiber yields). Any core, as `core`.
+  /// memory node is gone (or frames or bounce buffers stayed exhausted past wait_limit_ms()).
+  /// A range within one page is the page's frame; a longer one is copied through a bounce
+  /// buffer (written back by unpin for writes). May wait at the fetch boundary, and while every
+  /// frame or bounce buffer is held by other pins (sync: spin; async: the fiber yields). A
+  /// multi-page pin that finds no frame gives back the pages it holds before it waits, so pins
+  /// never wait on each other in a cycle. Any core, as `core`.
   std::byte* pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access);
 
   /// pin() that never waits: the range's page must be resident already (one page only), else
@@ -141,23 +148,48 @@ class Region {
   Transport& transport() { return transport_; }
   PagingTotals totals() const;
 
+  /// How long a pin waits for a frame or a bounce buffer before it fails (default 1000 ms): past
+  /// it the pins are leaked or the frames too few for the load. Control path.
+  void set_wait_limit_ms(uint32_t ms) { wait_limit_ms_ = ms; }
+  uint32_t wait_limit_ms() const { return wait_limit_ms_; }
+
+  /// Checks the page table at rest (no pin, fetch or eviction under way; the caller stops every
+  /// core first): every page settled and unpinned, resident pages and their frames a
+  /// bijection, every bounce buffer free. Returns the first violation, or an empty string.
+  std::string check_quiescent() const;
+
+  /// Tests only: called after a never-used frame was handed out, before it is used.
+  void set_fresh_frame_hook(void (*fn)(void* arg, uint32_t frame), void* arg) {
+    fresh_frame_hook_ = fn;
+    fresh_frame_arg_ = arg;
+  }
+
  private:
   friend class PagingCore;
   Region(uint64_t bytes, uint64_t frames, Transport& transport, const Clock& clock,
          uint32_t max_pin_bytes, uint64_t remote_base);
 
-  std::byte* pin_page(uint64_t page, PinAccess access, bool whole_page);
+  // Why a pin_page() failed: the memory node refused, or no frame was free this time.
+  enum class PinFail : uint8_t { kNone, kUnavailable, kNoFrame };
+  std::byte* pin_page(uint64_t page, PinAccess access, bool whole_page, PinFail* why);
   void unpin_page(uint64_t page);
-  bool fault(uint64_t page, uint64_t claimed_word, PinAccess access, bool whole_page,
-             uint64_t* word_out);
-  bool take_frame(uint32_t* frame_out);
-  bool evict(uint32_t frame, uint64_t page);
+  PinFail fault(uint64_t page, uint64_t claimed_word, PinAccess access, bool whole_page,
+                uint64_t* word_out);
+  // Waits once for pins to be released (sync: poll; async: yield). False once `deadline`
+  // (steady-clock ns) has passed; `deadline` 0 starts it.
+  bool wait_for_release(uint64_t* deadline);
+  // kNoFrame: every frame pinned or in transition this time; kUnavailable: none free and a
+  // dirty page's write-back failed (the memory node is gone).
+  PinFail take_frame(uint32_t* frame_out);
+  // True if `frame` was taken from `page`; *write_failed when its write-back failed.
+  bool evict(uint32_t frame, uint64_t page, bool* write_failed);
   std::byte* frame_addr(uint32_t f) const { return frames_base_ + uint64_t(f) * kPageSize; }
 
   struct Bounce;
   Bounce* claim_bounce(uint64_t offset, uint32_t len, PinAccess access);
   Bounce* find_bounce(const std::byte* data);
-  bool pin_span(uint64_t first, uint64_t last, uint64_t offset, uint32_t len, PinAccess access);
+  PinFail pin_span(uint64_t first, uint64_t last, uint64_t offset, uint32_t len,
+                   PinAccess access);
   void unpin_span(uint64_t first, uint64_t last);
 
   uint64_t bytes_;
@@ -175,6 +207,9 @@ class Region {
   alignas(64) std::atomic<uint64_t> hand_{0};            // CLOCK hand
   std::vector<std::unique_ptr<PagingCore>> cores_;
   std::vector<std::unique_ptr<Bounce>> bounces_;
+  uint32_t wait_limit_ms_ = 1000;
+  void (*fresh_frame_hook_)(void*, uint32_t) = nullptr;
+  void* fresh_frame_arg_ = nullptr;
 };
 
 /// The paging core of the calling thread's dataplane core: pin()/unpin() set it to their

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -205,6 +206,114 @@ TEST(Region, DeadMemoryNodeFailsFaultsButKeepsResidentData) {
   EXPECT_GE(f.region->totals().errors, 1u);
   auto v = read_bytes(*f.region, f.core(), 79 * 4096 + 5, 1);
   EXPECT_EQ(v[0], 8);
+}
+
+// Issue #11, 1: a never-used frame was handed out by a fetch_add and marked claimed in a
+// separate store, and the CLOCK hand takes any frame reading 0: a core paused between the two
+// steps lost its frame to another core, and two pages ended up in one frame. Core 0 is held
+// right after it got the last fresh frame while core 1's CLOCK hand sweeps every frame.
+TEST(Region, AFreshFrameIsNeverTakenByTheClockHand) {
+  Fixture f(1 << 20, 32, 2, 0, 4096);  // 32 frames, 256 pages, two cores
+  const uint64_t frames = f.region->frame_count();
+  // Pages 0..frames-2 take all fresh frames but the last; unpinned, referenced.
+  for (uint64_t p = 0; p + 1 < frames; ++p) {
+    const uint8_t x = uint8_t(p);
+    write_bytes(*f.region, f.core(0), p * 4096, &x, 1);
+  }
+  struct Gate {
+    std::atomic<int> phase{0};  // 1: core 0 holds the last fresh frame; 2: go on
+    uint32_t frame = 0;
+  } gate;
+  f.region->set_fresh_frame_hook(
+      [](void* arg, uint32_t frame) {
+        auto* g = static_cast<Gate*>(arg);
+        g->frame = frame;
+        g->phase.store(1);
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (g->phase.load() != 2 && std::chrono::steady_clock::now() < end) {
+        }
+      },
+      &gate);
+  const uint8_t a = 0xAA, b = 0xBB;
+  std::thread t0([&] { write_bytes(*f.region, f.core(0), 200 * 4096, &a, 1); });
+  while (gate.phase.load() != 1) {
+  }
+  // Core 1 needs a frame now: no fresh one is left, so its CLOCK hand sweeps every frame.
+  f.region->set_fresh_frame_hook(nullptr, nullptr);
+  write_bytes(*f.region, f.core(1), 201 * 4096, &b, 1);
+  gate.phase.store(2);
+  t0.join();
+  EXPECT_EQ(f.region->check_quiescent(), "");
+  EXPECT_EQ(read_bytes(*f.region, f.core(0), 200 * 4096, 1)[0], 0xAA);
+  EXPECT_EQ(read_bytes(*f.region, f.core(1), 201 * 4096, 1)[0], 0xBB);
+  EXPECT_EQ(f.region->check_quiescent(), "");
+}
+
+// Issue #11, 3: with every frame pinned a pin failed at once (after an O(frames) scan) though
+// the memory node was healthy. It now waits for a pin to go.
+TEST(Region, APinWaitsForAFrameInsteadOfFailing) {
+  Fixture f(1 << 20, 32, 2, 0, 4096);
+  const uint64_t frames = f.region->frame_count();
+  std::vector<std::byte*> held;
+  for (uint64_t p = 0; p < frames; ++p) {
+    held.push_back(f.region->pin(f.core(0), p * 4096, 8, PinAccess::kWrite));
+    ASSERT_NE(held.back(), nullptr);
+  }
+  std::atomic<bool> released{false};
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    released.store(true);
+    f.region->unpin(f.core(0), 0, 8, held[0]);
+  });
+  std::byte* p = f.region->pin(f.core(1), 100 * 4096, 8, PinAccess::kRead);
+  releaser.join();
+  EXPECT_NE(p, nullptr);
+  EXPECT_TRUE(released.load());
+  if (p) f.region->unpin(f.core(1), 100 * 4096, 8, p);
+  for (uint64_t i = 1; i < frames; ++i) f.region->unpin(f.core(0), i * 4096, 8, held[i]);
+  EXPECT_GE(f.region->totals().frame_waits, 1u);
+  EXPECT_EQ(f.region->totals().errors, 0u);
+  EXPECT_EQ(f.region->check_quiescent(), "");
+}
+
+// ...and a multi-page pin waited neither for a bounce buffer (4 per core) nor for frames.
+TEST(Region, AMultiPagePinWaitsForABounceBuffer) {
+  Fixture f(1 << 20, 64, 2, 0, 8192);
+  std::vector<std::byte*> held;
+  for (uint64_t i = 0; i < 8; ++i) {  // every bounce buffer of both cores
+    held.push_back(f.region->pin(f.core(0), i * 3 * 4096 + 100, 5000, PinAccess::kRead));
+    ASSERT_NE(held.back(), nullptr) << i;
+  }
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    f.region->unpin(f.core(0), 100, 5000, held[0]);
+  });
+  std::byte* p = f.region->pin(f.core(1), 100 * 4096 + 50, 5000, PinAccess::kWrite);
+  releaser.join();
+  ASSERT_NE(p, nullptr);
+  f.region->unpin(f.core(1), 100 * 4096 + 50, 5000, p);
+  for (uint64_t i = 1; i < 8; ++i) f.region->unpin(f.core(0), i * 3 * 4096 + 100, 5000, held[i]);
+  EXPECT_GE(f.region->totals().bounce_waits, 1u);
+  EXPECT_EQ(f.region->totals().errors, 0u);
+  EXPECT_EQ(f.region->check_quiescent(), "");
+}
+
+// Pins that stay exhausted past the limit fail with a count, not a hang.
+TEST(Region, ExhaustionPastTheWaitLimitFails) {
+  Fixture f(1 << 20, 32, 1);
+  f.region->set_wait_limit_ms(20);
+  const uint64_t frames = f.region->frame_count();
+  std::vector<std::byte*> held;
+  for (uint64_t p = 0; p < frames; ++p) {
+    held.push_back(f.region->pin(f.core(0), p * 4096, 8, PinAccess::kRead));
+    ASSERT_NE(held.back(), nullptr);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(f.region->pin(f.core(0), 100 * 4096, 8, PinAccess::kRead), nullptr);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(20));
+  EXPECT_EQ(f.region->totals().errors, 1u);
+  for (uint64_t p = 0; p < frames; ++p) f.region->unpin(f.core(0), p * 4096, 8, held[p]);
+  EXPECT_EQ(f.region->check_quiescent(), "");
 }
 
 TEST(Region, TooFewFramesIsAClearError) {
