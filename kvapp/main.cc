@@ -27,6 +27,7 @@
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
 #include "paging/verbs_transport.h"
+#include "sched/fault_wait.h"
 #include "sched/predictor.h"
 #include "sched/scheduler.h"
 
@@ -319,35 +320,6 @@ class KvCore : public net::UdpHandler, public QueueSet {
   CoarseClock clock_;
   Counter no_request_;
   Counter dropped_oversize_;
-};
-
-/// Fault handling at a fetch boundary, by the scheduler's current mode (switchable at run time):
-/// sync busy-polls this core's completion queue; async parks the fiber and this core's
-/// completion queue wakes it. Either way the fiber counts the wait (for the predictor's accuracy).
-struct FaultWait {
-  /// Outside fibers (set-up), or in sync mode, the wait busy-polls.
-  static bool busy_wait(const sched::Fiber* f) {
-    return f == nullptr || tls_core.sched->parent().faults() == sched::FaultMode::kSync;
-  }
-  static void wait_io(void* ctx, paging::IoWait& io) {
-    sched::Fiber* f = sched::current_fiber();
-    if (f != nullptr) ++f->waits;
-    if (busy_wait(f)) return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_io(ctx, io);
-    io.waiter = f;
-    if (!io.done.load(std::memory_order_acquire)) sched::park();
-  }
-  static void wait_other(void* ctx) {
-    sched::Fiber* f = sched::current_fiber();
-    if (f != nullptr) ++f->waits;
-    if (busy_wait(f)) return paging::sync_wait_hooks(*static_cast<paging::PagingCore*>(ctx)).wait_other(ctx);
-    sched::yield();
-  }
-  static void on_complete(void*, paging::IoWait& io) {
-    auto* f = static_cast<sched::Fiber*>(io.waiter);
-    io.done.store(true, std::memory_order_release);
-    // The completion is polled by the core whose queue pair the fiber posted on: wake it there.
-    tls_core.sched->wake(f);
-  }
 };
 
 /// What the control handlers read and change. Everything outlives the control server.
@@ -722,13 +694,14 @@ int run(const config::ServerConfig& cfg) {
       cs.fiber_slot(f).app_state = sessions.back().get();
     }
   }
+  std::vector<std::unique_ptr<sched::FaultWait>> fault_waits;  // outlive the loops
   std::vector<std::unique_ptr<CoreLoop>> loops;
   std::vector<CoreLoop*> loop_ptrs;
   for (uint16_t i = 0; i < ncores; ++i) {
     paging::PagingCore* pc = region ? &region->core(CoreId{i}) : nullptr;
     sched::CoreScheduler* cs = &(*scheduler)->core(CoreId{i});
     // Installed in both fault modes: the hooks read the mode, which may change while serving.
-    if (pc) pc->set_hooks({&FaultWait::wait_io, &FaultWait::wait_other, &FaultWait::on_complete, pc});
+    if (pc) fault_waits.push_back(std::make_unique<sched::FaultWait>(*pc, *cs));
     // Completions are polled between fibers too, so a burst of new requests cannot delay them.
     if (pc) cs->set_between(&paging::PagingCore::poll_hook, pc);
     handlers.push_back(std::make_unique<KvCore>(nullptr, pc, cs, &predictor));
