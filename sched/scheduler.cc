@@ -299,7 +299,7 @@ CoreScheduler* Scheduler::least_loaded() {
 uint32_t Scheduler::dispatch() {
   uint32_t placed = 0;
   while (placed < kDispatchBatch) {
-    Request* r = pending_;
+    Request* r = pending_.load(std::memory_order_relaxed);
     if (r == nullptr) {
       r = central_.pop();
       if (r == nullptr) r = central_likely_fault_.pop();
@@ -307,10 +307,11 @@ uint32_t Scheduler::dispatch() {
     }
     CoreScheduler* c = least_loaded();
     if (c == nullptr || !c->place(r)) {
-      pending_ = r;  // every core has its bound waiting: keep it, in order, for the next call
+      // Every core has its bound waiting: keep it, in order, for the next call.
+      pending_.store(r, std::memory_order_relaxed);
       break;
     }
-    pending_ = nullptr;
+    pending_.store(nullptr, std::memory_order_relaxed);
     ++placed;
   }
   return placed;

@@ -176,7 +176,11 @@ class Scheduler {
   uint32_t dispatch();
   static uint32_t dispatch_hook(void* arg) { return static_cast<Scheduler*>(arg)->dispatch(); }
   /// Requests in the central queue (central dispatch).
-  uint32_t central_queued() const { return central_.size() + central_likely_fault_.size() + (pending_ ? 1 : 0); }
+  /// Any thread.
+  uint32_t central_queued() const {
+    return central_.size() + central_likely_fault_.size() +
+           (pending_.load(std::memory_order_relaxed) != nullptr ? 1 : 0);
+  }
   /// Whether core 0 runs dispatch() from its poll (central dispatch with the worker role).
   bool worker_dispatches() const {
     return opts_.dispatch == Dispatch::kCentral && opts_.dispatcher == DispatcherRole::kWorker;
@@ -207,7 +211,9 @@ class Scheduler {
   std::vector<std::unique_ptr<CoreScheduler>> cores_;
   Ring<Request> central_;               // MP (every core's NIC), SC (the dispatcher)
   Ring<Request> central_likely_fault_;  // fault-likely requests, placed after the others
-  Request* pending_ = nullptr;          // taken from a central queue, no core could take it yet
+  // Taken from a central queue, no core could take it yet. Written by the dispatcher only;
+  // atomic because statistics and the control thread read it.
+  std::atomic<Request*> pending_{nullptr};
   uint16_t rotor_ = 0;                  // where the next least-loaded scan starts (spreads ties)
 };
 
