@@ -126,8 +126,12 @@ uint32_t CoreAllocator::poll_worker(uint16_t id) {
       // new owner's first poll (release here, acquire there).
       owner_[s].store(t, std::memory_order_release);
       me.handoffs.fetch_add(1, std::memory_order_relaxed);
-      // A target that was parked again meanwhile must wake to pass the set on.
-      if (!w_[t]->active.load(std::memory_order_acquire)) kick(uint16_t(t));
+      // Always kick, never "only if the target is parked": that check reads `active` after
+      // storing `owner` while the policy stores `active` before reading `owner` (owns_any), a
+      // store-buffering pair in which both sides can read the old value and nobody kicks; the
+      // set then waits for the target's park timeout. The eventfd keeps the kick until the
+      // target sleeps, so it is never lost; a hand-off is rare (a decision), the write cheap.
+      kick(uint16_t(t));
       continue;
     }
     owns = true;
