@@ -8,6 +8,8 @@ FaultWait::FaultWait(paging::PagingCore& paging, CoreScheduler& sched)
   paging.set_hooks({&FaultWait::wait_io, &FaultWait::wait_other, &FaultWait::on_complete, this});
 }
 
+FaultWait::~FaultWait() { paging_.set_hooks(paging::sync_wait_hooks(paging_)); }
+
 void FaultWait::wait_io(void* ctx, paging::IoWait& io) {
   auto* self = static_cast<FaultWait*>(ctx);
   Fiber* f = current_fiber();

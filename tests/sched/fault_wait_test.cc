@@ -1,6 +1,8 @@
 // The fetch-boundary hooks on the real path (Region + emulated transport + scheduler, one
 // thread): a fault parks its fiber in async mode, and switching the mode while fibers are
 // parked never leaves one of them unable to run.
+#include "sched/fault_wait.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -12,7 +14,6 @@
 
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
-#include "sched/fault_wait.h"
 #include "sched/scheduler.h"
 
 namespace fm::sched {
@@ -42,8 +43,10 @@ struct Rig {
     paging::EmulatedOptions o;
     o.latency_ns = 2'000'000;  // 2 ms: the first fiber is surely parked when the second comes
     o.link_gbps = 1000;
-    transport = std::move(paging::EmulatedTransport::in_process(o, 1 << 20, paging::tsc_clock()).value());
-    region = std::move(paging::Region::create(1 << 20, 32, *transport, 1, paging::tsc_clock(), 4096).value());
+    transport =
+        std::move(paging::EmulatedTransport::in_process(o, 1 << 20, paging::tsc_clock()).value());
+    region = std::move(
+        paging::Region::create(1 << 20, 32, *transport, 1, paging::tsc_clock(), 4096).value());
     app.region = region.get();
     SchedOptions so;
     so.faults = mode;
@@ -84,7 +87,8 @@ struct Rig {
     std::atomic<bool> finished{false};
     std::thread watchdog([&] {
       const auto end = std::chrono::steady_clock::now() + 10s;
-      while (!finished.load() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+      while (!finished.load() && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(1ms);
       if (!finished.load()) {
         std::fprintf(stderr, "FATAL: the core hung: %d of %d requests done after 10 s\n",
                      app.done.load(), n);
