@@ -124,6 +124,7 @@ uint32_t CoreAllocator::poll_worker(uint16_t id) {
     if (t != int16_t(id)) {
       // Hand over between passes: everything this worker did to the set happens-before the
       // new owner's first poll (release here, acquire there).
+      sets_[s]->on_handoff(id, uint16_t(t));  // before the store: the set is still ours
       owner_[s].store(t, std::memory_order_release);
       me.handoffs.fetch_add(1, std::memory_order_relaxed);
       // Always kick, never "only if the target is parked": that check reads `active` after

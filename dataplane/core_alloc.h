@@ -58,6 +58,8 @@ class QueueSet {
   /// Whether a central dispatcher may place requests here (false while its home worker is
   /// parked). Any thread.
   virtual void set_accepting(bool /*on*/) {}
+  /// Called by the worker that just handed this set to worker `to` (tests time hand-offs).
+  virtual void on_handoff(uint16_t /*from*/, uint16_t /*to*/) {}
 };
 
 /// One allocation decision, for statistics and the control CLI.
