@@ -130,8 +130,10 @@ uint32_t CoreAllocator::poll_worker(uint16_t id) {
       // Always kick, never "only if the target is parked": that check reads `active` after
       // storing `owner` while the policy stores `active` before reading `owner` (owns_any), a
       // store-buffering pair in which both sides can read the old value and nobody kicks; the
-      // set then waits for the target's park timeout. The eventfd keeps the kick until the
-      // target sleeps, so it is never lost; a hand-off is rare (a decision), the write cheap.
+      // set then waits for the target's park timeout (on x86 the locked add of `handoffs`
+      // above happened to fence it; C++ does not promise that: tests/model finds the lost
+      // wake-up under TSO without it). The eventfd keeps the kick until the target sleeps, so
+      // it is never lost; a hand-off is rare (a decision), the write cheap.
       kick(uint16_t(t));
       continue;
     }
