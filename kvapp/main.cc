@@ -155,6 +155,8 @@ class ServerStats : public StatsHook {
     w.stat("paging_evictions", t.evictions);
     w.stat("paging_writebacks", t.writebacks);
     w.stat("paging_errors", t.errors);
+    w.stat("paging_frame_waits", t.frame_waits);
+    w.stat("paging_bounce_waits", t.bounce_waits);
     w.stat("paging_bytes_read", t.bytes_read);
     w.stat("paging_bytes_written", t.bytes_written);
     w.stat("paging_qp_full_retries", t.full_retries);
