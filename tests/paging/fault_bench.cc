@@ -6,6 +6,7 @@
 
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
+#include "sched/fault_wait.h"
 #include "sched/scheduler.h"
 
 namespace fm::paging {
@@ -103,15 +104,6 @@ struct AsyncBench : sched::App {
     benchmark::DoNotOptimize(b);
     region->unpin(*current_core(), off, 8, b);
   }
-  static void wait_io(void*, IoWait& io) {
-    io.waiter = sched::current_fiber();
-    if (!io.done.load(std::memory_order_acquire)) sched::park();
-  }
-  static void wait_other(void*) { sched::yield(); }
-  static void on_complete(void* ctx, IoWait& io) {
-    io.done.store(true, std::memory_order_release);
-    static_cast<sched::CoreScheduler*>(ctx)->wake(static_cast<sched::Fiber*>(io.waiter));
-  }
 };
 
 void async_requests(benchmark::State& state, bool resident) {
@@ -127,7 +119,7 @@ void async_requests(benchmark::State& state, bool resident) {
   auto sch = sched::Scheduler::create(o, 1, app);
   sched::CoreScheduler& cs = (*sch)->core(CoreId{0});
   PagingCore& pc = s.region->core(CoreId{0});
-  pc.set_hooks({&AsyncBench::wait_io, &AsyncBench::wait_other, &AsyncBench::on_complete, &cs});
+  sched::FaultWait hooks(pc, cs);  // kvserver's hooks, async mode
   current_core() = &pc;
   for (auto _ : state) {
     sched::Request* r = cs.acquire();
