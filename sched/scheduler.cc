@@ -11,6 +11,7 @@
 #include <string>
 
 #include <rte_cycles.h>
+#include <sanitizer/asan_interface.h>
 
 #include "dataplane/check.h"
 #include "dataplane/log.h"
@@ -90,7 +91,12 @@ CoreScheduler::CoreScheduler(Scheduler& parent, CoreId id, const SchedOptions& o
 CoreScheduler::~CoreScheduler() {
   // Fibers first: one still parked unwinds its stack (Boost.Context) and needs it mapped.
   fibers_.clear();
-  if (stacks_) ::munmap(stacks_, stacks_bytes_);
+  if (stacks_) {
+    // Boost's entry frames stay poisoned under ASan after a run jumps away; memory mapped here
+    // later must not inherit them (a no-op without ASan).
+    ASAN_UNPOISON_MEMORY_REGION(stacks_, stacks_bytes_);
+    ::munmap(stacks_, stacks_bytes_);
+  }
 }
 
 Request* CoreScheduler::acquire() { return free_requests_.pop(); }

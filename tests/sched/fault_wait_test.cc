@@ -41,7 +41,9 @@ struct PinApp : App {
 struct Rig {
   explicit Rig(FaultMode mode) {
     paging::EmulatedOptions o;
-    o.latency_ns = 2'000'000;  // 2 ms: the first fiber is surely parked when the second comes
+    // 20 ms: the first fiber is still parked when the second comes, even on a TSan build on a
+    // busy 2-vCPU machine (at 2 ms one TSan run in a few saw the fetch done first).
+    o.latency_ns = 20'000'000;
     o.link_gbps = 1000;
     transport =
         std::move(paging::EmulatedTransport::in_process(o, 1 << 20, paging::tsc_clock()).value());
