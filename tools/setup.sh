@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential g++ meson ninja-build pkg-config
+  libasan8 libubsan1 libtsan2
   libdpdk-dev dpdk
   libboost-context-dev libtomlplusplus-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev

@@ -229,12 +229,14 @@ class DpctlTest : public ::testing::Test {
 
   TempDir dir_;
   std::string path_;
-  std::unique_ptr<ControlServer> server_;
   std::mutex mu_;
   std::vector<json> requests_;
   int active_ = 2;
   bool auto_ = true;
   int64_t served_ = 0;
+  // Last, so destroyed first: its thread may still be in a handler that touches the state above
+  // (TSan caught requests_ freed under a handler's push_back).
+  std::unique_ptr<ControlServer> server_;
 };
 
 TEST_F(DpctlTest, StatusJsonPrintsTheResult) {

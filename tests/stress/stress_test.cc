@@ -172,7 +172,9 @@ class StressSet : public QueueSet {
   uint32_t poll() override {
     paging::current_core() = &pc_;
     uint32_t work = 0;
-    if (generate.load(std::memory_order_relaxed)) {
+    // Dekker with quiesce(): either it sees this poll busy, or this poll sees generate false.
+    generating_.store(true);
+    if (generate.load()) {
       for (int i = 0; i < 4 && generated_.load(std::memory_order_relaxed) -
                                        origin_.done.load(std::memory_order_relaxed) <
                                    kWindow;
@@ -191,6 +193,7 @@ class StressSet : public QueueSet {
         ++work;
       }
     }
+    generating_.store(false);
     work += pc_.poll();
     work += cs_.poll();
     return work;
@@ -206,6 +209,13 @@ class StressSet : public QueueSet {
   void set_accepting(bool on) override { cs_.set_accepting(on); }
 
   uint64_t generated() const { return generated_.load(); }
+  /// Stops generating and waits out a poll that may still be submitting: generated() is final
+  /// afterwards. (A plain flag was not enough: under TSan a poll that had read it before the
+  /// drain submitted one more request after the drain had summed generated().)
+  void quiesce() {
+    generate.store(false);
+    while (generating_.load()) std::this_thread::yield();
+  }
 
   std::atomic<bool> generate{true};
 
@@ -215,6 +225,7 @@ class StressSet : public QueueSet {
   sched::CoreScheduler& cs_;
   std::mt19937_64 rng_;
   std::atomic<uint64_t> generated_{0};
+  std::atomic<bool> generating_{false};
   Origin origin_;
 };
 
@@ -270,12 +281,20 @@ void round(World& w, uint16_t cores, sched::Dispatch dispatch, double seconds, s
       case 1:
         if (alloc->set_active(uint16_t(1 + rng() % cores)).is_ok()) ++out->core_changes;
         break;
-      default:
+      default: {
+        // What kvserver's stats and status commands read from the control thread.
+        uint64_t seen = sched->central_queued();
+        for (uint16_t i = 0; i < cores; ++i) {
+          seen += sched->core(CoreId{i}).queued() + sched->core(CoreId{i}).parked() +
+                  sched->core(CoreId{i}).counters().parks.read();
+        }
+        asm volatile("" : : "r"(seen));  // keep the reads
         break;
+      }
     }
   }
   // Drain: no new requests; everything generated must be served, in bounded time.
-  for (auto& s : sets) s->generate.store(false);
+  for (auto& s : sets) s->quiesce();
   (void)alloc->set_active(cores);  // every worker back, so parked sets are polled quickly too
   uint64_t generated = 0;
   for (auto& s : sets) generated += s->generated();
