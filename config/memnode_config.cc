@@ -17,13 +17,9 @@ Result<MemnodeConfig> parse_memnode_config(std::string_view text, std::string_vi
   {
     TableReader r(top.table("memnode"), "memnode", source, &err);
     r.get("pool_mb", c.pool_mb, 1, 1 << 24);
-    r.get_enum(
-        "hugepages", c.hugepages,
-        {{"auto", HugepageMode::kAuto}, {"on", HugepageMode::kOn}, {"off", HugepageMode::kOff}});
+    r.get_enum("hugepages", c.hugepages, kHugepageModeNames);
     r.get("listen", c.listen);
-    r.get_enum(
-        "transport", c.transport,
-        {{"emulated", paging::TransportKind::kEmulated}, {"verbs", paging::TransportKind::kVerbs}});
+    r.get_enum("transport", c.transport, paging::kTransportKindNames);
     r.get("heartbeat_ms", c.heartbeat_ms, 0, 600000);
     r.reject_unknown();
     if (err.is_ok() && c.transport == paging::TransportKind::kEmulated &&
@@ -51,15 +47,13 @@ Result<MemnodeConfig> load_memnode_config(const std::string& path) {
 }
 
 std::string to_toml(const MemnodeConfig& c) {
-  const char* huge = c.hugepages == HugepageMode::kAuto ? "auto"
-                     : c.hugepages == HugepageMode::kOn ? "on"
-                                                        : "off";
+  const std::string_view huge = enum_name(kHugepageModeNames, c.hugepages);
   return fmt::format(
       "[memnode]\npool_mb = {}\nhugepages = \"{}\"\nlisten = {}\ntransport = \"{}\"\n"
       "heartbeat_ms = {}\n\n[verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\n"
       "max_outstanding = {}\n\n[log]\nlevel = \"{}\"\n",
       c.pool_mb, huge, toml_quote(c.listen),
-      c.transport == paging::TransportKind::kEmulated ? "emulated" : "verbs", c.heartbeat_ms,
+      enum_name(paging::kTransportKindNames, c.transport), c.heartbeat_ms,
       toml_quote(c.verbs.device), c.verbs.ib_port, c.verbs.gid_index, c.verbs.max_outstanding,
       log_level_name(c.log_level));
 }

@@ -11,9 +11,7 @@ namespace {
 
 void read_eal(TableReader& r, EalOptions& o) {
   r.get(std::string_view("lcores"), o.lcores, 0, 1023);
-  r.get_enum(
-      "hugepages", o.hugepages,
-      {{"auto", HugepageMode::kAuto}, {"on", HugepageMode::kOn}, {"off", HugepageMode::kOff}});
+  r.get_enum("hugepages", o.hugepages, kHugepageModeNames);
   r.get("memory_mb", o.memory_mb, 16, 1 << 20);
   r.get("file_prefix", o.file_prefix);
   r.get("pci_allow", o.pci_allow);
@@ -118,15 +116,16 @@ void read_net(TableReader& r, net::NetOptions& o) {
 }
 
 void read_kv(TableReader& r, kv::StoreOptions& s, kv::ProtocolOptions& p) {
-  r.get("memory_mb", s.memory_mb, 1, 1 << 20);
-  r.get("item_size_max", s.item_size_max, 1024, 1 << 30);
-  r.get("slab_growth_factor", s.slab_growth_factor, 1.01, 4.0);
+  using L = kv::Limits;  // the same bounds kv::validate() checks
+  r.get("memory_mb", s.memory_mb, L::kMemoryMbMin, L::kMemoryMbMax);
+  r.get("item_size_max", s.item_size_max, L::kItemSizeMaxMin, L::kItemSizeMaxMax);
+  r.get("slab_growth_factor", s.slab_growth_factor, L::kGrowthFactorMin, L::kGrowthFactorMax);
   r.get("evict", s.evict);
-  r.get("hash_power", s.hash_power, 8, 32);
-  r.get("hash_power_max", s.hash_power_max, 8, 32);
-  r.get("udp_max_payload", p.udp_max_payload, 64, 65507);
-  r.get("reply_buffer_kb", p.reply_buffer_kb, 4, 1 << 20);
-  r.get("reply_bytes_max", p.reply_bytes_max, 0, 1u << 30);
+  r.get("hash_power", s.hash_power, L::kHashPowerMin, L::kHashPowerMax);
+  r.get("hash_power_max", s.hash_power_max, L::kHashPowerMin, L::kHashPowerMax);
+  r.get("udp_max_payload", p.udp_max_payload, L::kUdpMaxPayloadMin, L::kUdpMaxPayloadMax);
+  r.get("reply_buffer_kb", p.reply_buffer_kb, L::kReplyBufferKbMin, L::kReplyBufferKbMax);
+  r.get("reply_bytes_max", p.reply_bytes_max, 0u, L::kReplyBytesMaxMax);
   r.reject_unknown();
 }
 
@@ -150,23 +149,17 @@ void read_verbs(TableReader& r, paging::VerbsOptions& v) {
 }
 
 void read_paging(TableReader& r, std::string_view source, Status* err, paging::PagingOptions& p) {
-  r.get_enum("mode", p.mode,
-             {{"far", paging::PagingMode::kFar}, {"local", paging::PagingMode::kLocal}});
+  r.get_enum("mode", p.mode, paging::kPagingModeNames);
   r.get("local_fraction", p.local_fraction, 0.0001, 1.0);
   r.get("local_mb", p.local_mb, 0, 1 << 24);
-  r.get_enum(
-      "transport", p.transport,
-      {{"emulated", paging::TransportKind::kEmulated}, {"verbs", paging::TransportKind::kVerbs}});
+  r.get_enum("transport", p.transport, paging::kTransportKindNames);
   r.get("memnode", p.memnode);
   r.get("connect_timeout_ms", p.connect_timeout_ms, 0, 600000);
   {
     TableReader e(r.table("emulated"), r.name("emulated"), source, err);
     auto& o = p.emulated;
     e.get("latency_ns", o.latency_ns, 0, 100'000'000);
-    e.get_enum("jitter", o.jitter,
-               {{"none", paging::JitterKind::kNone},
-                {"exponential", paging::JitterKind::kExponential},
-                {"uniform", paging::JitterKind::kUniform}});
+    e.get_enum("jitter", o.jitter, paging::kJitterKindNames);
     e.get("jitter_ns", o.jitter_ns, 0, 100'000'000);
     e.get("link_gbps", o.link_gbps, 0.001, 10000.0);
     e.get("max_outstanding", o.max_outstanding, 1, 16384);
@@ -190,17 +183,14 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
 
 std::string paging_to_toml(const paging::PagingOptions& p) {
   const auto& e = p.emulated;
-  const char* jitter = e.jitter == paging::JitterKind::kNone          ? "none"
-                       : e.jitter == paging::JitterKind::kExponential ? "exponential"
-                                                                      : "uniform";
   return fmt::format(
       "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
       "memnode = {}\nconnect_timeout_ms = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
       "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
       "[paging.verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
-      p.mode == paging::PagingMode::kFar ? "far" : "local", p.local_fraction, p.local_mb,
-      p.transport == paging::TransportKind::kEmulated ? "emulated" : "verbs", toml_quote(p.memnode),
-      p.connect_timeout_ms, e.latency_ns, jitter, e.jitter_ns, e.link_gbps, e.max_outstanding,
+      enum_name(paging::kPagingModeNames, p.mode), p.local_fraction, p.local_mb,
+      enum_name(paging::kTransportKindNames, p.transport), toml_quote(p.memnode),
+      p.connect_timeout_ms, e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter), e.jitter_ns, e.link_gbps, e.max_outstanding,
       e.seed, toml_quote(p.verbs.device), p.verbs.ib_port, p.verbs.gid_index,
       p.verbs.max_outstanding);
 }
@@ -238,23 +228,16 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
   }
   {
     TableReader r(top.table("sched"), "sched", source, &err);
-    r.get_enum("faults", c.sched.faults,
-               {{"async", sched::FaultMode::kAsync}, {"sync", sched::FaultMode::kSync}});
+    r.get_enum("faults", c.sched.faults, sched::kFaultModeNames);
     r.get("max_in_flight", c.sched.max_in_flight, 1, 4096);
     r.get("queue_depth", c.sched.queue_depth, 1, 1 << 20);
     r.get("stack_kb", c.sched.stack_kb, 16, 8192);
     r.get("steal", c.sched.steal);
-    r.get_enum("dispatch", c.sched.dispatch,
-               {{"percore", sched::Dispatch::kPerCore}, {"central", sched::Dispatch::kCentral}});
-    r.get_enum("dispatcher", c.sched.dispatcher,
-               {{"worker", sched::DispatcherRole::kWorker},
-                {"dedicated", sched::DispatcherRole::kDedicated}});
+    r.get_enum("dispatch", c.sched.dispatch, sched::kDispatchNames);
+    r.get_enum("dispatcher", c.sched.dispatcher, sched::kDispatcherRoleNames);
     r.get("dispatcher_lcore", c.sched.dispatcher_lcore, -1, 1023);
     r.get("dispatch_bound", c.sched.dispatch_bound, 1, 4096);
-    r.get_enum("predictor", c.sched.predictor,
-               {{"none", sched::Predictor::kNone},
-                {"history", sched::Predictor::kHistory},
-                {"pagetable", sched::Predictor::kPageTable}});
+    r.get_enum("predictor", c.sched.predictor, sched::kPredictorNames);
     r.get("history_window", c.sched.history_window, 0, 1u << 30);
     r.get("preempt_us", c.sched.preempt_us, 0, 1000000);
     if (r.ok() && c.sched.dispatch == sched::Dispatch::kCentral &&
@@ -283,7 +266,7 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
     r.get("release_window_us", a.release_window_us, 1, 100000000);
     r.get("release_utilisation", a.release_utilisation, 0.0, 1.0);
     r.get("cooldown_us", a.cooldown_us, 0, 100000000);
-    r.get_enum("park", a.park, {{"sleep", ParkMode::kSleep}, {"spin", ParkMode::kSpin}});
+    r.get_enum("park", a.park, kParkModeNames);
     if (r.ok() && lcores > 0) {
       const uint32_t max = a.max ? a.max : lcores;
       if (max > lcores)
@@ -333,9 +316,7 @@ const char* b(bool v) { return v ? "true" : "false"; }
 }  // namespace
 
 std::string to_toml(const ServerConfig& c) {
-  const char* huge = c.eal.hugepages == HugepageMode::kAuto ? "auto"
-                     : c.eal.hugepages == HugepageMode::kOn ? "on"
-                                                            : "off";
+  const std::string_view huge = enum_name(kHugepageModeNames, c.eal.hugepages);
   std::string s;
   s += fmt::format(
       "[eal]\nlcores = {}\nhugepages = \"{}\"\nmemory_mb = {}\nfile_prefix = {}\n"
@@ -369,7 +350,7 @@ std::string to_toml(const ServerConfig& c) {
       "dispatch_bound = {}\npredictor = \"{}\"\nhistory_window = {}\npreempt_us = {}\n",
       sched::fault_mode_name(c.sched.faults), c.sched.max_in_flight, c.sched.queue_depth,
       c.sched.stack_kb, b(c.sched.steal), sched::dispatch_name(c.sched.dispatch),
-      c.sched.dispatcher == sched::DispatcherRole::kWorker ? "worker" : "dedicated",
+      sched::dispatcher_role_name(c.sched.dispatcher),
       c.sched.dispatcher_lcore, c.sched.dispatch_bound, sched::predictor_name(c.sched.predictor),
       c.sched.history_window, c.sched.preempt_us);
   const AllocOptions& a = c.alloc;
@@ -379,7 +360,7 @@ std::string to_toml(const ServerConfig& c) {
       "release_utilisation = {}\ncooldown_us = {}\npark = \"{}\"\n",
       a.min, a.max, a.initial, b(a.automatic), a.interval_us, a.congestion_us, a.congested_checks,
       a.release_window_us, a.release_utilisation, a.cooldown_us,
-      a.park == ParkMode::kSleep ? "sleep" : "spin");
+      enum_name(kParkModeNames, a.park));
   s += fmt::format("\n[control]\nenabled = {}\nsocket = {}\n", b(c.control),
                    toml_quote(c.control_socket));
   s += fmt::format("\n[log]\nlevel = \"{}\"\n", log_level_name(c.log_level));

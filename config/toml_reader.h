@@ -11,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "dataplane/enum_names.h"
 #include "dataplane/log.h"
 #include "dataplane/result.h"
 
@@ -135,24 +136,19 @@ class TableReader {
     out = std::move(v);
   }
 
-  /// A string that must be one of `choices`; returns its index through `out`.
-  template <typename Enum>
-  void get_enum(std::string_view key, Enum& out,
-                std::initializer_list<std::pair<std::string_view, Enum>> choices) {
+  /// A string that must be one of the enum's names (its one table: dataplane/enum_names.h).
+  template <typename Enum, size_t N>
+  void get_enum(std::string_view key, Enum& out, const EnumName<Enum> (&names)[N]) {
     std::string s;
     const toml::node* n = table_ ? table_->get(key) : nullptr;
     if (!n) return;
     get(key, s);
     if (!err_->is_ok()) return;
-    std::string list;
-    for (const auto& [text, value] : choices) {
-      if (text == s) {
-        out = value;
-        return;
-      }
-      list += (list.empty() ? "\"" : ", \"") + std::string(text) + "\"";
+    if (auto v = parse_enum(names, s)) {
+      out = *v;
+      return;
     }
-    fail(key, "\"" + s + "\" is not one of " + list);
+    fail(key, "\"" + s + "\" is not one of " + enum_choices(names));
   }
 
   /// A sub-table (nullptr when absent). Marks the key consumed; a non-table is an error.
@@ -230,9 +226,7 @@ class TableReader {
 /// Reads the [log] table (key `level`) of `top`.
 inline void read_log(TableReader& top, std::string_view source, Status* err, LogLevel& level) {
   TableReader r(top.table("log"), "log", source, err);
-  r.get_enum("level", level,
-             {{"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warn", LogLevel::kWarn},
-              {"error", LogLevel::kError}});
+  r.get_enum("level", level, kLogLevelNames);
   r.reject_unknown();
 }
 

@@ -74,7 +74,7 @@ Result<std::unique_ptr<CoreAllocator>> CoreAllocator::create(const AllocOptions&
   for (size_t s = 0; s < n; ++s) a->owner_[s].store(a->target_[s].load());
   FM_LOG_INFO(kTag, "{} worker(s), {} active (min {}, max {}), automatic {}, parked workers {}", n,
               initial, opts.min, max, opts.automatic ? "on" : "off",
-              opts.park == ParkMode::kSleep ? "sleep" : "spin");
+              enum_name(kParkModeNames, opts.park));
   return a;
 }
 

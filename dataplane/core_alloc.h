@@ -14,6 +14,7 @@
 
 #include "dataplane/core_loop.h"
 #include "dataplane/counter.h"
+#include "dataplane/enum_names.h"
 #include "dataplane/result.h"
 
 namespace fm {
@@ -23,6 +24,9 @@ enum class ParkMode : uint8_t {
   kSleep,  // blocks on an eventfd: costs no CPU; waking takes a kernel wake-up (~10-50 us)
   kSpin,   // spins on a flag with pause: wakes in < 1 us but keeps its CPU busy (for comparison)
 };
+inline constexpr EnumName<ParkMode> kParkModeNames[] = {{"sleep", ParkMode::kSleep},
+                                                        {"spin", ParkMode::kSpin}};
+static_assert(enum_table_ok(kParkModeNames));
 
 struct AllocOptions {
   uint16_t min = 1;          // never fewer active workers (worker 0 is always one of them)

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/enum_names.h"
 #include "dataplane/result.h"
 
 namespace fm {
@@ -15,6 +16,9 @@ enum class HugepageMode : uint8_t {
   kOn,    // hugepages or fail with a clear message
   kOff,   // always --no-huge (anonymous memory)
 };
+inline constexpr EnumName<HugepageMode> kHugepageModeNames[] = {
+    {"auto", HugepageMode::kAuto}, {"on", HugepageMode::kOn}, {"off", HugepageMode::kOff}};
+static_assert(enum_table_ok(kHugepageModeNames));
 
 /// EAL settings; config/ fills them from the [eal] table.
 struct EalOptions {

@@ -22,15 +22,7 @@ const char* level_name(LogLevel l) {
 }
 }  // namespace
 
-const char* log_level_name(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warn";
-    case LogLevel::kError: return "error";
-  }
-  return "info";
-}
+const char* log_level_name(LogLevel level) { return enum_name(kLogLevelNames, level).data(); }
 
 void set_log_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
 LogLevel log_level() { return g_level.load(std::memory_order_relaxed); }

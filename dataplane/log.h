@@ -7,9 +7,16 @@
 #include <string_view>
 #include <utility>
 
+#include "dataplane/enum_names.h"
+
 namespace fm {
 
 enum class LogLevel : uint8_t { kDebug = 0, kInfo, kWarn, kError };
+inline constexpr EnumName<LogLevel> kLogLevelNames[] = {{"debug", LogLevel::kDebug},
+                                                        {"info", LogLevel::kInfo},
+                                                        {"warn", LogLevel::kWarn},
+                                                        {"error", LogLevel::kError}};
+static_assert(enum_table_ok(kLogLevelNames));
 
 /// "debug", "info", "warn" or "error".
 const char* log_level_name(LogLevel level);

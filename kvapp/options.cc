@@ -12,21 +12,26 @@ constexpr uint64_t kMiB = 1ull << 20;
 }  // namespace
 
 Status StoreOptions::validate() const {
-  if (memory_mb == 0) return error(Errc::kInvalidArgument, "kv.memory_mb must be > 0");
-  if (memory_mb > (1u << 20)) {
+  static_assert(Limits::kItemSizeMaxMin == kPageSize);
+  if (memory_mb < Limits::kMemoryMbMin) {
+    return error(Errc::kInvalidArgument, "kv.memory_mb must be > 0");
+  }
+  if (memory_mb > Limits::kMemoryMbMax) {
     return error(Errc::kInvalidArgument, "kv.memory_mb must be <= 1048576 (1 TiB)");
   }
-  if (item_size_max < kPageSize || item_size_max > (128u << 20)) {
+  if (item_size_max < Limits::kItemSizeMaxMin || item_size_max > Limits::kItemSizeMaxMax) {
     return error(Errc::kInvalidArgument, "kv.item_size_max must be between " +
-                                             std::to_string(kPageSize) + " and " +
-                                             std::to_string(128u << 20) + " bytes");
+                                             std::to_string(Limits::kItemSizeMaxMin) + " and " +
+                                             std::to_string(Limits::kItemSizeMaxMax) + " bytes");
   }
-  if (hash_power < 8 || hash_power > 30) {
-    return error(Errc::kInvalidArgument, "kv.hash_power must be between 8 and 30");
+  if (hash_power < Limits::kHashPowerMin || hash_power > Limits::kHashPowerMax) {
+    return error(Errc::kInvalidArgument, "kv.hash_power must be between " +
+                                             std::to_string(Limits::kHashPowerMin) + " and " +
+                                             std::to_string(Limits::kHashPowerMax));
   }
-  if (hash_power_max < hash_power || hash_power_max > 30) {
-    return error(Errc::kInvalidArgument,
-                 "kv.hash_power_max must be between kv.hash_power and 30");
+  if (hash_power_max < hash_power || hash_power_max > Limits::kHashPowerMax) {
+    return error(Errc::kInvalidArgument, "kv.hash_power_max must be between kv.hash_power and " +
+                                             std::to_string(Limits::kHashPowerMax));
   }
   auto geometry = SlabGeometry::build(item_size_max, slab_growth_factor);
   if (!geometry) return geometry.status();
@@ -47,10 +52,15 @@ Status StoreOptions::validate() const {
 }
 
 Status ProtocolOptions::validate() const {
-  if (udp_max_payload < 64 || udp_max_payload > 65507) {
+  if (udp_max_payload < Limits::kUdpMaxPayloadMin || udp_max_payload > Limits::kUdpMaxPayloadMax) {
     return error(Errc::kInvalidArgument, "kv.udp_max_payload must be between 64 and 65507");
   }
-  if (reply_buffer_kb < 4) return error(Errc::kInvalidArgument, "kv.reply_buffer_kb must be >= 4");
+  if (reply_buffer_kb < Limits::kReplyBufferKbMin || reply_buffer_kb > Limits::kReplyBufferKbMax) {
+    return error(Errc::kInvalidArgument, "kv.reply_buffer_kb must be between 4 and 1048576");
+  }
+  if (reply_bytes_max > Limits::kReplyBytesMaxMax) {
+    return error(Errc::kInvalidArgument, "kv.reply_bytes_max must be <= 1073741824");
+  }
   if (reply_bytes_max != 0 && reply_bytes_max < kMinReplyBytesMax) {
     return error(Errc::kInvalidArgument,
                  "kv.reply_bytes_max must be 0 (the default, " +

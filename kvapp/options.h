@@ -7,6 +7,19 @@
 
 namespace fm::kv {
 
+/// The ranges validate() accepts, one set for everyone: config/ reads each key with the same
+/// bounds, so a value the file accepts is never refused at start.
+struct Limits {
+  static constexpr uint32_t kMemoryMbMin = 1, kMemoryMbMax = 1u << 20;  // 1 TiB
+  static constexpr uint32_t kItemSizeMaxMin = 4096;                     // one far-memory page
+  static constexpr uint32_t kItemSizeMaxMax = 128u << 20;
+  static constexpr double kGrowthFactorMin = 1.01, kGrowthFactorMax = 4.0;
+  static constexpr uint32_t kHashPowerMin = 8, kHashPowerMax = 30;  // 2^30 buckets = 4 GiB
+  static constexpr uint32_t kUdpMaxPayloadMin = 64, kUdpMaxPayloadMax = 65507;
+  static constexpr uint32_t kReplyBufferKbMin = 4, kReplyBufferKbMax = 1u << 20;
+  static constexpr uint32_t kReplyBytesMaxMax = 1u << 30;
+};
+
 /// Store configuration; config/ fills it from the [kv] table (keys named as the fields).
 struct StoreOptions {
   uint32_t memory_mb = 64;            // item memory (the arena); memcached's -m default

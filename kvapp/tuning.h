@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dataplane/ids.h"
+
 namespace fm::kv {
 
 /// memcached's KEY_MAX_LENGTH: longer keys get "CLIENT_ERROR bad command line format".
@@ -21,7 +23,7 @@ inline constexpr size_t kMaxTokens = 24;
 inline constexpr size_t kUdpFrameHeaderSize = 8;
 
 /// A far-memory page: items never straddle one unless larger than a page.
-inline constexpr uint32_t kPageSize = 4096;
+using fm::kPageSize;
 
 /// Smallest slab chunk (key + value bytes); metadata lives in a local entry, not in the chunk.
 inline constexpr uint32_t kMinChunkSize = 64;

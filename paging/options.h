@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "dataplane/enum_names.h"
+
 namespace fm::paging {
 
 /// Where the key-value data lives.
@@ -17,6 +19,18 @@ enum class TransportKind : uint8_t { kEmulated, kVerbs };
 
 /// Jitter added to each emulated operation's latency.
 enum class JitterKind : uint8_t { kNone, kExponential, kUniform };
+
+// The spellings of the config files (dataplane/enum_names.h).
+inline constexpr EnumName<PagingMode> kPagingModeNames[] = {{"far", PagingMode::kFar},
+                                                            {"local", PagingMode::kLocal}};
+inline constexpr EnumName<TransportKind> kTransportKindNames[] = {
+    {"emulated", TransportKind::kEmulated}, {"verbs", TransportKind::kVerbs}};
+inline constexpr EnumName<JitterKind> kJitterKindNames[] = {
+    {"none", JitterKind::kNone},
+    {"exponential", JitterKind::kExponential},
+    {"uniform", JitterKind::kUniform}};
+static_assert(enum_table_ok(kPagingModeNames) && enum_table_ok(kTransportKindNames) &&
+              enum_table_ok(kJitterKindNames));
 
 /// The emulated one-sided transport's model of a real RDMA link.
 struct EmulatedOptions {

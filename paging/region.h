@@ -18,7 +18,7 @@
 
 namespace fm::paging {
 
-inline constexpr uint32_t kPageSize = 4096;
+using fm::kPageSize;
 
 /// How a pinned range will be used.
 enum class PinAccess : uint8_t {

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "dataplane/enum_names.h"
+
 namespace fm::sched {
 
 /// What a request does at a fetch boundary.
@@ -30,16 +32,25 @@ enum class Predictor : uint8_t {
   kPageTable,  // the app looks the key up and asks the page table (exact for single-key GETs)
 };
 
-inline const char* fault_mode_name(FaultMode m) { return m == FaultMode::kAsync ? "async" : "sync"; }
-inline const char* dispatch_name(Dispatch d) { return d == Dispatch::kCentral ? "central" : "percore"; }
-inline const char* predictor_name(Predictor p) {
-  switch (p) {
-    case Predictor::kNone: return "none";
-    case Predictor::kHistory: return "history";
-    case Predictor::kPageTable: return "pagetable";
-  }
-  return "?";
+// The spellings config files and control commands use (one table each: dataplane/enum_names.h).
+inline constexpr EnumName<FaultMode> kFaultModeNames[] = {{"sync", FaultMode::kSync},
+                                                          {"async", FaultMode::kAsync}};
+inline constexpr EnumName<Dispatch> kDispatchNames[] = {{"percore", Dispatch::kPerCore},
+                                                        {"central", Dispatch::kCentral}};
+inline constexpr EnumName<DispatcherRole> kDispatcherRoleNames[] = {
+    {"worker", DispatcherRole::kWorker}, {"dedicated", DispatcherRole::kDedicated}};
+inline constexpr EnumName<Predictor> kPredictorNames[] = {{"none", Predictor::kNone},
+                                                          {"history", Predictor::kHistory},
+                                                          {"pagetable", Predictor::kPageTable}};
+static_assert(enum_table_ok(kFaultModeNames) && enum_table_ok(kDispatchNames) &&
+              enum_table_ok(kDispatcherRoleNames) && enum_table_ok(kPredictorNames));
+
+inline const char* fault_mode_name(FaultMode m) { return enum_name(kFaultModeNames, m).data(); }
+inline const char* dispatch_name(Dispatch d) { return enum_name(kDispatchNames, d).data(); }
+inline const char* dispatcher_role_name(DispatcherRole r) {
+  return enum_name(kDispatcherRoleNames, r).data();
 }
+inline const char* predictor_name(Predictor p) { return enum_name(kPredictorNames, p).data(); }
 
 struct SchedOptions {
   // sync is the FCFS/busy-wait baseline; async yields at each fetch boundary.

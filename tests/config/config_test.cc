@@ -156,6 +156,39 @@ TEST(ServerConfig, KvCrossFieldRulesNameTheKey) {
   EXPECT_NE(st.message().find("kv."), std::string::npos) << st.message();
 }
 
+// One set of limits (kv::Limits): what the file accepts, the store accepts, at both edges.
+TEST(ServerConfig, KvLimitsAreTheStoresLimits) {
+  struct Case {
+    const char* key;
+    int64_t inside, outside;
+    const char* extra;  // what the other rules need for `inside` to pass them
+  };
+  using L = kv::Limits;
+  const Case cases[] = {
+      {"item_size_max", L::kItemSizeMaxMin, L::kItemSizeMaxMin - 1, ""},
+      // The largest item needs jumbo datagrams, a buffer that holds one reply and a slab of it.
+      {"item_size_max", L::kItemSizeMaxMax, int64_t(L::kItemSizeMaxMax) + 1,
+       "memory_mb = 1024\nreply_buffer_kb = 140000\nudp_max_payload = 65507\n"},
+      {"hash_power", L::kHashPowerMax, L::kHashPowerMax + 1, ""},
+      {"hash_power", L::kHashPowerMin, L::kHashPowerMin - 1, ""},
+      {"hash_power_max", L::kHashPowerMax, L::kHashPowerMax + 1, ""},
+      {"memory_mb", L::kMemoryMbMin, 0, ""},
+      {"reply_buffer_kb", L::kReplyBufferKbMin, L::kReplyBufferKbMin - 1, ""},
+  };
+  for (const Case& c : cases) {
+    const std::string extra = c.extra;
+    const std::string in = "[kv]\n" + extra + c.key + " = " + std::to_string(c.inside) + "\n";
+    auto r = parse_server_config(in, "t.toml");
+    ASSERT_TRUE(r.is_ok()) << in << r.status().message();
+    if (std::string(c.key) != "reply_buffer_kb") {
+      Status st = kv::validate(r->store, r->protocol);
+      EXPECT_TRUE(st.is_ok()) << in << st.message();
+    }
+    const std::string out = "[kv]\n" + extra + c.key + " = " + std::to_string(c.outside) + "\n";
+    EXPECT_NE(error_of(out).find(std::string("kv.") + c.key), std::string::npos) << out;
+  }
+}
+
 TEST(ServerConfig, SyntaxErrorsNameFileLineAndColumn) {
   const std::string e = error_of("[eal]\nmemory_mb = = 3\n");
   EXPECT_EQ(e.rfind("test.toml:2:", 0), 0u) << e;
