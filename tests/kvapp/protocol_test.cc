@@ -699,7 +699,7 @@ TEST(ProtocolOptionsTest, Validation) {
   EXPECT_EQ(po.validate().message(), "kv.udp_max_payload must be between 64 and 65507");
   po = ProtocolOptions{};
   po.reply_buffer_kb = 1;
-  EXPECT_EQ(po.validate().message(), "kv.reply_buffer_kb must be >= 4");
+  EXPECT_EQ(po.validate().message(), "kv.reply_buffer_kb must be between 4 and 1048576");
   po.reply_buffer_kb = 1 << 20;
   EXPECT_NE(po.validate().message().find("kv.reply_buffer_kb is too large"), std::string::npos);
   po = ProtocolOptions{};
