@@ -143,6 +143,7 @@ TEST(Flags, HelpListsEveryFlag) {
                         "--seed",
                         "--stop-p99-us",
                         "--retries",
+                        "--max-error-pct",
                         "--pause",
                         "--csv",
                         "--json",

@@ -22,6 +22,20 @@ bench_build() {
   done
 }
 
+# bench_loadgen_status WHO RC: one plain line on stderr about a loadgen exit status
+# (tools/loadgen/exit_code.h; `loadgen --help` lists them). A sweep runs past saturation, so
+# timeouts (3) are part of its curve and INVALID points (4) are marked in their rows: neither is
+# told. Always returns 0: the summary says what could be measured.
+bench_loadgen_status() {
+  case $2 in
+    0|3|4) ;;
+    1) echo "bench: $1: the loadgen did not run (its error is above): no curve" >&2 ;;
+    2) echo "bench: $1: WRONG or missing answers from the server (the CSV's wrong and misses columns): its curve measures a broken server" >&2 ;;
+    *) echo "bench: $1: the loadgen exited $2" >&2 ;;
+  esac
+  return 0
+}
+
 # One paragraph about this machine for the summary files.
 machine_info() {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

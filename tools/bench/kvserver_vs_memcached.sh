@@ -3,7 +3,7 @@
 # on this machine, each driven open loop by the same loadgen: the DPDK backend over memif for
 # kvserver, the kernel-socket backend over loopback for memcached. Server on SERVER_CPU, loadgen
 # on LOADGEN_CPU. Prints both latency-throughput curves and the ratio of their peak throughput
-# at a p99 bound; saves CSV, a PNG and summary.txt under $OUT (docs/benchmarks.md).
+# at a p99 bound ("not measurable here" and why, when a side has no valid point within it); saves CSV, a PNG and summary.txt under $OUT (docs/benchmarks.md).
 # kvserver runs once per paging mode in MODES: local (every value in local DRAM, like
 # memcached: the like-for-like comparison) and far (config/kvserver.toml's default: values paged
 # from an emulated memory node, 20% local).
@@ -66,11 +66,13 @@ for mode in $MODES; do
     echo "bench: kvserver (paging $mode) did not start: no curve for it" >&2
     stop_pid "$KV_PID"
     [ -n "$MN_PID" ] && stop_pid "$MN_PID"
+    kv_csvs+=("$OUT/kvserver-$mode.csv")  # absent: the summary says it was not measured
     continue
   fi
   KV_CMD=("$LOADGEN" --vdev "net_memif0,role=client,socket=$SOCK,socket-abstract=no,mac=02:fa:00:00:00:02"
           --rate "$KV_RATES" --label "kvserver-$mode" --csv "$OUT/kvserver-$mode.csv" "${COMMON[@]}")
-  "${NICE[@]}" "${KV_CMD[@]}" || true   # exit 2 = some point INVALID: kept and marked in the CSV
+  # Exit 3 (timeouts past saturation) and 4 (a point INVALID) keep their rows, marked in the CSV.
+  "${NICE[@]}" "${KV_CMD[@]}" || bench_loadgen_status "kvserver-$mode" $?
   stop_pid "$KV_PID"
   [ -n "$MN_PID" ] && stop_pid "$MN_PID"
   kv_csvs+=("$OUT/kvserver-$mode.csv")
@@ -84,7 +86,7 @@ MC_PID=$LAST_PID
 sleep 0.5
 MC_CMD=("$LOADGEN" --backend socket --server-ip 127.0.0.1 --server-port "$MC_PORT"
         --rate "$MC_RATES" --label memcached --csv "$OUT/memcached.csv" "${COMMON[@]}")
-"${NICE[@]}" "${MC_CMD[@]}" || true
+"${NICE[@]}" "${MC_CMD[@]}" || bench_loadgen_status memcached $?
 stop_pid "$MC_PID"
 
 # --- curves, ratio, plot
@@ -99,6 +101,10 @@ stop_pid "$MC_PID"
   echo
   python3 tools/bench/summarize.py curves --bound-us "$P99_BOUND_US" "${kv_csvs[@]}" "$OUT/memcached.csv"
 } | tee "$OUT/summary.txt"
-tools/loadgen/plot.py -o "$OUT/latency.png" --bound-us "$P99_BOUND_US" \
-  --title "kvserver (DPDK, memif, 1 core) vs memcached -U (1 thread): GET $GET_RATIO, $VALUE_SIZE B values" \
-  "${kv_csvs[@]}" "$OUT/memcached.csv"
+plot_csvs=()
+for c in "${kv_csvs[@]}" "$OUT/memcached.csv"; do [ -s "$c" ] && plot_csvs+=("$c"); done
+if [ ${#plot_csvs[@]} -gt 0 ]; then
+  tools/loadgen/plot.py -o "$OUT/latency.png" --bound-us "$P99_BOUND_US" \
+    --title "kvserver (DPDK, memif, 1 core) vs memcached -U (1 thread): GET $GET_RATIO, $VALUE_SIZE B values" \
+    "${plot_csvs[@]}"
+fi

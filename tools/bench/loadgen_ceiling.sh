@@ -39,7 +39,7 @@ for t in $(seq "$TRIALS"); do
        --vdev "net_memif0,role=client,socket=$SOCK,socket-abstract=no,mac=02:fa:00:00:00:02"
        --rate "$RATES" --duration "$DURATION" --warmup 0.2 --label "trial $t" --quiet
        --csv "$OUT/trial$t.csv")
-  "${NICE[@]}" "${CMD[@]}" || true
+  "${NICE[@]}" "${CMD[@]}" || bench_loadgen_status "trial $t" $?
   stop_pid "$RPID"
   if [ -s "$OUT/trial$t.csv" ]; then csvs+=("$OUT/trial$t.csv"); else echo "bench: trial $t produced no CSV" >&2; fi
 done
@@ -51,10 +51,12 @@ done
   echo "reflector CPU $REFLECTOR_CPU, loadgen CPU $LOADGEN_CPU; GETs of 11-byte keys, replies END; ${#csvs[@]} of $TRIALS trials ran"
   echo "command: ${CMD[*]}"
   echo
-  python3 tools/bench/summarize.py ceiling "${csvs[@]}"
+  python3 tools/bench/summarize.py ceiling ${csvs[@]+"${csvs[@]}"}
   echo
   echo "engine alone (no network; $ENGINE_BENCH --cpu $LOADGEN_CPU):"
   "${NICE[@]}" "$ENGINE_BENCH" --cpu "$LOADGEN_CPU" --duration 1 --hiccups 5 | sed 's/^/  /'
 } | tee "$OUT/summary.txt"
-tools/loadgen/plot.py -o "$OUT/latency.png" --title "loadgen against the instant reflector (1 core each, memif)" \
-  --percentiles p50,p99 "${csvs[@]}"
+if [ ${#csvs[@]} -gt 0 ]; then
+  tools/loadgen/plot.py -o "$OUT/latency.png" --title "loadgen against the instant reflector (1 core each, memif)" \
+    --percentiles p50,p99 "${csvs[@]}"
+fi

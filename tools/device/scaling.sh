@@ -377,8 +377,11 @@ run_loadgen() {
   wait "$loadgen_pid"  # in the background so that a SIGTERM to this script is handled at once
   rc=$?
   loadgen_pid=""
+  # The loadgen's exit status (tools/loadgen/exit_code.h): 3 (timeouts past saturation) and 4 (a
+  # point INVALID) are recorded in the rows; 2 means the server answered wrongly.
   case $rc in
-    0|2) ;;  # 2: some point INVALID, recorded in its row
+    0|3|4) ;;
+    2) note "loadgen $name: WRONG or missing answers from the server (raw/$name.csv: wrong, misses): its points measure a broken server" ;;
     124|137) note "loadgen $name hit its time bound (${bound} s); rows so far kept" ;;
     *) note "loadgen $name exited $rc: $(grep -v '^+ ' "$OUT/logs/$name.loadgen.log" | tail -3 | tr '\n' ' ')" ;;
   esac

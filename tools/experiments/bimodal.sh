@@ -27,11 +27,12 @@ for mode in $MODES; do
   exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATE" --duration "$DURATION" --warmup 1 \
     --multiget-keys "$MGET_KEYS" --multiget-ratio "$MGET_RATIO" \
     --label "$mode" --csv "$EXP_WORK/$mode.csv" --quiet ${LG_EXTRA:-} >/dev/null ||
-    echo "bimodal: $mode: the loadgen reported a problem (see the CSV's valid column)" >&2
+    exp_loadgen_status "bimodal: $mode" $?
   exp_stop_server
   exp_predictor_line "$mode" >>"$EXP_WORK/predictors.txt"
-  if [ -f "$CSV" ]; then tail -n +2 "$EXP_WORK/$mode.csv" >>"$CSV"; else cp "$EXP_WORK/$mode.csv" "$CSV"; fi
+  exp_append_csv "$EXP_WORK/$mode.csv" "$CSV"
 done
+[ -s "$CSV" ] || { echo "bimodal: no mode produced a row" >&2; exit 1; }
 python3 - "$CSV" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -50,7 +50,8 @@ exp_start_server steps "$(server_toml true 1)"
 exp_dpctl watch --interval-ms 10 --json >"$OUTDIR/cores.jsonl" 2>/dev/null &
 watch_pid=$!
 exp_loadgen "${LG[@]}" --rate-steps "$STEPS" --timeline "$OUTDIR/timeline.csv" --timeline-ms 10 \
-  --warmup 0.5 --label steps --csv "$OUTDIR/steps.csv" >"$OUTDIR/steps.out" 2>&1 || true
+  --warmup 0.5 --label steps --csv "$OUTDIR/steps.csv" >"$OUTDIR/steps.out" 2>&1 ||
+  exp_loadgen_status "core_alloc: steps" $? sweep
 kill "$watch_pid" 2>/dev/null || true
 wait "$watch_pid" 2>/dev/null || true
 exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-steps.json"
@@ -71,7 +72,7 @@ for _ in $(seq "$CMD_CYCLES"); do
   exp_dpctl cores set "$NW" >/dev/null
   sleep 0.05
 done
-wait $lg || true
+wait $lg || exp_loadgen_status "core_alloc: command" $? sweep
 exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-command.json"
 exp_stop_server
 python3 tools/experiments/core_alloc_report.py command "$OUTDIR" | tee -a "$SUMMARY"
@@ -86,7 +87,8 @@ for variant in auto all-polling; do
   cpu0=$(exp_server_cpu_s)
   t0=$(date +%s.%N)
   exp_loadgen "${LG[@]}" --rate "$LOW_RATE" --duration "$LOW_S" --warmup 0.5 --no-preload \
-    --label "$variant" --csv "$OUTDIR/cpu-$variant.csv" >"$OUTDIR/cpu-$variant.out" 2>&1 || true
+    --label "$variant" --csv "$OUTDIR/cpu-$variant.csv" >"$OUTDIR/cpu-$variant.out" 2>&1 ||
+    exp_loadgen_status "core_alloc: $variant" $? sweep
   cpu1=$(exp_server_cpu_s)
   t1=$(date +%s.%N)
   exp_dpctl status --json >"$OUTDIR/status-$variant.json"

@@ -122,6 +122,9 @@ def cpu(out):
     if "auto" in res and "all-polling" in res:
         a = res["auto"][0] / res["auto"][1]
         b = res["all-polling"][0] / res["all-polling"][1]
+        if not b > 0:
+            print("  automatic vs all cores polling: not measurable here (all-polling used no CPU time)")
+            return
         print(f"  automatic allocation used {a / b * 100:.0f}% of the CPU of all cores polling "
               f"(saved {b - a:.2f} cores)")
 

@@ -19,24 +19,33 @@ run_mode() {  # label extra-toml
   exp_start_server "$1" "$2"
   echo "curves: $1, rates $RATES"
   exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATES" --duration "$DURATION" --warmup 0.5 \
-    --stop-p99-us 2000 --retries 2 --label "$1" --csv "$EXP_WORK/$1.csv" --quiet >/dev/null || true
+    --stop-p99-us 2000 --retries 2 --label "$1" --csv "$EXP_WORK/$1.csv" --quiet >/dev/null ||
+    exp_loadgen_status "curves: $1" $? sweep
   exp_stop_server
   csvs+=("$EXP_WORK/$1.csv")
 }
 for mode in no-fault sync async; do run_mode "$mode" "$(exp_mode_toml "$mode")"; done
-head -1 "${csvs[0]}" >"$OUT.csv"
-for c in "${csvs[@]}"; do tail -n +2 "$c" >>"$OUT.csv"; done
+for c in "${csvs[@]}"; do exp_append_csv "$c" "$OUT.csv"; done
+[ -s "$OUT.csv" ] || { echo "$(basename "$0" .sh): no run produced a row" >&2; exit 1; }
 python3 tools/loadgen/plot.py -o "$OUT.png" --percentiles p50,p99 --bound-us 500 \
   --title "kvserver, 20% local memory, 3.3 us fetches: no-fault vs sync vs async" "$OUT.csv" || true
 python3 - "$OUT.csv" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-peak = {}
+peak, points, invalid = {}, {}, {}
 for r in rows:
+    label = r["label"]
+    points[label] = points.get(label, 0) + 1
+    invalid[label] = invalid.get(label, 0) + (r["valid"] != "1")
     p99 = float(r["all_p99_us"])
     if r["valid"] == "1" and p99 <= 500:
-        peak[r["label"]] = max(peak.get(r["label"], 0), float(r["all_achieved_rps"]))
-for label, v in peak.items():
-    print(f"curves: {label}: peak {v/1000:.0f}K req/s at p99 <= 500 us (valid points)")
+        peak[label] = max(peak.get(label, 0), float(r["all_achieved_rps"]))
+for label in points:
+    if label in peak:
+        print(f"curves: {label}: peak {peak[label]/1000:.0f}K req/s at p99 <= 500 us (valid points)")
+    else:
+        behind = (f"; {invalid[label]} of {points[label]} points INVALID: the loadgen fell behind"
+                  if invalid[label] else "")
+        print(f"curves: {label}: peak not measurable here (no valid point with p99 <= 500 us{behind})")
 PY
 echo "curves: $OUT.csv $OUT.png"

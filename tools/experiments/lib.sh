@@ -73,6 +73,7 @@ TOML
   rm -f "$EXP_MEMIF"
   nice -n -19 "$BUILD/kvapp/kvserver" --config "$EXP_WORK/$name.toml" 2>"$EXP_WORK/$name.log" &
   exp_server_pid=$!
+  exp_server_name=$name
   for _ in $(seq 100); do
     [ -S "$EXP_MEMIF" ] && [ -S "$EXP_WORK/control.sock" ] && return 0
     kill -0 $exp_server_pid || break
@@ -91,6 +92,9 @@ exp_server_cpu_s() {
 
 exp_stop_server() {
   if [ -n "$exp_server_pid" ]; then
+    # The server's statistics as it stops (the counter registry: docs/control.md), for the
+    # reports below; never parsed from its stderr.
+    exp_dpctl stats --json >"$EXP_WORK/$exp_server_name.stats.json" 2>/dev/null || true
     kill -INT "$exp_server_pid" 2>/dev/null || true
     wait "$exp_server_pid" 2>/dev/null || true
     exp_server_pid=""
@@ -104,6 +108,30 @@ exp_loadgen() {
   mapfile -t extra < <(exp_loadgen_eal_args)
   nice -n -19 "$BUILD/tools/loadgen/loadgen" --lcores "$(echo ${EXP_LOADGEN_LCORES:-0} | tr ' ' ',')" "${extra[@]}" \
     --vdev "net_memif0,role=client,socket=$EXP_MEMIF,socket-abstract=no,mac=02:fa:00:00:00:02" "$@"
+}
+
+# exp_loadgen_status WHO RC [sweep]: one plain line on stderr about a loadgen exit status
+# (tools/loadgen/exit_code.h; `loadgen --help` lists them). In a sweep, timeouts past saturation
+# (3) are what the curve shows, so only the others are told. Always returns 0: the rows are in
+# the CSV either way, and the next run goes on.
+exp_loadgen_status() {
+  local who=$1 rc=$2 sweep=${3:-}
+  case $rc in
+    0) ;;
+    1) echo "$who: the loadgen did not run (its error is above): no rows" >&2 ;;
+    2) echo "$who: WRONG or missing answers from the server (the CSV's wrong and misses columns): a server bug, whatever the latency says" >&2 ;;
+    3) [ -n "$sweep" ] || echo "$who: timeouts or error replies above 1% at some point (the CSV's drops and server_errors columns; where valid is 0 the loadgen also fell behind)" >&2 ;;
+    4) echo "$who: some point INVALID: the loadgen fell behind its schedule on this machine (the CSV's valid and invalid_reason columns); the answers were right" >&2 ;;
+    *) echo "$who: the loadgen exited $rc" >&2 ;;
+  esac
+  return 0
+}
+
+# exp_append_csv SRC DST: appends a run's rows to DST (with the header when DST is new); a run
+# that wrote no CSV (its loadgen did not run) is skipped with a line.
+exp_append_csv() {
+  if [ ! -s "$1" ]; then echo "no rows from $(basename "$1" .csv): skipped" >&2; return 0; fi
+  if [ -f "$2" ]; then tail -n +2 "$1" >>"$2"; else cp "$1" "$2"; fi
 }
 
 # exp_mode_toml MODE [LOCAL_FRACTION]: the kvserver config of one mode of the experiments —
@@ -131,12 +159,23 @@ exp_mode_toml() {
   printf "$extra"
 }
 
-# exp_predictor_line NAME: the predictor's accuracy over every core, from the server's exit
-# summary (after exp_stop_server); empty when it ran without a predictor.
+# exp_predictor_line NAME: the predictor's accuracy over every core, from the statistics saved
+# by exp_stop_server (dpctl stats --json); empty when it ran without a predictor.
 exp_predictor_line() {
-  { grep -h "^  predictor " "$EXP_WORK/$1.log" 2>/dev/null || true; } | tr -d '(),' | awk -v name="$1" '
-    { lf += $4; tp += $6; ff += $8; fn += $10 }
-    END { if (NR == 0) exit; n = lf + ff; if (n == 0) n = 1
-          printf "%s: predictor classified %d requests: %d fault-likely (%d faulted), %d fault-free (%d faulted); accuracy %.1f%%, faulting requests caught %.1f%%\n",
-                 name, lf + ff, lf, tp, ff, fn, 100 * (tp + ff - fn) / n, (tp + fn) ? 100 * tp / (tp + fn) : 100 }'
+  python3 - "$1" "$EXP_WORK/$1.stats.json" <<'PY' || true
+import json, sys
+name, path = sys.argv[1], sys.argv[2]
+try:
+    s = json.load(open(path))["server"]
+except (OSError, ValueError, KeyError):
+    sys.exit(0)
+if s.get("sched_predictor", "none") == "none":
+    sys.exit(0)
+tp, fp = s["predictor_fault_faulted"], s["predictor_fault_clean"]
+fn, tn = s["predictor_clean_faulted"], s["predictor_clean_clean"]
+n = tp + fp + fn + tn
+print(f"{name}: predictor classified {n} requests: {tp + fp} fault-likely ({tp} faulted), "
+      f"{fn + tn} fault-free ({fn} faulted); accuracy {100 * (tp + tn) / max(n, 1):.1f}%, "
+      f"faulting requests caught {100 * tp / (tp + fn) if tp + fn else 100:.1f}%")
+PY
 }

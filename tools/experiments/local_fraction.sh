@@ -24,12 +24,13 @@ for f in $FRACTIONS; do
   exp_start_server "$label" "$(exp_mode_toml "$MODE" "$f")"
   echo "local_fraction: $label ($MODE faults), rates $RATES"
   exp_loadgen --keys "$KEYS" --value-size 128 --rate "$RATES" --duration "$DURATION" --warmup 0.5 \
-    --stop-p99-us 2000 --label "$label" --csv "$EXP_WORK/$label.csv" --quiet >/dev/null || true
+    --stop-p99-us 2000 --label "$label" --csv "$EXP_WORK/$label.csv" --quiet >/dev/null ||
+    exp_loadgen_status "local_fraction: $label" $? sweep
   exp_stop_server
   csvs+=("$EXP_WORK/$label.csv")
 done
-head -1 "${csvs[0]}" >"$OUT.csv"
-for c in "${csvs[@]}"; do tail -n +2 "$c" >>"$OUT.csv"; done
+for c in "${csvs[@]}"; do exp_append_csv "$c" "$OUT.csv"; done
+[ -s "$OUT.csv" ] || { echo "$(basename "$0" .sh): no run produced a row" >&2; exit 1; }
 python3 tools/loadgen/plot.py -o "$OUT.png" --title "kvserver, $MODE faults, local memory share" "$OUT.csv" || true
 python3 - "$OUT.csv" <<'PY'
 import csv, sys

@@ -25,11 +25,10 @@ exp_start_memnode 256
 run_mode() {  # label extra-toml
   exp_start_server "$1" "$2"
   exp_loadgen --keys "$KEYS" --value-size 128 --key-dist "${KEY_DIST:-uniform}" --rate "$RATE" --duration "$DURATION" --warmup 1 \
-    --label "$1" --csv "$EXP_WORK/$1.csv" --quiet ${LG_EXTRA:-} >/dev/null || echo "table1: $1: the loadgen reported a problem (see the CSV's valid column)" >&2
+    --label "$1" --csv "$EXP_WORK/$1.csv" --quiet ${LG_EXTRA:-} >/dev/null || exp_loadgen_status "table1: $1" $?
   exp_stop_server
   exp_predictor_line "$1" >>"$EXP_WORK/predictors.txt"
-  # One header, then every mode's row.
-  if [ -f "$CSV" ]; then tail -n +2 "$EXP_WORK/$1.csv" >>"$CSV"; else cp "$EXP_WORK/$1.csv" "$CSV"; fi
+  exp_append_csv "$EXP_WORK/$1.csv" "$CSV"  # one header, then every mode's row
 }
 
 echo "table1: $RATE req/s GETs for $DURATION s, $KEYS keys of 128 B (${KEY_DIST:-uniform}), fetch latency $LATENCY_NS ns, 20% local"
@@ -37,6 +36,6 @@ for mode in ${MODES:-no-fault sync async async+history async+pagetable}; do
   run_mode "$mode" "$(exp_mode_toml "$mode")"
 done
 
-python3 tools/experiments/table.py "$CSV"
+if [ -s "$CSV" ]; then python3 tools/experiments/table.py "$CSV"; else echo "table1: no mode produced a row" >&2; fi
 cat "$EXP_WORK/predictors.txt" 2>/dev/null || true
 echo "table1: rows in $CSV"

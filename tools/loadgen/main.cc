@@ -10,6 +10,7 @@
 #include "dataplane/core_loop.h"
 #include "dataplane/log.h"
 #include "tools/loadgen/backend.h"
+#include "tools/loadgen/exit_code.h"
 #include "tools/loadgen/options.h"
 #include "tools/loadgen/progress.h"
 #include "tools/loadgen/report.h"
@@ -25,7 +26,7 @@ int run(Options& o) {
   auto values = ValueSizes::parse(o.value_size, "--value-size");
   if (!keys || !values) {  // validate() parsed them already; this cannot fail
     FM_LOG_ERROR(kTag, "{}", (!keys ? keys.status() : values.status()).message());
-    return 1;
+    return int(ExitCode::kSetup);
   }
   const uint32_t ncores = uint32_t(o.lcores.size());
   const uint32_t flows =
@@ -37,16 +38,20 @@ int run(Options& o) {
                      : make_socket_backend(o, flows, &values.value());
   if (!backend) {
     std::fprintf(stderr, "loadgen: %s\n", backend.status().message().c_str());
-    return 1;
+    return int(ExitCode::kSetup);
   }
   Backend& b = **backend;
   auto reporter = Reporter::open(o, flows);
   if (!reporter) {
     std::fprintf(stderr, "loadgen: %s\n", reporter.status().message().c_str());
-    return 1;
+    return int(ExitCode::kSetup);
   }
   Reporter& rep = **reporter;
 
+  ExitRules exit_rules;
+  exit_rules.max_error_pct = o.max_error_pct;
+  exit_rules.misses_are_missing = o.preload && o.verify;
+  RunTally tally;
   if (o.preload) {
     const uint64_t t0 = rdtsc_now();
     const PreloadResult pr = b.preload(o.keys, o.preload_window, kPreloadRetries);
@@ -61,8 +66,11 @@ int run(Options& o) {
                    "loadgen: warning: %lu of %lu keys could not be stored; their GETs "
                    "will count as misses\n",
                    (unsigned long)pr.failed, (unsigned long)o.keys);
+      // Their misses are expected now; the failed SETs themselves make the status 3.
+      tally.preload_failed = pr.failed;
+      exit_rules.misses_are_missing = false;
     }
-    if (stop_requested()) return 1;
+    if (stop_requested()) return int(ExitCode::kSetup);
   }
 
   WorkloadSpec workload{&keys.value(), o.get_ratio, o.arrival_kind};
@@ -93,7 +101,6 @@ int run(Options& o) {
   rules.min_adherence_pct = o.min_adherence;
   std::vector<ProgressSlot> slots(b.engines());
   ProgressPrinter progress(o.progress_s, o.lcores);
-  uint64_t wrong = 0;
   for (uint32_t i = 0; i < o.rates.size() && !stop_requested(); ++i) {
     PointSpec p;
     p.index = i;
@@ -135,7 +142,7 @@ int run(Options& o) {
       std::this_thread::sleep_for(std::chrono::duration<double>(std::max(o.pause_s, 0.2)));
     }
     rep.point(r);
-    wrong += r.all.wrong;
+    tally_point(tally, r, exit_rules);
     if (o.stop_p99_us > 0 && r.all.latency.p99 > o.stop_p99_us) {
       if (!o.quiet && i + 1 < o.rates.size()) {
         std::printf("sweep ends: p99 %s us exceeds --stop-p99-us %g\n",
@@ -147,10 +154,11 @@ int run(Options& o) {
       std::this_thread::sleep_for(std::chrono::duration<double>(o.pause_s));
     }
   }
-  const uint64_t invalid = rep.finish();
-  if (wrong)
-    std::fprintf(stderr, "loadgen: %lu GET replies had wrong values\n", (unsigned long)wrong);
-  return (invalid == 0 && wrong == 0) ? 0 : 2;
+  rep.finish();
+  const ExitCode code = exit_code(tally);
+  if (code != ExitCode::kOk)
+    std::fprintf(stderr, "loadgen: %s\n", exit_reason(tally, exit_rules).c_str());
+  return int(code);
 }
 
 }  // namespace
@@ -166,12 +174,12 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "loadgen: %s\nRun with --help for every flag.\n",
                  parsed.status().message().c_str());
-    return 1;
+    return int(fm::loadgen::ExitCode::kSetup);
   }
   fm::loadgen::Options o = std::move(parsed.value());
   if (auto st = fm::loadgen::validate(o); !st) {
     std::fprintf(stderr, "loadgen: %s\n", st.message().c_str());
-    return 1;
+    return int(fm::loadgen::ExitCode::kSetup);
   }
   if (o.quiet) fm::set_log_level(fm::LogLevel::kWarn);
   return fm::loadgen::run(o);

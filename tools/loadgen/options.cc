@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "net/packet.h"
+#include "tools/loadgen/exit_code.h"
 #include "tools/loadgen/spec_parse.h"
 #include "tools/loadgen/timeline.h"
 #include "tools/loadgen/workload.h"
@@ -82,6 +83,7 @@ class TomlConfig : public CLI::ConfigBase {
 /// Adds every flag to `app`, bound to `o`.
 void add_flags(CLI::App& app, Options& o) {
   app.get_formatter()->column_width(34);
+  app.footer(exit_code_help());
   const char* where = "Where requests go";
   app.add_option("--backend", o.backend,
                  "dpdk: a DPDK port (kernel bypass, memif client by "
@@ -262,6 +264,12 @@ void add_flags(CLI::App& app, Options& o) {
                  "rerun a point that came out INVALID (generator fell "
                  "behind) up to this many times; the row says how many attempts it took")
       ->check(CLI::Range(0u, 100u))
+      ->capture_default_str()
+      ->group(how);
+  app.add_option("--max-error-pct", o.max_error_pct,
+                 "exit status 3 when some point has more than this percent of its requests "
+                 "time out or answered with an error (0: any); the measurement is the same")
+      ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str()
       ->group(how);
   app.add_option("--pause", o.pause_s, "idle seconds between rate points")

@@ -78,6 +78,8 @@ struct Options {
   double stop_p99_us = 0;           // > 0: end a sweep after the first point whose p99 exceeds it
   double pause_s = 0.2;             // idle time between rate points
   uint32_t retries = 0;             // rerun an INVALID point up to this many times (noisy hosts)
+  double max_error_pct = 1.0;       // a point with more timeouts + error replies (% of its
+                                    // requests) makes the exit status 3; at 1%, p99 turns inf
   // --- output
   std::string csv;          // CSV file: one row per rate point, every field + config
   std::string json;         // JSON-lines file: one object per rate point
