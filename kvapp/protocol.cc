@@ -76,18 +76,13 @@ struct Protocol::Tokens {
   size_t n = 0;
 
   explicit Tokens(std::string_view line) {
-    size_t i = 0;
-    while (i < line.size()) {
-      while (i < line.size() && line[i] == ' ') ++i;
-      if (i == line.size()) break;
-      size_t j = i;
-      while (j < line.size() && line[j] != ' ') ++j;
+    size_t pos = 0;
+    for (std::string_view tok = next_token(line, &pos); !tok.empty(); tok = next_token(line, &pos)) {
       if (n == v.size()) {
         n = kMaxTokens;
         break;
       }
-      v[n++] = line.substr(i, j - i);
-      i = j;
+      v[n++] = tok;
     }
   }
   // memcached's set_noreply_maybe: the last token is "noreply".
@@ -413,13 +408,7 @@ bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64
 
   const size_t mark = out.mark();
   bool fits = true;
-  for (;;) {
-    while (pos < line.size() && line[pos] == ' ') ++pos;
-    if (pos == line.size()) break;
-    size_t key_end = pos;
-    while (key_end < line.size() && line[key_end] != ' ') ++key_end;
-    const std::string_view key = line.substr(pos, key_end - pos);
-    pos = key_end;
+  for (std::string_view key = next_token(line, &pos); !key.empty(); key = next_token(line, &pos)) {
     if (key.size() > kKeyMaxLength || has_nul(key)) {
       // memcached drops what it had stacked for this get and answers only the error.
       out.rollback(mark);
@@ -610,7 +599,7 @@ bool Protocol::do_stats(const Tokens& t, int64_t now, ReplyBuffer& out) {
   return out.append_reserved(kStatsOverflowError);
 }
 
-void Protocol::write_stats(int64_t now, StatsWriter& w) {
+void Protocol::write_stats(int64_t now, StatSink& w) const {
   const StatValues c = store_.stats_registry().sum();
   const StoreStats s = store_.stats();
   auto counter = [&](Stat k) { w.stat(stat_name(k), c[static_cast<size_t>(k)]); };

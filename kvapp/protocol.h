@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "dataplane/result.h"
+#include "dataplane/stat_sink.h"
 #include "kvapp/options.h"
 #include "kvapp/reply_buffer.h"
 #include "kvapp/stats.h"
@@ -17,12 +18,12 @@ namespace fm::kv {
 /// Writes "STAT <name> <value>\r\n" lines into a stats reply. Bounded: once a line does not fit,
 /// it stops writing and the protocol replaces the whole reply with
 /// "SERVER_ERROR out of memory writing stats". Owner core only.
-class StatsWriter {
+class StatsWriter final : public StatSink {
  public:
   explicit StatsWriter(ReplyBuffer& out) : out_(out) {}
-  void stat(std::string_view name, std::string_view value);
-  void stat(std::string_view name, uint64_t value);
-  void stat_signed(std::string_view name, int64_t value);
+  void stat(std::string_view name, std::string_view value) override;
+  void stat(std::string_view name, uint64_t value) override;
+  void stat_signed(std::string_view name, int64_t value) override;
   /// False once any line did not fit.
   bool ok() const { return ok_; }
 
@@ -31,14 +32,41 @@ class StatsWriter {
   bool ok_ = true;
 };
 
-/// Lets the server add its own lines (network drop counters, later paging statistics) to every
+/// The next token of `line` at or after `*pos`, memcached's way (runs of ' ' separate tokens);
+/// empty at the end of the line. Advances `*pos` past it.
+inline std::string_view next_token(std::string_view line, size_t* pos) {
+  size_t i = *pos;
+  while (i < line.size() && line[i] == ' ') ++i;
+  size_t j = i;
+  while (j < line.size() && line[j] != ' ') ++j;
+  *pos = j;
+  return line.substr(i, j - i);
+}
+
+/// Calls `fn(key)` for each key of a request whose first line is a get or gets (`text` is the
+/// datagram's text after the frame header), reading keys as Protocol does; false when it is not
+/// one. For the fault predictor: no allocation, no store access.
+template <typename Fn>
+bool for_each_get_key(std::string_view text, Fn&& fn) {
+  if (const size_t eol = text.find('\n'); eol != std::string_view::npos) text = text.substr(0, eol);
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  size_t pos = 0;
+  const std::string_view cmd = next_token(text, &pos);
+  if (cmd != "get" && cmd != "gets") return false;
+  for (std::string_view key = next_token(text, &pos); !key.empty(); key = next_token(text, &pos)) {
+    if (!fn(key)) break;
+  }
+  return true;
+}
+
+/// Lets the server add its own lines (the runtime's: network, scheduler, paging) to every
 /// "stats" reply, after the kv app's and before END.
 class StatsHook {
  public:
   virtual ~StatsHook() = default;
-  /// Called on the core that received "stats". Must not block or yield; may read other cores'
-  /// counters; writes only through `out`.
-  virtual void append_stats(StatsWriter& out) const = 0;
+  /// Called on the core that received "stats" (or the control thread). Must not block or yield;
+  /// may read other cores' counters; writes only through `out`.
+  virtual void append_stats(StatSink& out) const = 0;
 };
 
 /// Executes memcached text-protocol requests against a Store. One per dataplane core, owned by
@@ -84,6 +112,10 @@ class Protocol {
   /// and appends the replies to `out`. `now` is unix seconds. Owner core; no allocation.
   void execute(std::span<const uint8_t> request, int64_t now, ReplyBuffer& out);
 
+  /// What "stats" answers, as named values: memcached's general statistics, this server's own,
+  /// then the hook's. `now` is unix seconds. Any thread (reads only summed counters).
+  void write_stats(int64_t now, StatSink& w) const;
+
  private:
   struct Tokens;
   // Where to continue after a command: `next` in the request, or stop the datagram.
@@ -103,7 +135,6 @@ class Protocol {
   bool do_flush_all(const Tokens& t, int64_t now, ReplyBuffer& out);
   bool do_verbosity(const Tokens& t, ReplyBuffer& out);
   bool do_stats(const Tokens& t, int64_t now, ReplyBuffer& out);
-  void write_stats(int64_t now, StatsWriter& w);
 
   // Reply helpers: return false once the reply buffer is full (the datagram then stops).
   bool reply(ReplyBuffer& out, std::string_view line);

@@ -46,6 +46,9 @@ class Session {
   /// Reply text bytes the buffer can hold in all (its reserve included): no reply is longer.
   size_t reply_capacity() const { return reply_.total_capacity(); }
 
+  /// What "stats" would answer, as named values (protocol.h). Any thread.
+  void write_stats(int64_t now_unix, StatSink& out) const { protocol_.write_stats(now_unix, out); }
+
   /// This core's counters: datagrams, malformed requests, per-command counts.
   const SessionCounters& counters() const { return counters_; }
 

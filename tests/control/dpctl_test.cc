@@ -135,19 +135,19 @@ class DpctlTest : public ::testing::Test {
                   {"lcore", 1},
                   {"state", "active"},
                   {"queues", {0, 1}},
-                  {"in_flight", 3},
-                  {"queued", 4},
-                  {"fetches", 5},
-                  {"served", served_},
+                  {"sched_in_flight", 3},
+                  {"sched_queued", 4},
+                  {"sched_fetches", 5},
+                  {"sched_finished", served_},
                   {"extra_col", "zz"}},
                  {{"core", 1},
                   {"lcore", 2},
                   {"state", "parked"},
                   {"queues", json::array()},
-                  {"in_flight", 0},
-                  {"queued", 0},
-                  {"fetches", 0},
-                  {"served", 7}}}},
+                  {"sched_in_flight", 0},
+                  {"sched_queued", 0},
+                  {"sched_fetches", 0},
+                  {"sched_finished", 7}}}},
                {"sched",
                 {{"faults", "async"},
                  {"steal", true},
@@ -250,7 +250,7 @@ TEST_F(DpctlTest, StatusJsonPrintsTheResult) {
   EXPECT_EQ(last_args(), (json{{"cmd", "status"}}));
 }
 
-TEST_F(DpctlTest, StatusTableShowsKnownAndExtraKeys) {
+TEST_F(DpctlTest, StatusTableShowsTheKnownColumns) {
   const ProcResult r = dpctl({"status"});  // flags also work after the subcommand: see CoresSet
   ASSERT_EQ(r.rc, 0) << r.err;
   const auto l = lines(r.out);
@@ -258,16 +258,19 @@ TEST_F(DpctlTest, StatusTableShowsKnownAndExtraKeys) {
   EXPECT_EQ(l[0], "cores  active=2 min=1 max=4 auto=true");
   EXPECT_EQ(l[1], "sched  faults=async dispatch=percore steal=true predictor=none preempt_us=0");
   EXPECT_NE(r.out.find("uptime_s  42"), std::string::npos) << r.out;
-  // The per-core table: known columns in order, then the extra one; "-" where a cell is missing.
+  // The per-core table: the known columns in order (the rest is in --json and stats --core).
   const std::string header =
-      "core  lcore  state   queues  in_flight  queued  fetches  served  extra_col";
+      "core  lcore  state   queues  sched_in_flight  sched_queued  sched_fetches  sched_finished\n";
   ASSERT_NE(r.out.find(header), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("   0      1  active  0,1             3       4        5     100  zz"),
+  EXPECT_NE(r.out.find("   0      1  active  0,1                   3             4              5"
+                       "             100\n"),
             std::string::npos)
       << r.out;
-  EXPECT_NE(r.out.find("   1      2  parked  -               0       0        0       7  -"),
+  EXPECT_NE(r.out.find("   1      2  parked  -                     0             0              0"
+                       "               7\n"),
             std::string::npos)
       << r.out;
+  EXPECT_EQ(r.out.find("extra_col"), std::string::npos) << r.out;
 }
 
 TEST_F(DpctlTest, CoresShowAndSet) {
@@ -371,7 +374,8 @@ TEST_F(DpctlTest, StatsTables) {
 
   r = dpctl({"stats", "--core"});
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.out.find("per core\ncore  rx  tx\n   0   5   -\n   1   -   3\n"), std::string::npos)
+  // On its side: a line per statistic, a column per core.
+  EXPECT_NE(r.out.find("per core\nname  c0  c1\nrx     5   -\ntx     -   3\n"), std::string::npos)
       << r.out;
 }
 

@@ -81,7 +81,10 @@ print(f"answered {r['all_replies']} of {r['all_requests']}; " + ", ".join(f"{k} 
 lost = int(float(r["all_timeouts"])) - int(float(r["tx_dropped"])) - int(float(r["unsent"]))
 sys.exit(1 if missing or lost > 0 or int(float(r["strays"])) or int(float(r["all_wrong"])) else 0)
 PY
-[ $lgrc = 0 ] || [ $lgrc = 2 ] || fail "loadgen exited $lgrc: $(cat "$WORK/lg.out")"
+# The loadgen's exit status: 4 (a point INVALID: late sends on 2 shared CPUs) and 3 (timeouts,
+# e.g. requests the full TX ring refused: the accounting above tells them apart) are expected;
+# 1 (did not run) and 2 (wrong answers) are failures.
+case $lgrc in 0|3|4) ;; *) fail "loadgen exited $lgrc: $(cat "$WORK/lg.out")" ;; esac
 D decisions --json >"$WORK/dec.json" || fail "decisions"
 python3 - "$WORK/dec.json" "$cycles" <<'PY' || fail "decision log"
 import json, sys
@@ -100,9 +103,15 @@ D decisions --last 1 --json | grep -q '"release"' || fail "idle core not release
 echo "automatic: idle core released"
 D status >/dev/null || fail "server stopped answering its control socket"
 kill -0 $pid || fail "kvserver died"
-# Server side: every request it took in was served exactly once (exit summary per core).
+# Server side: every request it took in was served exactly once (the counter registry, summed
+# over cores; the load ended long ago, so nothing is in flight).
+D stats --json >"$WORK/stats.json" || fail "stats"
+python3 - "$WORK/stats.json" <<'PY' || fail "server lost or repeated requests"
+import json, sys
+s = json.load(open(sys.argv[1]))["server"]
+sub, drop, fin = s["sched_submitted"], s["sched_dropped"], s["sched_finished"]
+print(f"server: {sub} requests submitted, {drop} dropped, {fin} finished")
+sys.exit(0 if sub == fin and drop == 0 and sub > 0 else 1)
+PY
 kill -INT $pid; wait $pid; pid=""
-awk '/sched: submitted/ { sub_ += $3; drop += $5; fin += $9 } END {
-       printf "server: %d requests submitted, %d dropped, %d finished\n", sub_, drop, fin
-       exit !(sub_ == fin && drop == 0 && sub_ > 0) }' "$WORK/kv.log" || fail "server lost or repeated requests"
 echo "PASS"

@@ -252,7 +252,10 @@ echo "allow = [\"$MC_IP/32\"]: version from $MC_IP -> '$inside'; from $OUTSIDER_
 [ "$outside" = "<timeout>" ] || fail "$OUTSIDER_IP (not allowed) got '$outside'"
 [ "$not_allowed" = 2 ] || fail "dp_drop_src_not_allowed = '$not_allowed', want 2 (one datagram, one ping)"
 stop_kv
-echo "kvserver's drops at exit:"; grep -E "^  drop " "$WORK/kv.log" "$WORK/kv-allow.log"
+echo "kvserver's drops at exit (server-wide, non-zero):"
+for f in kv.log kv-allow.log; do
+  echo "  $f: $(sed -n '/^server:/,$p' "$WORK/$f" | grep -oE 'dp_drop_[a-z_]+ [0-9]+' | tr '\n' ' ')"
+done
 
 # --- 4. A reply datagram larger than the port's MTU stops start-up instead of being dropped.
 sed "s|^\[kv\]$|[kv]\nudp_max_payload = 1600|" "$WORK/kv.toml" >"$WORK/kv-mtu.toml"

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "kv_test_util.h"
 #include "kvapp/tuning.h"
@@ -509,7 +511,7 @@ TEST_F(ProtocolTest, NoreplyOnEveryCommand) {
 
 class TestHook : public StatsHook {
  public:
-  void append_stats(StatsWriter& out) const override {
+  void append_stats(StatSink& out) const override {
     out.stat("dp_rx_packets", uint64_t{42});
     out.stat("dp_mode", "test");
   }
@@ -709,6 +711,29 @@ TEST(ProtocolOptionsTest, Validation) {
   EXPECT_NE(st.message().find("kv.reply_buffer_kb (512) must hold"), std::string::npos)
       << st.message();
   EXPECT_TRUE(validate(StoreOptions{}, ProtocolOptions{}).is_ok());
+}
+
+// The predictor reads a get's keys with the protocol's own tokenizer.
+TEST(GetKeysTest, KeysOfGetAndGetsOnly) {
+  auto keys = [](std::string_view text) {
+    std::vector<std::string> out;
+    const bool is_get = for_each_get_key(text, [&](std::string_view k) {
+      out.emplace_back(k);
+      return true;
+    });
+    return std::make_pair(is_get, out);
+  };
+  EXPECT_EQ(keys("get a bb  ccc\r\n"), std::make_pair(true, std::vector<std::string>{"a", "bb", "ccc"}));
+  EXPECT_EQ(keys("gets k\n"), std::make_pair(true, std::vector<std::string>{"k"}));
+  EXPECT_EQ(keys("get x\r\nget y\r\n"), std::make_pair(true, std::vector<std::string>{"x"}));
+  EXPECT_EQ(keys("  get   x"), std::make_pair(true, std::vector<std::string>{"x"}));
+  EXPECT_EQ(keys("get"), std::make_pair(true, std::vector<std::string>{}));
+  EXPECT_FALSE(keys("set k 0 0 1\r\nx\r\n").first);
+  EXPECT_FALSE(keys("getx k\r\n").first);
+  EXPECT_FALSE(keys("").first);
+  int seen = 0;
+  for_each_get_key("get a b c", [&](std::string_view) { return ++seen < 2; });
+  EXPECT_EQ(seen, 2);  // stops when fn says so
 }
 
 }  // namespace

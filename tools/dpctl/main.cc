@@ -27,8 +27,11 @@ constexpr int kExitUsage = 64;       // bad command line (sysexits.h EX_USAGE)
 
 const Keys kCoresKeys = {"active", "min", "max", "auto"};
 const Keys kSchedKeys = {"faults", "dispatch", "steal", "predictor", "preempt_us"};
-const Keys kPerCoreKeys = {"core",      "lcore",  "state",   "queues",
-                           "in_flight", "queued", "fetches", "served"};
+// The per-core statistics of the server's counter registry (runtime/stats.cc) shown in the
+// table; --json prints them all.
+const Keys kPerCoreKeys = {"core",           "lcore",         "state",
+                           "queues",         "sched_in_flight", "sched_queued",
+                           "sched_fetches",  "sched_finished"};
 const Keys kDecisionKeys = {"t_us", "action", "core", "active", "signal_us", "reason"};
 
 struct Globals {
@@ -126,7 +129,7 @@ void print_status(const Json& r) {
     if (k != "cores" && k != "sched" && k != "per_core") rest[k] = v;
   }
   if (!rest.empty()) fmt::print("{}", generic(rest));
-  if (r.contains("per_core")) fmt::print("\n{}", table(r["per_core"], kPerCoreKeys));
+  if (r.contains("per_core")) fmt::print("\n{}", table_of(r["per_core"], kPerCoreKeys));
 }
 
 // "true/false/on/off" -> bool, an integer -> number, anything else -> string.
@@ -201,7 +204,7 @@ std::map<int64_t, std::pair<int64_t, std::string>> served_by_core(const Json& st
   int64_t index = 0;
   for (const Json& row : rows) {
     const Json& core = member(row, "core");
-    const Json& served = member(row, "served");
+    const Json& served = member(row, "sched_finished");
     const Json& state = member(row, "state");
     out[core.is_number_integer() ? core.get<int64_t>() : index] = {
         served.is_number() ? served.get<int64_t>() : 0,
@@ -377,7 +380,7 @@ int run(int argc, char** argv) {
   if (*stats) {
     return simple({{"cmd", "stats"}}, [&](const Json& r) {
       fmt::print("server\n{}", name_values(member(r, "server"), {}, "  "));
-      if (per_core) fmt::print("\nper core\n{}", table(member(r, "per_core"), {"core", "lcore"}));
+      if (per_core) fmt::print("\nper core\n{}", transposed(member(r, "per_core"), "core"));
       Json rest = Json::object();
       if (r.is_object()) {
         for (const auto& [k, v] : r.items()) {

@@ -85,7 +85,8 @@ std::string cell(const Json& v) {
   return compact(v);
 }
 
-std::string table(const Json& rows, const Keys& preferred) {
+namespace {
+std::string render_table(const Json& rows, const Keys& preferred, bool only_preferred) {
   if (!rows.is_array() || rows.empty()) return "(none)\n";
   std::vector<const Json*> objs;
   for (const Json& r : rows) {
@@ -94,6 +95,11 @@ std::string table(const Json& rows, const Keys& preferred) {
   std::vector<std::string> cols;
   if (objs.size() == rows.size()) {
     cols = ordered_keys(objs, preferred);
+    if (only_preferred) {
+      std::erase_if(cols, [&](const std::string& c) {
+        return std::find(preferred.begin(), preferred.end(), c) == preferred.end();
+      });
+    }
   } else {
     cols = {"value"};
   }
@@ -135,6 +141,43 @@ std::string table(const Json& rows, const Keys& preferred) {
   emit(&out, cols);
   for (const auto& line : cells) emit(&out, line);
   return out;
+}
+}  // namespace
+
+std::string table(const Json& rows, const Keys& preferred) {
+  return render_table(rows, preferred, false);
+}
+
+std::string table_of(const Json& rows, const Keys& columns) {
+  return render_table(rows, columns, true);
+}
+
+std::string transposed(const Json& rows, std::string_view id_key, const Keys& skip) {
+  if (!rows.is_array() || rows.empty()) return "(none)\n";
+  Json side = Json::array();
+  std::set<std::string> keys;
+  for (const Json& r : rows) {
+    if (!r.is_object()) return table(rows);
+    for (const auto& [k, v] : r.items()) {
+      if (k != id_key && std::find(skip.begin(), skip.end(), k) == skip.end()) keys.insert(k);
+    }
+  }
+  std::vector<std::string> heads;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto it = rows[i].find(id_key);
+    heads.push_back("c" + (it != rows[i].end() ? cell(*it) : std::to_string(i)));
+  }
+  for (const std::string& k : keys) {
+    Json line = {{"name", k}};
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto it = rows[i].find(k);
+      line[heads[i]] = it != rows[i].end() ? *it : Json();
+    }
+    side.push_back(std::move(line));
+  }
+  Keys order = {"name"};
+  for (const std::string& h : heads) order.push_back(h);
+  return table(side, order);
 }
 
 std::vector<std::pair<std::string, std::string>> flatten(const Json& obj, const Keys& preferred) {

@@ -21,6 +21,15 @@ std::string cell(const Json& v);
 /// are right-aligned. Rows that are not objects make a single "value" column. Ends in '\n'.
 std::string table(const Json& rows, const Keys& preferred = {});
 
+/// The same table with the `preferred` columns only (status: a server's rows carry dozens of
+/// statistics; --json has them all).
+std::string table_of(const Json& rows, const Keys& columns);
+
+/// `rows` (an array of objects, one per core) turned on its side: one line per key, one column
+/// per row headed "c<core>" (or the row's index), so dozens of statistics stay readable. Keys in
+/// sorted order, `skip` left out. Ends in '\n'.
+std::string transposed(const Json& rows, std::string_view id_key, const Keys& skip = {});
+
 /// Nested objects flattened to dotted names ("drops.no_buffer"), with their values as cells:
 /// `preferred` top-level keys first, then the rest in sorted order.
 std::vector<std::pair<std::string, std::string>> flatten(const Json& obj,

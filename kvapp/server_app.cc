@@ -1,0 +1,72 @@
+// The key-value app's side of the server runtime.
+#include "kvapp/server_app.h"
+
+#include <algorithm>
+#include <string_view>
+
+#include "dataplane/check.h"
+#include "kvapp/protocol.h"
+#include "kvapp/tuning.h"
+
+namespace fm::kv {
+namespace {
+
+uint32_t window_for(const rt::Server& server, uint32_t configured) {
+  // A key accessed within the last F accesses, F = the local frames, is still resident under
+  // CLOCK (~LRU): since then at most F distinct pages were touched.
+  if (configured) return configured;
+  const paging::Region* r = server.region();
+  return uint32_t(std::max<uint64_t>(64, r ? r->frame_count() : 1024));
+}
+
+}  // namespace
+
+KvServerApp::KvServerApp(Store& store, const ProtocolOptions& protocol, rt::Server& server,
+                         uint32_t history_window)
+    : store_(store),
+      protocol_(protocol),
+      runtime_stats_(server),
+      control_session_(store, protocol, nullptr),
+      history_(window_for(server, history_window)) {
+  // The history's own key: its slots must not be collidable either (a flood of crafted keys
+  // would make every request look recent or every one a fault).
+  FM_CHECK_MSG(random_hash_key(&history_key_), "libsodium could not initialize its RNG");
+}
+
+void* KvServerApp::fiber_state(CoreId, size_t) {
+  // One session per fiber slot: a reply buffer must not be shared by two requests that
+  // interleave at fetch boundaries. Their buffers are touched only when used.
+  sessions_.push_back(std::make_unique<Session>(store_, protocol_, &runtime_stats_));
+  return sessions_.back().get();
+}
+
+void KvServerApp::serve(void* state, std::span<const uint8_t> payload, int64_t now_unix,
+                        rt::ReplyFn reply, void* ctx) {
+  static_cast<Session*>(state)->handle_datagram(payload, now_unix, reply, ctx);
+}
+
+bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predictor mode,
+                               int64_t now_unix, uint32_t& history) {
+  // Only get/gets are classified; other commands are predicted fault-free.
+  if (payload.size() <= kUdpFrameHeaderSize) return false;
+  const std::string_view text(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
+                              payload.size() - kUdpFrameHeaderSize);
+  bool fault = false;
+  for_each_get_key(text, [&](std::string_view key) {
+    if (mode == sched::Predictor::kPageTable) {
+      fault = !store_.likely_resident(key, now_unix);
+      return !fault;  // one non-resident key decides
+    }
+    const uint64_t h = hash_key(key, history_key_);
+    if (!history_.likely_resident(h)) fault = true;
+    history_.touch(h, history);  // every key of the request is now recent
+    return true;
+  });
+  return fault;
+}
+
+void KvServerApp::write_stats(int64_t now_unix, StatSink& out) const {
+  control_session_.write_stats(now_unix, out);
+}
+
+}  // namespace fm::kv

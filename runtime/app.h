@@ -1,0 +1,46 @@
+// What an app plugs into the server runtime: a handler for UDP request datagrams, run in fibers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "dataplane/ids.h"
+#include "dataplane/stat_sink.h"
+#include "sched/options.h"
+
+namespace fm::rt {
+
+/// Sends one reply datagram (the app's frame header included) to the request's sender, through
+/// the stack of the core the fiber runs on now. `ctx` is what serve() was given.
+using ReplyFn = void (*)(void* ctx, std::span<const uint8_t> datagram);
+
+/// A request/response app over UDP (kvserver: memcached's UDP text protocol).
+class UdpApp {
+ public:
+  virtual ~UdpApp() = default;
+
+  /// The state of fiber slot `slot` of core `core` (kvserver: a protocol session with its reply
+  /// buffer), created once per slot before serving. Control path; may allocate.
+  virtual void* fiber_state(CoreId core, size_t slot) = 0;
+
+  /// Serves one request datagram inside a fiber, `now_unix` seconds. Replies go through
+  /// `reply(ctx, datagram)`. May wait at fetch boundaries (in async mode the fiber parks and may
+  /// resume on another core): it must not keep per-core state across a far-memory access.
+  virtual void serve(void* state, std::span<const uint8_t> payload, int64_t now_unix,
+                     ReplyFn reply, void* ctx) = 0;
+
+  /// Before the request is queued, when sched.predictor is not none: whether serving it will
+  /// likely fault (it then waits in the fault-likely queue). `history` is the receiving core's
+  /// private count for the history predictor. Owner core; must not block or fault.
+  virtual bool likely_fault(std::span<const uint8_t> /*payload*/, sched::Predictor /*mode*/,
+                            int64_t /*now_unix*/, uint32_t& /*history*/) {
+    return false;
+  }
+
+  /// The app's own statistics (kvserver: memcached's "stats" lines before the runtime's), for
+  /// the control socket's `stats`. Control thread; must not block the cores.
+  virtual void write_stats(int64_t now_unix, StatSink& out) const = 0;
+};
+
+}  // namespace fm::rt

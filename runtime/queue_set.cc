@@ -1,0 +1,113 @@
+// The queue set's glue between the NIC stack, the paging core and the scheduler.
+#include "runtime/queue_set.h"
+
+#include <cstring>
+#include <ctime>
+
+#include "dataplane/tsc.h"
+
+namespace fm::rt {
+namespace {
+
+/// What a request carries through the scheduler ahead of the datagram: who sent it.
+struct RequestHeader {
+  net::UdpPeer from;
+  uint32_t len;
+};
+static_assert(sizeof(RequestHeader) < sched::Request::kBytes);
+
+}  // namespace
+
+thread_local ServerQueueSet::Context ServerQueueSet::tls_;
+
+CoarseClock::CoarseClock() : refresh_(tsc_hz() / 100), now_(int64_t(::time(nullptr))) {}
+
+int64_t CoarseClock::now() {
+  const uint64_t t = rdtsc();
+  if (t - last_tsc_ > refresh_) {
+    last_tsc_ = t;
+    now_ = int64_t(::time(nullptr));
+  }
+  return now_;
+}
+
+void FiberApp::serve(sched::Fiber& fiber, sched::Request& req) {
+  RequestHeader h;
+  std::memcpy(&h, req.bytes, sizeof(h));
+  const auto* payload = reinterpret_cast<const uint8_t*>(req.bytes) + sizeof(h);
+  // Replies leave through the stack of the core the fiber runs on when it sends them.
+  auto reply = [](void* ctx, std::span<const uint8_t> datagram) {
+    ServerQueueSet::tls_.stack->send_udp(*static_cast<const net::UdpPeer*>(ctx), datagram);
+  };
+  app_.serve(fiber.app_state, std::span<const uint8_t>(payload, h.len),
+             ServerQueueSet::tls_.clock->now(), reply, &h.from);
+  // The core running it now counts how the prediction fared (it may not be the one that made it).
+  const ServerQueueSet::Context& now = ServerQueueSet::tls_;
+  if (now.sched->parent().predictor() != sched::Predictor::kNone) {
+    now.predictions->record(req.likely_fault, fiber.waits > 0);
+  }
+}
+
+ServerQueueSet::ServerQueueSet(paging::PagingCore* paging, sched::CoreScheduler* sched, UdpApp& app)
+    : app_(app) {
+  ctx_.paging = paging;
+  ctx_.sched = sched;
+  ctx_.clock = &clock_;
+  ctx_.predictions = &predictions_;
+}
+
+void ServerQueueSet::set_stack(net::Stack* s) { ctx_.stack = s; }
+
+void ServerQueueSet::on_udp(net::Stack&, const net::UdpPeer& from,
+                            std::span<const uint8_t> payload) {
+  if (payload.size() + sizeof(RequestHeader) > sched::Request::kBytes) {
+    counters_.oversize.add();  // cannot happen with a 1500-byte MTU; counted if it does
+    return;
+  }
+  sched::Request* r = ctx_.sched->acquire();
+  if (r == nullptr) {
+    counters_.no_request.add();
+    return;
+  }
+  const RequestHeader h{from, uint32_t(payload.size())};
+  std::memcpy(r->bytes, &h, sizeof(h));
+  std::memcpy(r->bytes + sizeof(h), payload.data(), payload.size());
+  r->len = uint32_t(sizeof(h) + payload.size());
+  const sched::Predictor mode = ctx_.sched->parent().predictor();
+  r->likely_fault = mode != sched::Predictor::kNone &&
+                    app_.likely_fault(payload, mode, clock_.now(), history_local_);
+  ctx_.sched->submit(r);  // a full queue drops and counts
+}
+
+uint32_t ServerQueueSet::poll() {
+  tls_ = ctx_;
+  paging::current_core() = ctx_.paging;
+  uint32_t work = ctx_.stack->poll();
+  if (ctx_.paging) work += ctx_.paging->poll();
+  work += ctx_.sched->poll();
+  ctx_.stack->flush();
+  return work;
+}
+
+QueueProbe ServerQueueSet::probe() const {
+  QueueProbe p;
+  // Waiting first: an enqueue between the two reads then counts as taken (no false alarm).
+  p.waiting = ctx_.sched->queued();
+  p.enqueued = ctx_.sched->enqueued();
+  p.fetches = ctx_.sched->parked();
+  p.in_flight = ctx_.sched->in_flight();
+  return p;
+}
+
+void ServerQueueSet::set_accepting(bool on) { ctx_.sched->set_accepting(on); }
+
+CoreParts ServerQueueSet::parts() const {
+  CoreParts p;
+  p.stack = ctx_.stack;
+  p.sched = ctx_.sched;
+  p.predictions = &predictions_;
+  p.set = &counters_;
+  return p;
+}
+
+}  // namespace fm::rt

@@ -1,0 +1,77 @@
+// One core's queue set: a NIC queue's stack, its paging core's completions and its scheduler's
+// run queues, polled together by whichever worker owns the set (Shenango-style).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "dataplane/core_alloc.h"
+#include "net/stack.h"
+#include "paging/region.h"
+#include "runtime/app.h"
+#include "runtime/stats.h"
+#include "sched/predictor.h"
+#include "sched/scheduler.h"
+
+namespace fm::rt {
+
+/// Seconds since the epoch, refreshed from the TSC at most every 10 ms (no syscall per request).
+class CoarseClock {
+ public:
+  CoarseClock();
+  int64_t now();
+
+ private:
+  uint64_t refresh_;
+  uint64_t last_tsc_ = 0;
+  int64_t now_;
+};
+
+/// The scheduler's app: runs the UdpApp on a request's datagram in a fiber and counts how the
+/// fault prediction fared on the core that finished it.
+class FiberApp final : public sched::App {
+ public:
+  explicit FiberApp(UdpApp& app) : app_(app) {}
+  void serve(sched::Fiber& fiber, sched::Request& request) override;
+
+ private:
+  UdpApp& app_;
+};
+
+/// NIC datagrams become scheduler requests; one pass polls NIC, completions and fibers.
+class ServerQueueSet final : public net::UdpHandler, public QueueSet {
+ public:
+  /// `paging` is null in local mode. Control path.
+  ServerQueueSet(paging::PagingCore* paging, sched::CoreScheduler* sched, UdpApp& app);
+
+  /// The stack is created after this set (it needs the set as its handler). Control path.
+  void set_stack(net::Stack* s);
+
+  void on_udp(net::Stack&, const net::UdpPeer& from, std::span<const uint8_t> payload) override;
+  uint32_t poll() override;
+  QueueProbe probe() const override;
+  void set_accepting(bool on) override;
+
+  /// This set's parts for the counter registry (the loop is filled in by the server).
+  CoreParts parts() const;
+
+ private:
+  struct Context {
+    net::Stack* stack = nullptr;
+    paging::PagingCore* paging = nullptr;
+    sched::CoreScheduler* sched = nullptr;
+    CoarseClock* clock = nullptr;
+    sched::PredictorCounters* predictions = nullptr;
+  };
+  friend class FiberApp;
+  static thread_local Context tls_;  // the set the calling worker polls now
+
+  Context ctx_;
+  UdpApp& app_;
+  uint32_t history_local_ = 0;
+  sched::PredictorCounters predictions_;
+  CoarseClock clock_;
+  SetCounters counters_;
+};
+
+}  // namespace fm::rt
