@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "dataplane/control.h"
+#include "dataplane/control_client.h"
 #include "tools/dpctl/render.h"
 
 namespace fm::dpctl {
