@@ -15,8 +15,9 @@
 #include "kvapp/hash.h"
 #include "kvapp/options.h"
 #include "kvapp/slab.h"
-#include "kvapp/spin_lock.h"
 #include "kvapp/stats.h"
+#include "kvapp/store_index.h"
+#include "kvapp/store_slabs.h"
 
 namespace fm::kv {
 
@@ -102,8 +103,8 @@ struct StoreStats {
   uint64_t limit_maxbytes = 0;  // limit_maxbytes: arena size
   uint64_t total_slabs = 0;     // slabs in the arena
   uint64_t used_slabs = 0;      // slabs given to a class
-  uint32_t hash_power_level = 0;  // hash_power_level: log2 of the current bucket count
-  uint64_t hash_bytes = 0;        // hash_bytes: every bucket array held (old one too, mid-growth)
+  uint32_t hash_power_level = 0;   // hash_power_level: log2 of the current bucket count
+  uint64_t hash_bytes = 0;         // hash_bytes: every bucket array held (old one too, mid-growth)
   bool hash_is_expanding = false;  // hash_is_expanding: buckets are moving to a doubled table
   uint64_t hash_expansions = 0;    // doublings completed since start (not reset)
   uint64_t slabs_moved = 0;        // slabs_moved: slabs taken from one class and given to another
@@ -139,6 +140,10 @@ struct StoreStats {
 /// Only Arena::try_pin(), which never waits, is used under a lock. Every command may therefore
 /// wait at a fetch boundary, and any of them can fail with k*Unavailable when a pin fails; such a
 /// failure never changes the store (no item lost, replaced or leaked).
+///
+/// Parts: the hash index (store_index.h: stripes, chains, growth, liveness) and the slab
+/// allocator (store_slabs.h: classes, LRU, eviction, slab moves) keep the metadata and never
+/// touch item bytes; this class holds the arena and the command semantics, and alone pins.
 class Store {
  public:
   /// Builds a store over `arena`, or over a new LocalArena of memory_mb when null. Control path.
@@ -192,12 +197,10 @@ class Store {
   /// Counts; takes every lock briefly (stats command only).
   StoreStats stats() const;
 
-  /// What a walk of the whole hash index found (tests and diagnostics).
-  struct IndexAudit {
-    uint64_t linked = 0;        // entries found in chains
-    uint32_t longest_chain = 0;
-    uint64_t misplaced = 0;     // entries not linked, or in a bucket their hash does not name
-  };
+  /// What a walk of the whole hash index found (tests and diagnostics): `linked` entries found
+  /// in chains, `longest_chain`, and `misplaced` entries (not linked, or in a bucket their hash
+  /// does not name).
+  using IndexAudit = store_internal::IndexAudit;
   /// Walks every chain, one stripe lock at a time; exact only when no command is in flight.
   IndexAudit audit_index() const;
   /// Slabs class `cls` holds now (tests).
@@ -231,11 +234,13 @@ class Store {
   }
 
  private:
-  struct Entry;
-  struct Stripe;
-  struct ClassState;
-  struct SlabInfo;
-  struct Table;
+  using Entry = store_internal::Entry;
+  using Stripe = store_internal::Stripe;
+  using KeySkips = store_internal::KeySkips;
+  using Dead = store_internal::Dead;
+  static constexpr uint32_t kNil = store_internal::kNil;
+
+  // A reference to a linked item (acquire()) and its fields as they were then.
   struct Handle {
     uint64_t hash = 0;
     uint32_t id = 0;
@@ -247,43 +252,20 @@ class Store {
     int64_t expires_at = 0;
   };
 
+  // How read_copy_retry() pins an item. incr/decr may rewrite an item of one page in place, so
+  // it pins those for writing from the start (a pin cannot be upgraded under the lock). A larger
+  // one would go through the arena's bounce buffer, whose write-back at unpin must not race
+  // readers: those are always pinned for reading and copied.
+  enum class PinFor : uint8_t { kRead, kRewriteInPage };
+
   Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr<Arena> arena,
         const HashKey& key);
-
-  // Entries known to hold another key with the same hash and length, as (id, cas): a chunk's
-  // key never changes while it is linked, and a reused chunk gets a new cas.
-  struct KeySkips {
-    static constexpr uint32_t kMax = 8;  // beyond this the lookup gives up (kUnavailable)
-    uint32_t n = 0;
-    uint32_t id[kMax];
-    uint64_t cas[kMax];
-    bool contains(uint32_t i, uint64_t c) const {
-      for (uint32_t k = 0; k < n; ++k) {
-        if (id[k] == i && cas[k] == c) return true;
-      }
-      return false;
-    }
-  };
 
   template <typename Fn>
   Lookup read(std::string_view key, int64_t now, const int64_t* new_expiry, Fn& fn) {
     if (key.empty() || key.size() > kKeyMaxLength) return Lookup::kMiss;
-    const uint64_t hash = hash_of(key);
-    KeySkips skips;
-    for (;;) {
-      Handle h;
-      const Lookup r = acquire(key, hash, now, skips, &h);
-      if (r != Lookup::kHit) return r;
-      // The key check and the value copy share one pin, taken with no lock held.
-      ArenaPin pin(*arena_, h.offset, h.key_len + h.value_len, Access::kRead);
-      if (!pin) [[unlikely]]
-        return read_failed(h.id);
+    return read_copy_retry(key, hash_of(key), now, PinFor::kRead, [&](Handle& h, ArenaPin& pin) {
       const auto* p = reinterpret_cast<const uint8_t*>(pin.data());
-      if (std::memcmp(p, key.data(), key.size()) != 0) [[unlikely]] {
-        pin.release();
-        if (!skip_candidate(skips, h)) return Lookup::kUnavailable;
-        continue;
-      }
       if (new_expiry != nullptr) h.expires_at = touch_held(h, *new_expiry);
       const ItemView view{std::string_view(reinterpret_cast<const char*>(p), h.key_len),
                           std::span<const uint8_t>(p + h.key_len, h.value_len), h.flags, h.cas,
@@ -291,7 +273,41 @@ class Store {
       fn(view);
       pin.release();
       release(h.id);
-      return Lookup::kHit;
+      return true;
+    });
+  }
+
+  // The read-copy-retry skeleton, shared by every command that works on an item's bytes with no
+  // lock held (get, gat, and append/prepend and incr/decr past their under-the-lock fast paths):
+  // take a reference on the next candidate under the stripe lock, pin its bytes with the lock
+  // dropped, confirm the key (skipping other keys with the same hash), then call `body(Handle& h,
+  // ArenaPin& pin)` on the confirmed item. body owns the reference (it releases it on every path)
+  // and may end the pin early. It returns true when the command is done, or false when it found, on
+  // retaking the lock, that the item changed (the reference and pin already released): the skeleton
+  // looks again. Returns kHit once body is done; else why no item was read:
+  // kMiss/kExpired/kFlushed, or kUnavailable (a pin failed, or too many keys share the hash;
+  // counted as far errors). May wait at a fetch boundary, holding no lock then.
+  template <typename Body>
+  Lookup read_copy_retry(std::string_view key, uint64_t hash, int64_t now, PinFor pin_for,
+                         Body&& body) {
+    KeySkips skips;
+    for (;;) {
+      Handle h;
+      const Lookup r = acquire(key, hash, now, skips, &h);
+      if (r != Lookup::kHit) return r;
+      const uint32_t len = h.key_len + h.value_len;
+      const Access access =
+          pin_for == PinFor::kRewriteInPage && len <= kPageSize ? Access::kWrite : Access::kRead;
+      // The key check and what body reads share one pin, taken with no lock held.
+      ArenaPin pin(*arena_, h.offset, len, access);
+      if (!pin) [[unlikely]]
+        return read_failed(h.id);
+      if (std::memcmp(pin.data(), key.data(), key.size()) != 0) [[unlikely]] {
+        pin.release();
+        if (!skip_candidate(skips, h)) return Lookup::kUnavailable;
+        continue;
+      }
+      if (body(h, pin)) return Lookup::kHit;
     }
   }
 
@@ -308,56 +324,13 @@ class Store {
   // An acquired candidate held another key: remembers it in `skips` and releases it. False (and
   // counted as an error) when `skips` is full.
   bool skip_candidate(KeySkips& skips, const Handle& h);
+  // Remembers entry (id, cas) in `skips`; false (logged, counted as an error) when it is full.
+  bool add_skip(KeySkips& skips, uint32_t id, uint64_t cas);
   // Sets the expiry of the held item `h` if it is still linked (gat); returns the new expiry.
   int64_t touch_held(const Handle& h, int64_t expires_at);
   void note_far_error();
 
-  Entry& entry(uint32_t id) const;
-  Stripe& stripe_for(uint64_t hash) const;
-  // The head of `hash`'s chain: in the old array while its bucket has not moved, else in the
-  // current one. Its stripe lock held (the only lock that guards both the bucket and the move).
-  uint32_t& bucket_for(uint64_t hash) const;
-  // Unlinks a linked entry from its chain and the stripe's counts; leaves refs and state to the
-  // caller. Stripe held.
-  void unchain_locked(Stripe& s, uint32_t id);
-  // Takes linked entry `id` (refs == 1: only its link holds it) for reuse: unlinks it, frees its
-  // state, releases `s` (its stripe, held) and drops it from its class's LRU (class lock held).
-  void take_linked_unlock(Stripe& s, ClassState& c, uint32_t id, Entry& e);
-
-  // Incremental hash-table growth. help_index() is called by commands with no lock held and
-  // does at most one bounded step: start a doubling, move kExpandBucketsPerStep old buckets, or
-  // pass kSweepStripesPerStep stripes after the last move (so no reader still holds the old
-  // array when it is freed). One core at a time (expand_lock_, only ever try_locked).
-  void help_index() {
-    if (expand_phase_.load(std::memory_order_relaxed) == 0 &&
-        linked_items_.load(std::memory_order_relaxed) <= grow_at_.load(std::memory_order_relaxed))
-        [[likely]] {
-      return;
-    }
-    expand_step();
-  }
-  // help_index() for read-only commands: only helps a doubling already under way, so reads
-  // never touch the item counter that writes update.
-  void help_index_read() {
-    if (expand_phase_.load(std::memory_order_relaxed) != 0) [[unlikely]] expand_step();
-  }
-  [[gnu::cold, gnu::noinline]] void expand_step();
-  void start_expansion_locked();
-  void migrate_buckets_locked();
-  void sweep_stripes_locked();
-  bool is_live(const Entry& e, int64_t now) const;
-  // True when the held item `h` is still the linked, live item it was when acquired. Stripe held.
-  bool still_current_locked(const Handle& h, int64_t now) const;
-  // The link that names linked entry `id` in its chain. Stripe held.
-  uint32_t* link_to_locked(uint64_t hash, uint32_t id) const;
-  // The first linked entry with `hash` and key length `len` not in `skips` that is live; dead
-  // ones met on the way are unlinked (*why says kExpired/kFlushed, else kMiss). Stripe held;
-  // reads no item memory.
-  // Inlined into every caller: it is the hot loop of each command, and with no skips (the fast
-  // paths) the skip check folds away.
-  [[gnu::always_inline]] inline uint32_t find_candidate_locked(Stripe& s, uint64_t hash, size_t len,
-                                                               int64_t now, const KeySkips& skips,
-                                                               uint32_t** link_out, Lookup* why);
+  Entry& entry(uint32_t id) const { return slabs_.entry(id); }
   // Finds the live item of `key`, with the stripe lock held on entry and on return. Key bytes
   // are compared under the lock only through try_pin(); otherwise the candidate gets a
   // reference, the lock is dropped for pin(), and the candidate is re-validated when the lock is
@@ -367,49 +340,13 @@ class Store {
   uint32_t find_live_locked(Stripe& s, uint64_t hash, std::string_view key, int64_t now,
                             uint32_t** link_out, Lookup* why, uint32_t* held);
   // find_live_locked() past its first candidate: reference, pin unlocked, re-validate; skips
-  // other keys with the same hash. `*why` comes in as what the first search reclaimed.
+  // other keys with the same hash. `dead` is what the first search reclaimed.
   [[gnu::cold, gnu::noinline]] uint32_t find_live_slow_locked(Stripe& s, uint64_t hash,
                                                               std::string_view key, int64_t now,
-                                                              uint32_t** link_out, Lookup* why,
-                                                              uint32_t* held);
-  // Link and unlink leave linked_items_ to their callers, so a replacement (one of each) costs
-  // no shared atomic.
-  void link_locked(Stripe& s, uint32_t id, uint32_t* at);
-  void unlink_locked(Stripe& s, uint32_t id, uint32_t* link);
+                                                              Dead dead, uint32_t** link_out,
+                                                              Lookup* why, uint32_t* held);
   // Drops one reference; frees on the last. May take a class lock.
-  void unref(uint32_t id);
-  void free_entry(uint32_t id);
-
-  // Allocates a chunk for `size` bytes (an entry in state kAllocated with one reference).
-  // Returns kNil when no memory. May evict; never blocks on a stripe lock.
-  uint32_t alloc(uint32_t size, uint64_t hash, int64_t now);
-  // A free chunk of the class, or kNil. Class lock held.
-  uint32_t pop_free_locked(ClassState& c);
-  // Gives the class a never-used slab of the arena; kNil when none is left. Class lock held.
-  uint32_t take_fresh_slab_locked(ClassState& c, int cls);
-  // Carves slab `s` for class `cls` (every chunk free) and adds it to the class. Class lock held.
-  void attach_slab_locked(ClassState& c, int cls, uint32_t s, std::unique_ptr<Entry[]> entries);
-  void detach_slab_locked(ClassState& c, uint32_t s);
-  void partial_push_locked(ClassState& c, uint32_t s);
-  void partial_remove_locked(ClassState& c, uint32_t s);
-  uint32_t evict_locked(ClassState& c, int64_t now);
-  // Slab rebalancing (slow path, no lock held): empties one slab of another class (the one
-  // holding the most slabs) and gives it to `to`. `automove`: only when that class's least
-  // recent item is clearly older than `to`'s (own_tail_time, its store time), else whenever it
-  // has a slab. True when `to` got a slab.
-  [[gnu::cold, gnu::noinline]] bool reassign_slab(int to, int64_t now, bool automove,
-                                                  uint32_t own_tail_time);
-  // The store time of the class's least recent item, when it is linked and its stripe free.
-  // Class lock held.
-  bool tail_time_locked(const ClassState& c, uint32_t* time) const;
-  // The automove rule, on victim class `v` (its lock held).
-  bool older_by_enough(const ClassState& v, uint32_t victim_slabs, uint32_t own_tail_time,
-                       int64_t now) const;
-  // Evicts every item of slab `s` of class `c` that nobody holds; true when all its chunks are
-  // free then. Class lock held; stripes only try_locked.
-  bool drain_slab_locked(ClassState& c, uint32_t s, int64_t now);
-  void lru_push_head_locked(ClassState& c, uint32_t id);
-  void lru_remove_locked(ClassState& c, uint32_t id);
+  void unref(uint32_t id) { slabs_.unref(id); }
 
   // Writes key, a, b and `pad` spaces into a fresh chunk and fills the entry's item fields.
   // False when the chunk could not be pinned. No lock held (may wait at a fetch boundary),
@@ -422,57 +359,22 @@ class Store {
   void replace_locked(Stripe& s, const Handle& old, uint32_t id, uint64_t* cas_out);
   /// Takes the stripe lock and links `id` in place of `h`'s item if that is still current;
   /// either way drops the references to both. False: the item changed, the caller retries.
-  bool relink_if_current(Stripe& s, const Handle& h, uint32_t id, int64_t now,
-                         uint64_t* cas_out);
+  bool relink_if_current(Stripe& s, const Handle& h, uint32_t id, int64_t now, uint64_t* cas_out);
   StoreOutcome store_concat(const StoreRequest& r, uint64_t hash, int64_t now, uint64_t* cas_out);
   // kSet's cleanup after too-large/no-memory: removes the old item; kUnavailable if it could not.
   StoreOutcome drop_old_on_failed_set(const StoreRequest& r, int64_t now, StoreOutcome why);
   StoreStats collect() const;  // stats() before the reset baseline is applied
-  uint64_t next_cas() { return cas_counter_.fetch_add(1, std::memory_order_relaxed) + 1; }
 
   const StoreOptions options_;
   const SlabGeometry geometry_;
   std::unique_ptr<Arena> arena_;
   const HashKey hash_key_;
   const int64_t started_at_;
-  uint32_t index_bits_ = 0;  // entry id = slab << index_bits_ | chunk index
-  uint32_t slab_count_ = 0;
-  uint64_t stripe_mask_ = 0;  // fixed: a doubling splits bucket i into i and i + old size, both
-                              // under stripe i & stripe_mask_
-  std::unique_ptr<Stripe[]> stripes_;
-  // The bucket arrays. table_ is current; old_table_ is non-null while its buckets are being
-  // moved (a moved bucket holds kMoved). Both are read under a stripe lock and written under
-  // expand_lock_; an array is freed only after every stripe lock was passed once since it
-  // stopped being published (retiring_).
-  // Read by every command (one line, written only when a doubling starts or ends).
-  alignas(64) std::atomic<Table*> table_{nullptr};
-  std::atomic<Table*> old_table_{nullptr};
-  std::atomic<uint8_t> expand_phase_{0};  // 0 idle, 1 moving buckets, 2 sweeping stripes
-  std::atomic<uint64_t> grow_at_{0};      // linked items past which the table doubles
-  // The grower's own line: try_locked by helpers only while a doubling is due or under way.
-  alignas(64) mutable SpinLock expand_lock_;  // stats() takes it to read the arrays' sizes
-  uint64_t expand_next_ = 0;                  // next old bucket to move; guarded by expand_lock_
-  uint64_t sweep_next_ = 0;                   // next stripe to pass; guarded by expand_lock_
-  Table* retiring_ = nullptr;                 // guarded by expand_lock_
-  std::atomic<uint64_t> hash_expansions_{0};
-  alignas(64) std::unique_ptr<ClassState[]> classes_;
-  std::unique_ptr<SlabInfo[]> slabs_;
-  std::atomic<uint32_t> next_slab_{0};
-  // Written by every store; together on one line so a store dirties one shared line, not two.
-  alignas(64) std::atomic<uint64_t> cas_counter_{0};
-  std::atomic<uint64_t> linked_items_{0};  // linked entries (the load factor's numerator)
-  alignas(64) std::atomic<uint64_t> slabs_moved_{0};
-  std::atomic<uint64_t> reassign_evictions_{0};
-  std::atomic<uint64_t> reassign_busy_{0};
+  store_internal::SlabAllocator slabs_;  // after geometry_, which it reads
+  store_internal::HashIndex index_;      // after slabs_, whose entries it links
   // Rare events, counted store-wide (a relaxed add only when one happens).
-  std::atomic<uint64_t> far_errors_{0};
+  alignas(64) std::atomic<uint64_t> far_errors_{0};
   std::atomic<uint64_t> retries_{0};
-  // flush_all state: items with cas < floor_cas_ or time < floor_time_ are dead for good; items
-  // with time < pending_flush_at_ die once now reaches it. Written under flush_mu_.
-  std::mutex flush_mu_;
-  std::atomic<uint64_t> floor_cas_{0};
-  std::atomic<int64_t> floor_time_{0};
-  std::atomic<int64_t> pending_flush_at_{0};
   StatsRegistry registry_;
   mutable std::mutex stats_mu_;
   StoreStats stats_baseline_;  // guarded by stats_mu_
