@@ -9,7 +9,7 @@ PACKAGES=(
   libdpdk-dev dpdk
   libboost-context-dev libtomlplusplus-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libibverbs-dev librdmacm-dev
+  libibverbs-dev
   libbpf-dev libxdp-dev
   iproute2 ethtool iputils-ping netcat-openbsd
   memcached libmemcached-tools
