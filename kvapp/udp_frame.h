@@ -1,4 +1,5 @@
-// memcached's 8-byte UDP frame header: the on-wire struct and its parse/write helpers.
+// memcached's 8-byte UDP frame header: the on-wire struct and its parse/write helpers. Header
+// only: the server, the loadgen and the reflector speak it from this one definition.
 #pragma once
 
 #include <cstddef>
@@ -6,6 +7,8 @@
 #include <optional>
 #include <span>
 
+#include "dataplane/byte_order.h"
+#include "dataplane/check.h"
 #include "kvapp/tuning.h"
 
 namespace fm::kv {
@@ -34,11 +37,24 @@ struct UdpFrameHeader {
 
 /// Reads the header at the front of `datagram`; nullopt when it is shorter than 8 bytes.
 /// Any thread; no allocation.
-std::optional<UdpFrameHeader> parse_frame_header(std::span<const uint8_t> datagram);
+inline std::optional<UdpFrameHeader> parse_frame_header(std::span<const uint8_t> datagram) {
+  if (datagram.size() < kUdpFrameHeaderSize) return std::nullopt;
+  const uint8_t* p = datagram.data();
+  return UdpFrameHeader{load_be16(p), load_be16(p + 2), load_be16(p + 4), load_be16(p + 6)};
+}
 
-/// Writes `h` into the first 8 bytes of `out` (which must hold at least 8 bytes).
+/// Writes `h` into the first 8 bytes at `out` (which must hold at least 8 bytes).
 /// Any thread; no allocation.
-void write_frame_header(const UdpFrameHeader& h, std::span<uint8_t> out);
+inline void write_frame_header(const UdpFrameHeader& h, uint8_t* out) {
+  store_be16(out, h.request_id);
+  store_be16(out + 2, h.sequence);
+  store_be16(out + 4, h.total);
+  store_be16(out + 6, h.reserved);
+}
+inline void write_frame_header(const UdpFrameHeader& h, std::span<uint8_t> out) {
+  FM_DCHECK(out.size() >= kUdpFrameHeaderSize);
+  write_frame_header(h, out.data());
+}
 
 /// Datagrams needed for a reply of `text_bytes` when each datagram carries at most
 /// `max_payload` bytes including the header (0 for an empty reply).

@@ -1,6 +1,8 @@
 // Ethernet/ARP/IPv4/UDP/ICMP parsing and building over contiguous frame bytes.
 #include "net/packet.h"
 
+#include "dataplane/byte_order.h"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
@@ -83,20 +85,6 @@ constexpr uint8_t kIcmpEchoRequest = 8;
 
 constexpr size_t kIpOff = kEthHeaderLen;
 
-uint16_t load_be16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return ntohs(v);
-}
-uint32_t load_be32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return ntohl(v);
-}
-void store_be16(uint8_t* p, uint16_t v) {
-  v = htons(v);
-  std::memcpy(p, &v, sizeof v);
-}
 MacAddr load_mac(const uint8_t* p) {
   MacAddr m;
   std::memcpy(m.b.data(), p, m.b.size());

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <functional>
 
+#include "dataplane/byte_order.h"
 #include "dataplane/core_loop.h"
 #include "dataplane/eal.h"
 #include "dataplane/log.h"
@@ -29,11 +30,6 @@ namespace fm::loadgen {
 namespace {
 constexpr const char* kTag = "loadgen";
 
-inline uint16_t load_be16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
-inline void store_be16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v >> 8);
-  p[1] = uint8_t(v);
-}
 
 // Offsets in an Ethernet + IPv4 (no options) + UDP frame.
 constexpr size_t kEthType = 12, kIp = 14, kIpLen = kIp + 2, kIpFrag = kIp + 6, kIpProto = kIp + 9,

@@ -176,9 +176,10 @@ class Engine {
       ++res_.strays;
       return;
     }
-    const uint16_t id = uint16_t(p[0] << 8 | p[1]);
-    const uint16_t seq = uint16_t(p[2] << 8 | p[3]);
-    const uint16_t total = uint16_t(p[4] << 8 | p[5]);
+    const kv::UdpFrameHeader h = *kv::parse_frame_header(p);  // size checked above
+    const uint16_t id = h.request_id;
+    const uint16_t seq = h.sequence;
+    const uint16_t total = h.total;
     Slot& s = slots_[(uint64_t(id) << flow_shift_) | flow];
     if (!s.in_flight) {  // late after its timeout, or a duplicate
       ++res_.strays;

@@ -7,6 +7,7 @@
 #include <span>
 #include <string_view>
 
+#include "kvapp/udp_frame.h"
 #include "tools/loadgen/distributions.h"
 #include "tools/loadgen/rng.h"
 
@@ -20,17 +21,11 @@ inline constexpr const char* op_name(Op op) {
   return op == Op::kGet ? "get" : op == Op::kSet ? "set" : "mget";
 }
 
-/// memcached's UDP frame header, as the client writes it (network byte order).
-inline constexpr size_t kFrameHeaderLen = 8;
+/// memcached's UDP frame header (kvapp/udp_frame.h, the server's own definition), as a client
+/// writes it: a request of one datagram.
+inline constexpr size_t kFrameHeaderLen = kv::kUdpFrameHeaderSize;
 inline void put_frame_header(uint8_t* p, uint16_t request_id) {
-  p[0] = uint8_t(request_id >> 8);
-  p[1] = uint8_t(request_id);
-  p[2] = 0;
-  p[3] = 0;  // sequence 0
-  p[4] = 0;
-  p[5] = 1;  // one datagram
-  p[6] = 0;
-  p[7] = 0;
+  kv::write_frame_header(kv::UdpFrameHeader{.request_id = request_id, .sequence = 0, .total = 1}, p);
 }
 
 /// Bytes of one memcached UDP datagram, frame header included (memcached's
