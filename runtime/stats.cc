@@ -74,7 +74,7 @@ constexpr PagingStat kPagingStats[] = {
 
 // The names written by the views below without a table row (switches, gauges, worker state).
 constexpr std::string_view kOtherNames[] = {
-    "sched_faults",      "sched_dispatch",      "sched_steal",         "sched_preempt_us",
+    "sched_fault_mode",  "sched_dispatch",      "sched_steal",         "sched_preempt_us",
     "sched_predictor",   "sched_in_flight",     "sched_queued",        "sched_fetches",
     "paging_mode",       "paging_transport",    "paging_memnode_alive", "worker_busy_cycles",
     "worker_parks",      "worker_wakes",        "worker_handoffs",
@@ -176,7 +176,7 @@ uint64_t fetch_latency_percentile(const paging::PagingTotals& t, double q) {
 
 void write_server_stats(const ServerParts& s, StatSink& out) {
   const sched::Scheduler& sc = *s.scheduler;
-  out.stat("sched_faults", sched::fault_mode_name(sc.faults()));
+  out.stat("sched_fault_mode", sched::fault_mode_name(sc.faults()));
   out.stat("sched_dispatch", sched::dispatch_name(sc.options().dispatch));
   out.stat("sched_steal", uint64_t{sc.steal()});
   out.stat("sched_preempt_us", uint64_t{sc.preempt_us()});

@@ -187,7 +187,7 @@ if unanswered > reply_drops + strays:
 faults, parks = stat("paging_faults"), stat("sched_parks")
 if faults == 0 or parks == 0:
     done(1, f"FAIL: far memory was not exercised: {faults} page faults, {parks} asynchronous "
-            f"parks (paging mode {server.get('paging_mode')}, faults {server.get('sched_faults')})")
+            f"parks (paging mode {server.get('paging_mode')}, fault mode {server.get('sched_fault_mode')})")
 
 notes = []
 invalid = [r for r in rows if r["valid"] != "1"]
