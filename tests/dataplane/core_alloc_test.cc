@@ -221,6 +221,13 @@ TEST(CoreAlloc, ThousandsOfCyclesNeverPollASetTwiceAtOnceNorLoseWork) {
     const uint16_t n = uint16_t(1 + i % 3);
     ASSERT_TRUE(f.alloc->set_active(n).is_ok());
     ASSERT_TRUE(wait_for([&] { return f.alloc->active() == n; })) << "cycle " << i;
+    // Most cycles change the target again before the workers get there (that race is the
+    // point); once in 30 cycles the test waits until all three are awake (n = 3) and then until
+    // two have parked (n = 1), so parking itself is exercised however busy the machine is (a
+    // loaded run once parked only 304 times in 2000 cycles).
+    if (i % 30 == 29 || i % 30 == 0) {
+      ASSERT_TRUE(wait_for([&] { return f.settled(n); })) << "cycle " << i;
+    }
   }
   feeding.store(false);
   feeder.join();
@@ -232,7 +239,7 @@ TEST(CoreAlloc, ThousandsOfCyclesNeverPollASetTwiceAtOnceNorLoseWork) {
   for (auto& s : f.sets) EXPECT_EQ(s.overlaps.load(), 0u);
   uint64_t parks = 0;
   for (uint16_t i = 0; i < 3; ++i) parks += f.alloc->worker_info(i).parks;
-  EXPECT_GT(parks, 500u);
+  EXPECT_GE(parks, 130u);  // at least two parks in each of the 66 waited-for 3 -> 1 cycles
 }
 
 // Issue #11, 4: a hand-off whose kick was lost left the set unpolled until the new owner's
