@@ -140,61 +140,6 @@ std::string kv_to_toml(const kv::StoreOptions& s, const kv::ProtocolOptions& p) 
 
 }  // namespace
 
-void read_verbs(TableReader& r, paging::VerbsOptions& v) {
-  r.get("device", v.device);
-  r.get("ib_port", v.ib_port, 1, 255);
-  r.get("gid_index", v.gid_index, -1, 255);
-  r.get("max_outstanding", v.max_outstanding, 1, 16384);
-  r.reject_unknown();
-}
-
-void read_paging(TableReader& r, std::string_view source, Status* err, paging::PagingOptions& p) {
-  r.get_enum("mode", p.mode, paging::kPagingModeNames);
-  r.get("local_fraction", p.local_fraction, 0.0001, 1.0);
-  r.get("local_mb", p.local_mb, 0, 1 << 24);
-  r.get_enum("transport", p.transport, paging::kTransportKindNames);
-  r.get("memnode", p.memnode);
-  r.get("connect_timeout_ms", p.connect_timeout_ms, 0, 600000);
-  {
-    TableReader e(r.table("emulated"), r.name("emulated"), source, err);
-    auto& o = p.emulated;
-    e.get("latency_ns", o.latency_ns, 0, 100'000'000);
-    e.get_enum("jitter", o.jitter, paging::kJitterKindNames);
-    e.get("jitter_ns", o.jitter_ns, 0, 100'000'000);
-    e.get("link_gbps", o.link_gbps, 0.001, 10000.0);
-    e.get("max_outstanding", o.max_outstanding, 1, 16384);
-    e.get("seed", o.seed);
-    e.reject_unknown();
-  }
-  {
-    TableReader v(r.table("verbs"), r.name("verbs"), source, err);
-    read_verbs(v, p.verbs);
-  }
-  r.reject_unknown();
-  if (err->is_ok() && p.mode == paging::PagingMode::kFar) {
-    const bool unix_addr = p.memnode.rfind("unix:", 0) == 0;
-    if (p.transport == paging::TransportKind::kEmulated && !unix_addr)
-      r.fail("memnode",
-             "the emulated transport needs unix:/path (the pool's memfd is passed over it)");
-    if (p.transport == paging::TransportKind::kVerbs && p.memnode.rfind("tcp:", 0) != 0)
-      r.fail("memnode", "the verbs transport needs tcp:host:port");
-  }
-}
-
-std::string paging_to_toml(const paging::PagingOptions& p) {
-  const auto& e = p.emulated;
-  return fmt::format(
-      "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
-      "memnode = {}\nconnect_timeout_ms = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
-      "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
-      "[paging.verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
-      enum_name(paging::kPagingModeNames, p.mode), p.local_fraction, p.local_mb,
-      enum_name(paging::kTransportKindNames, p.transport), toml_quote(p.memnode),
-      p.connect_timeout_ms, e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter), e.jitter_ns, e.link_gbps, e.max_outstanding,
-      e.seed, toml_quote(p.verbs.device), p.verbs.ib_port, p.verbs.gid_index,
-      p.verbs.max_outstanding);
-}
-
 Result<ServerConfig> parse_server_config(std::string_view text, std::string_view source) {
   auto parsed = parse_toml(text, source);
   if (!parsed) return parsed.status();
@@ -350,17 +295,16 @@ std::string to_toml(const ServerConfig& c) {
       "dispatch_bound = {}\npredictor = \"{}\"\nhistory_window = {}\npreempt_us = {}\n",
       sched::fault_mode_name(c.sched.faults), c.sched.max_in_flight, c.sched.queue_depth,
       c.sched.stack_kb, b(c.sched.steal), sched::dispatch_name(c.sched.dispatch),
-      sched::dispatcher_role_name(c.sched.dispatcher),
-      c.sched.dispatcher_lcore, c.sched.dispatch_bound, sched::predictor_name(c.sched.predictor),
-      c.sched.history_window, c.sched.preempt_us);
+      sched::dispatcher_role_name(c.sched.dispatcher), c.sched.dispatcher_lcore,
+      c.sched.dispatch_bound, sched::predictor_name(c.sched.predictor), c.sched.history_window,
+      c.sched.preempt_us);
   const AllocOptions& a = c.alloc;
   s += fmt::format(
       "\n[alloc]\nmin = {}\nmax = {}\ninitial = {}\nauto = {}\ninterval_us = {}\n"
       "congestion_us = {}\ncongested_checks = {}\nrelease_window_us = {}\n"
       "release_utilisation = {}\ncooldown_us = {}\npark = \"{}\"\n",
       a.min, a.max, a.initial, b(a.automatic), a.interval_us, a.congestion_us, a.congested_checks,
-      a.release_window_us, a.release_utilisation, a.cooldown_us,
-      enum_name(kParkModeNames, a.park));
+      a.release_window_us, a.release_utilisation, a.cooldown_us, enum_name(kParkModeNames, a.park));
   s += fmt::format("\n[control]\nenabled = {}\nsocket = {}\n", b(c.control),
                    toml_quote(c.control_socket));
   s += fmt::format("\n[log]\nlevel = \"{}\"\n", log_level_name(c.log_level));

@@ -63,7 +63,7 @@ if [ ! -S "$MNSOCK" ]; then
   verdict 1 "FAIL: memnode did not come up (its log is above)"
 fi
 echo "demo: starting kvserver (config/kvserver.toml: far memory, 20% local, memif socket $SOCK)"
-"$BUILD/kvapp/kvserver" --config "$WORK/kvserver.toml" 2>"$LOG" &
+"$BUILD/kvserver" --config "$WORK/kvserver.toml" 2>"$LOG" &
 server_pid=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && [ -S "$CTL" ] && break; kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
 if [ ! -S "$SOCK" ] || [ ! -S "$CTL" ]; then

@@ -56,14 +56,18 @@ class FakeSet : public QueueSet {
   uint32_t per_poll = 4;
 
   // Hand-off latency (track_gaps): from the old owner's hand-off to the new owner's first poll,
-  // the longest, and the longest not explained by the new owner waiting for a CPU (its
-  // run-queue delay from schedstat over the interval).
+  // the longest, and the longest not explained by a thread waiting for a CPU: the new owner's
+  // run-queue delay from schedstat over the interval, plus the old owner's (on_handoff runs
+  // before it stores the new owner and kicks it, so a preemption there delays the kick; one
+  // loaded run saw 1.6 ms that the new owner's delay alone did not explain).
   bool track_gaps = false;
   uint64_t handoffs = 0, max_gap_ns = 0, max_unexplained_ns = 0, gaps_over_1ms = 0, excused = 0;
-  void on_handoff(uint16_t, uint16_t to) override {
+  void on_handoff(uint16_t from, uint16_t to) override {
     if (!track_gaps) return;
     handoff_ns_ = now_ns();
+    from_tid_ = worker_tid[from].load();
     to_delay_ = run_delay_ns(worker_tid[to].load());
+    from_delay_ = run_delay_ns(from_tid_);
     pending_ = true;
   }
   static inline std::atomic<pid_t> worker_tid[8];
@@ -96,7 +100,8 @@ class FakeSet : public QueueSet {
     if (gap <= 1'000'000) return;
     ++gaps_over_1ms;
     const uint64_t d = run_delay_ns(pid_t(::syscall(SYS_gettid)));
-    const uint64_t waited = d - std::min(d, to_delay_);
+    const uint64_t df = run_delay_ns(from_tid_);
+    const uint64_t waited = (d - std::min(d, to_delay_)) + (df - std::min(df, from_delay_));
     const uint64_t unexplained = gap > waited ? gap - waited : 0;
     if (unexplained <= 1'000'000) ++excused;
     max_unexplained_ns = std::max(max_unexplained_ns, unexplained);
@@ -104,7 +109,8 @@ class FakeSet : public QueueSet {
 
   // Written by the old owner before it hands the set over, read by the new one after.
   bool pending_ = false;
-  uint64_t handoff_ns_ = 0, to_delay_ = 0;
+  pid_t from_tid_ = 0;
+  uint64_t handoff_ns_ = 0, to_delay_ = 0, from_delay_ = 0;
   std::atomic<bool> busy_{false};
 };
 
@@ -244,8 +250,8 @@ TEST(CoreAlloc, ThousandsOfCyclesNeverPollASetTwiceAtOnceNorLoseWork) {
 
 // Issue #11, 4: a hand-off whose kick was lost left the set unpolled until the new owner's
 // 20 ms park timeout. Over a thousand park/wake cycles no set may wait more than a millisecond
-// from its hand-off to the new owner's first poll, save for time the new owner spent waiting for
-// a CPU (schedstat's run delay: this VM has 2 vCPUs for 4 threads, and other tests run beside
+// from its hand-off to the new owner's first poll, save for time the new or old owner spent
+// waiting for a CPU (schedstat's run delay: this VM has 2 vCPUs for 4 threads, and other tests run beside
 // this one).
 TEST(CoreAlloc, NoSetGoesUnpolledForAMillisecondAcrossHandOffs) {
   if (FM_TSAN || FM_ASAN) {

@@ -4,7 +4,7 @@
 # back); no request may be lost, answered twice or answered wrongly. Malformed control requests
 # get errors and the server keeps serving; automatic allocation releases the idle core.
 set -uo pipefail
-KVSERVER=${KVSERVER:?path of build/kvapp/kvserver}
+KVSERVER=${KVSERVER:?path of build/kvserver}
 LOADGEN=${LOADGEN:?path of build/tools/loadgen/loadgen}
 DPCTL=${DPCTL:?path of build/tools/dpctl/dpctl}
 WORK=$(mktemp -d /tmp/farmem-alloc.XXXXXX); echo "work: $WORK"

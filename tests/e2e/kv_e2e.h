@@ -87,7 +87,7 @@ class KvE2E : public ::testing::Test {
  protected:
   static void start(const std::string& extra_config) {
     const char* server = std::getenv("KVSERVER");
-    ASSERT_NE(server, nullptr) << "KVSERVER (path of build/kvapp/kvserver) is not set";
+    ASSERT_NE(server, nullptr) << "KVSERVER (path of build/kvserver) is not set";
     const std::string tag = std::to_string(::getpid());
     socket_ = "/tmp/farmem-e2e-" + tag + ".sock";
     log_ = "/tmp/farmem-e2e-" + tag + ".log";

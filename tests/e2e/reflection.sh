@@ -7,7 +7,7 @@
 # pair, so traffic never leaves it. Exits 77 (skip) with the reason when this machine cannot host
 # the namespace.
 set -uo pipefail
-KVSERVER=${KVSERVER:?path of build/kvapp/kvserver}
+KVSERVER=${KVSERVER:?path of build/kvserver}
 SRC=${FARMEM_SOURCE_ROOT:?source root}
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root to create a network namespace"

@@ -30,7 +30,7 @@ MC_PORT=${MC_PORT:-11311}
 RETRIES=${RETRIES:-2}
 MODES=${MODES:-local far}
 
-bench_build "$LOADGEN" "$BUILD/kvapp/kvserver" "$BUILD/memnode/memnode"
+bench_build "$LOADGEN" "$BUILD/kvserver" "$BUILD/memnode/memnode"
 command -v memcached >/dev/null || { echo "bench: stock memcached is not installed (tools/setup.sh)" >&2; exit 1; }
 mkdir -p "$OUT"
 rm -f "$OUT"/*.csv
@@ -60,7 +60,7 @@ for mode in $MODES; do
   fi
   echo "bench: kvserver (config/kvserver.toml, paging $mode, CPU $SERVER_CPU) <- DPDK loadgen over memif (CPU $LOADGEN_CPU): $KV_RATES"
   rm -f "$SOCK"
-  start_bg "$WORK/kvserver-$mode.log" "${NICE[@]}" "$BUILD/kvapp/kvserver" --config "$WORK/kvserver.toml"
+  start_bg "$WORK/kvserver-$mode.log" "${NICE[@]}" "$BUILD/kvserver" --config "$WORK/kvserver.toml"
   KV_PID=$LAST_PID
   if ! wait_for_socket "$SOCK" "$KV_PID" "$WORK/kvserver-$mode.log"; then
     echo "bench: kvserver (paging $mode) did not start: no curve for it" >&2

@@ -14,14 +14,14 @@ STRIP=${STRIP:-1}
 # mempool_ring the default mempool ops ("ring_mp_mc") every pktmbuf pool needs.
 PMDS=${PMDS:-"librte_mempool_ring.so.23 librte_net_memif.so.23"}
 
-progs=(kvapp/kvserver memnode/memnode tools/loadgen/loadgen)
+progs=(kvserver memnode/memnode tools/loadgen/loadgen)
 [ -x "$BUILD/tools/dpctl/dpctl" ] && progs+=(tools/dpctl/dpctl)
 for p in "${progs[@]}"; do
   [ -x "$BUILD/$p" ] || { echo "bundle: $BUILD/$p is missing: build it first (tools/build.sh)" >&2; exit 1; }
 done
 
 # Where this DPDK's EAL looks for plugins on its own (compiled in); the PMD files live there.
-eal_so=$(ldd "$BUILD/kvapp/kvserver" | awk '/librte_eal\.so/ {print $3}')
+eal_so=$(ldd "$BUILD/kvserver" | awk '/librte_eal\.so/ {print $3}')
 PMD_DIR=${PMD_DIR:-$(strings -a "$eal_so" | sed -n 's/^DPDK_PLUGIN_PATH=//p' | sed -n 1p)}
 [ -d "$PMD_DIR" ] || { echo "bundle: no DPDK PMD folder '$PMD_DIR' (set PMD_DIR)" >&2; exit 1; }
 

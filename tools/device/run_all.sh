@@ -33,7 +33,7 @@ echo "=== core allocation ==="
 # The experiment scripts call $BUILD/<dir>/<program>: wrappers that run the bundle's programs
 # with its libraries (only they get LD_LIBRARY_PATH; python3 and the shell keep the system's).
 FB=$(mktemp -d /tmp/farmem-fakebuild.XXXXXX)
-for p in kvapp/kvserver memnode/memnode tools/loadgen/loadgen tools/dpctl/dpctl; do
+for p in kvserver memnode/memnode tools/loadgen/loadgen tools/dpctl/dpctl; do
   mkdir -p "$FB/$(dirname $p)"
   printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/lib exec %s/bin/%s "$@"\n' "$BUNDLE" "$BUNDLE" "$(basename $p)" >"$FB/$p"
   chmod +x "$FB/$p"

@@ -71,7 +71,7 @@ $extra
 TOML
   sed -i "s|@MEMNODE@|unix:$EXP_MNSOCK|" "$EXP_WORK/$name.toml"
   rm -f "$EXP_MEMIF"
-  nice -n -19 "$BUILD/kvapp/kvserver" --config "$EXP_WORK/$name.toml" 2>"$EXP_WORK/$name.log" &
+  nice -n -19 "$BUILD/kvserver" --config "$EXP_WORK/$name.toml" 2>"$EXP_WORK/$name.log" &
   exp_server_pid=$!
   exp_server_name=$name
   for _ in $(seq 100); do
