@@ -2,6 +2,7 @@
 #include "config/memnode_config.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "config/paging_tables.h"
 #include "config/toml_reader.h"
@@ -21,7 +22,15 @@ Result<MemnodeConfig> parse_memnode_config(std::string_view text, std::string_vi
     r.get("listen", c.listen);
     r.get_enum("transport", c.transport, paging::kTransportKindNames);
     r.get("heartbeat_ms", c.heartbeat_ms, 0, 600000);
+    r.get("key_file", c.key_file);
+    r.get(std::string_view("allow_uids"), c.allow_uids, 0, 4294967294u);
+    r.get("max_clients", c.max_clients, 1, 4096);
+    r.get("max_qps_per_client", c.max_qps_per_client, 1, 4096);
     r.reject_unknown();
+    if (err.is_ok() && c.listen.rfind("tcp:", 0) == 0 && c.key_file.empty())
+      r.fail("key_file",
+             "required with a tcp: listen address: without a shared key anyone who reaches the "
+             "port could read and write every compute node's far memory");
     if (err.is_ok() && c.transport == paging::TransportKind::kEmulated &&
         c.listen.rfind("unix:", 0) != 0)
       r.fail("listen",
@@ -50,10 +59,12 @@ std::string to_toml(const MemnodeConfig& c) {
   const std::string_view huge = enum_name(kHugepageModeNames, c.hugepages);
   return fmt::format(
       "[memnode]\npool_mb = {}\nhugepages = \"{}\"\nlisten = {}\ntransport = \"{}\"\n"
-      "heartbeat_ms = {}\n\n[verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\n"
+      "heartbeat_ms = {}\nkey_file = {}\nallow_uids = [{}]\nmax_clients = {}\n"
+      "max_qps_per_client = {}\n\n[verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\n"
       "max_outstanding = {}\n\n[log]\nlevel = \"{}\"\n",
       c.pool_mb, huge, toml_quote(c.listen),
-      enum_name(paging::kTransportKindNames, c.transport), c.heartbeat_ms,
+      enum_name(paging::kTransportKindNames, c.transport), c.heartbeat_ms, toml_quote(c.key_file),
+      fmt::join(c.allow_uids, ", "), c.max_clients, c.max_qps_per_client,
       toml_quote(c.verbs.device), c.verbs.ib_port, c.verbs.gid_index, c.verbs.max_outstanding,
       log_level_name(c.log_level));
 }

@@ -21,6 +21,7 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
   r.get_enum("transport", p.transport, paging::kTransportKindNames);
   r.get("memnode", p.memnode);
   r.get("connect_timeout_ms", p.connect_timeout_ms, 0, 600000);
+  r.get("key_file", p.key_file);
   {
     TableReader e(r.table("emulated"), r.name("emulated"), source, err);
     auto& o = p.emulated;
@@ -51,12 +52,12 @@ std::string paging_to_toml(const paging::PagingOptions& p) {
   const auto& e = p.emulated;
   return fmt::format(
       "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
-      "memnode = {}\nconnect_timeout_ms = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
+      "memnode = {}\nconnect_timeout_ms = {}\nkey_file = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
       "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
       "[paging.verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
       enum_name(paging::kPagingModeNames, p.mode), p.local_fraction, p.local_mb,
       enum_name(paging::kTransportKindNames, p.transport), toml_quote(p.memnode),
-      p.connect_timeout_ms, e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter),
+      p.connect_timeout_ms, toml_quote(p.key_file), e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter),
       e.jitter_ns, e.link_gbps, e.max_outstanding, e.seed, toml_quote(p.verbs.device),
       p.verbs.ib_port, p.verbs.gid_index, p.verbs.max_outstanding);
 }

@@ -95,6 +95,8 @@ const char* control_error_code(Errc code) {
       return "timeout";
     case Errc::kRestartRequired:
       return "restart_required";
+    case Errc::kPermissionDenied:
+      return "permission_denied";
     case Errc::kInternal:
     case Errc::kOk:
       break;

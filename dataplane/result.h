@@ -18,6 +18,7 @@ enum class Errc : uint8_t {
   kInternal,         // a library call failed unexpectedly
   kTimeout,          // a peer did not answer in time
   kRestartRequired,  // a valid setting that only takes effect when the program restarts
+  kPermissionDenied, // a peer or file failed an ownership, credential or key check
 };
 
 /// A status: ok, or an error class and a message. Cheap when ok.

@@ -36,13 +36,25 @@ int main(int argc, char** argv) {
   FM_LOG_INFO("config", "effective configuration ({}):\n{}",
               config_path.empty() ? "built-in defaults" : config_path, fm::config::to_toml(cfg));
 
-  auto pool = fm::memnode::Pool::create(uint64_t(cfg.pool_mb) << 20, cfg.hugepages);
+  fm::paging::AuthKey key;
+  if (!cfg.key_file.empty()) {
+    auto k = fm::paging::AuthKey::load(cfg.key_file, "memnode.key_file");
+    if (!k) {
+      std::fprintf(stderr, "memnode: %s\n", k.status().message().c_str());
+      return 1;
+    }
+    key = *k;
+  }
+  const bool verbs_side = cfg.transport == fm::paging::TransportKind::kVerbs;
+  auto pool = fm::memnode::Pool::create(
+      uint64_t(cfg.pool_mb) << 20, cfg.hugepages,
+      verbs_side ? fm::memnode::Pool::Kind::kOneMapping : fm::memnode::Pool::Kind::kMemfdPerLease);
   if (!pool) {
     std::fprintf(stderr, "memnode: %s\n", pool.status().message().c_str());
     return 1;
   }
   std::unique_ptr<fm::memnode::VerbsAcceptor> verbs;
-  if (cfg.transport == fm::paging::TransportKind::kVerbs) {
+  if (verbs_side) {
     auto v = fm::memnode::make_verbs_acceptor(cfg.verbs, (*pool)->base(), (*pool)->bytes());
     if (!v) {
       std::fprintf(stderr, "memnode: %s\n", v.status().message().c_str());
@@ -50,15 +62,16 @@ int main(int argc, char** argv) {
     }
     verbs = std::move(v.value());
   }
-  fm::memnode::Server server(cfg, **pool, verbs.get());
+  fm::memnode::Server server(cfg, **pool, verbs.get(), key);
   if (fm::Status st = server.listen(); !st) {
     std::fprintf(stderr, "memnode: %s\n", st.message().c_str());
     return 1;
   }
   fm::install_stop_signals();
-  FM_LOG_INFO("memnode", "serving a {} MiB pool ({}) on {} ({} transport)", cfg.pool_mb,
-              (*pool)->hugepages() ? "hugepages" : "4 KiB pages", cfg.listen,
-              cfg.transport == fm::paging::TransportKind::kEmulated ? "emulated" : "verbs");
+  FM_LOG_INFO("memnode", "serving a {} MiB pool ({}) on {} ({} transport{}), one lease per "
+              "compute node", cfg.pool_mb, (*pool)->hugepages() ? "hugepages" : "4 KiB pages",
+              cfg.listen, verbs_side ? "verbs" : "emulated",
+              key.present() ? ", key required" : "");
   server.run();
   FM_LOG_INFO("memnode", "stopped");
   return 0;

@@ -10,7 +10,9 @@ class PoolAcceptor final : public VerbsAcceptor {
  public:
   explicit PoolAcceptor(std::unique_ptr<VerbsPool> pool) : pool_(std::move(pool)) {}
   uint64_t pool_addr() const override { return pool_->pool_addr(); }
-  uint32_t rkey() const override { return pool_->rkey(); }
+  Result<uint32_t> lease_rkey(uint64_t offset, uint64_t bytes, uint64_t session) override {
+    return pool_->register_lease(offset, bytes, session);
+  }
   Result<paging::wire::QpInfo> accept(const paging::wire::QpInfo& peer, uint64_t session) override {
     return pool_->accept(peer, session);
   }

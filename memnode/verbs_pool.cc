@@ -1,6 +1,7 @@
 // The memory node's registered pool and responder RC queue pairs (libibverbs).
 #include "memnode/verbs_pool.h"
 
+#include <cstddef>
 #include <mutex>
 #include <vector>
 
@@ -16,11 +17,16 @@ struct VerbsPool::Impl {
     uint64_t session;
     verbs::RcQp rc;
   };
+  struct LeaseMr {
+    uint64_t session;
+    verbs::MrPtr mr;
+  };
   // Members die in reverse order: the QPs, then the MR, then the device and its PD.
   std::shared_ptr<verbs::Device> dev;
   verbs::MrPtr mr;
   uint64_t bytes = 0;
   mutable std::mutex mu;
+  std::vector<LeaseMr> leases;  // declared first: destroyed after the QPs that address them
   std::vector<Held> qps;
 };
 
@@ -37,7 +43,7 @@ Result<std::unique_ptr<VerbsPool>> VerbsPool::create(const paging::VerbsOptions&
   auto impl = std::make_unique<Impl>();
   impl->dev = std::move(dev.value());
   auto mr = impl->dev->register_memory(
-      base, bytes, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
+      base, bytes, IBV_ACCESS_LOCAL_WRITE);
   if (!mr) return mr.status();
   impl->mr = std::move(mr.value());
   impl->bytes = bytes;
@@ -49,6 +55,20 @@ Result<std::unique_ptr<VerbsPool>> VerbsPool::create(const paging::VerbsOptions&
 uint64_t VerbsPool::pool_addr() const { return reinterpret_cast<uint64_t>(impl_->mr->addr); }
 uint32_t VerbsPool::rkey() const { return impl_->mr->rkey; }
 uint64_t VerbsPool::pool_bytes() const { return impl_->bytes; }
+
+Result<uint32_t> VerbsPool::register_lease(uint64_t offset, uint64_t bytes, uint64_t session) {
+  if (offset > impl_->bytes || bytes > impl_->bytes - offset) {
+    return error(Errc::kInvalidArgument, "a lease outside the registered pool");
+  }
+  std::lock_guard<std::mutex> g(impl_->mu);
+  auto* base = static_cast<std::byte*>(impl_->mr->addr) + offset;
+  auto mr = impl_->dev->register_memory(
+      base, bytes, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
+  if (!mr) return mr.status();
+  const uint32_t rkey = mr.value()->rkey;
+  impl_->leases.push_back(Impl::LeaseMr{session, std::move(mr.value())});
+  return rkey;
+}
 
 Result<paging::wire::QpInfo> VerbsPool::accept(const paging::wire::QpInfo& compute_qp,
                                                uint64_t session) {
@@ -68,6 +88,7 @@ Result<paging::wire::QpInfo> VerbsPool::accept(const paging::wire::QpInfo& compu
 void VerbsPool::release(uint64_t session) {
   std::lock_guard<std::mutex> g(impl_->mu);
   std::erase_if(impl_->qps, [&](const Impl::Held& h) { return h.session == session; });
+  std::erase_if(impl_->leases, [&](const Impl::LeaseMr& l) { return l.session == session; });
 }
 
 size_t VerbsPool::queue_pairs() const {

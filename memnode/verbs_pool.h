@@ -24,8 +24,8 @@ struct VerbsPoolKeys {
 /// only (the data path is the NIC's): thread-safe, blocking calls; may allocate.
 class VerbsPool {
  public:
-  /// Opens the device, registers [base, base+bytes) with LOCAL_WRITE | REMOTE_READ |
-  /// REMOTE_WRITE. Fails with a message naming the config keys when no RDMA device exists,
+  /// Opens the device, registers [base, base+bytes) with LOCAL_WRITE only (leases get remote
+  /// access through register_lease). Fails with a message naming the config keys when no RDMA device exists,
   /// when built without libibverbs, or when registration fails (memlock limit).
   /// `opts.max_outstanding` is unused here (the compute side sizes its send queues).
   static Result<std::unique_ptr<VerbsPool>> create(const paging::VerbsOptions& opts, void* base,
@@ -35,10 +35,14 @@ class VerbsPool {
   VerbsPool(const VerbsPool&) = delete;
   VerbsPool& operator=(const VerbsPool&) = delete;
 
-  /// The pool's address as compute nodes name it (HelloAck.pool_addr).
+  /// The pool's address as compute nodes name it (a lease's HelloAck.pool_addr is this plus
+  /// its offset).
   uint64_t pool_addr() const;
-  /// The pool's remote key (HelloAck.rkey).
+  /// The whole pool's key: local access only (no compute node gets it).
   uint32_t rkey() const;
+  /// Registers [offset, offset + bytes) of the pool for remote READ/WRITE under `session` and
+  /// returns the rkey (HelloAck.rkey): a compute node can reach its lease and nothing else.
+  Result<uint32_t> register_lease(uint64_t offset, uint64_t bytes, uint64_t session);
   uint64_t pool_bytes() const;
 
   /// Creates a QP + CQ, moves it INIT -> RTR -> RTS against `compute_qp` (from QpConnect) and
@@ -46,8 +50,8 @@ class VerbsPool {
   /// connection so release(session) can drop its QPs when that node leaves.
   Result<paging::wire::QpInfo> accept(const paging::wire::QpInfo& compute_qp, uint64_t session = 0);
 
-  /// Destroys every queue pair accepted under `session` (the compute node said Goodbye or its
-  /// control channel closed).
+  /// Destroys every queue pair accepted and lease registered under `session` (the compute node
+  /// said Goodbye or its control channel closed).
   void release(uint64_t session);
 
   /// Queue pairs currently held.

@@ -20,6 +20,10 @@ uint64_t VerbsPool::pool_addr() const { return 0; }
 uint32_t VerbsPool::rkey() const { return 0; }
 uint64_t VerbsPool::pool_bytes() const { return 0; }
 
+Result<uint32_t> VerbsPool::register_lease(uint64_t, uint64_t, uint64_t) {
+  return error(Errc::kUnavailable, "built without libibverbs");
+}
+
 Result<paging::wire::QpInfo> VerbsPool::accept(const paging::wire::QpInfo&, uint64_t) {
   return error(Errc::kUnavailable, "built without libibverbs");
 }

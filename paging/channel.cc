@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -140,6 +141,48 @@ Result<Channel> Channel::connect(const ChannelAddress& addr, int timeout_ms) {
                                        " (is build/memnode/memnode running there?)");
 }
 
+Result<Channel::Peer> Channel::peer() const {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred)) {
+    return error(Errc::kInvalidArgument, "no peer credentials on this channel: " + errno_text());
+  }
+  return Peer{uint32_t(cred.uid), int32_t(cred.pid)};
+}
+
+Status ensure_private_dir(const std::string& dir, const std::string& what) {
+  if (::mkdir(dir.c_str(), 0700) == 0) return Status::ok();
+  if (errno != EEXIST) {
+    return error(Errc::kUnavailable,
+                 what + ": cannot create the socket's directory " + dir + ": " + errno_text());
+  }
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return error(Errc::kUnavailable, what + ": cannot inspect " + dir + ": " + errno_text());
+  }
+  char mode[8];
+  std::snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
+  if (!S_ISDIR(st.st_mode)) {
+    return error(Errc::kPermissionDenied,
+                 what + ": " + dir +
+                     " must be a directory, not a link or file (someone may have "
+                     "put it there to catch the socket): remove it or choose another path");
+  }
+  if (st.st_uid != ::geteuid()) {
+    return error(Errc::kPermissionDenied,
+                 what + ": the socket's directory " + dir + " belongs to uid " +
+                     std::to_string(st.st_uid) + ", not to this user (uid " +
+                     std::to_string(::geteuid()) +
+                     "): another user could replace the socket; remove it or choose another path");
+  }
+  if ((st.st_mode & 077) != 0) {
+    return error(Errc::kPermissionDenied, what + ": the socket's directory " + dir + " has mode " +
+                                              mode + "; it must be private (chmod 700 " + dir +
+                                              ")");
+  }
+  return Status::ok();
+}
+
 Status Channel::send(const void* msg, uint32_t len, int fd) {
   if (fd_ < 0) return error(Errc::kUnavailable, "control channel is closed");
   iovec iov{const_cast<void*>(msg), len};
@@ -179,8 +222,8 @@ Result<wire::MsgType> Channel::recv(std::vector<uint8_t>& buf, int timeout_ms, i
     size_t got = 0;
     while (got < want) {
       if (!wait_readable(fd_, timeout_ms)) {
-        return error(Errc::kTimeout, "the memory node did not answer within " +
-                                             std::to_string(timeout_ms) + " ms");
+        return error(Errc::kTimeout,
+                     "the memory node did not answer within " + std::to_string(timeout_ms) + " ms");
       }
       iovec iov{dst + got, want - got};
       msghdr mh{};
@@ -199,8 +242,10 @@ Result<wire::MsgType> Channel::recv(std::vector<uint8_t>& buf, int timeout_ms, i
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
           int fd;
           std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
-          if (fd_out && *fd_out < 0) *fd_out = fd;
-          else ::close(fd);
+          if (fd_out && *fd_out < 0)
+            *fd_out = fd;
+          else
+            ::close(fd);
         }
       }
       got += size_t(n);
@@ -226,10 +271,17 @@ Listener::~Listener() {
   if (!path_.empty()) ::unlink(path_.c_str());
 }
 
-Result<Listener> Listener::listen(const ChannelAddress& addr) {
+Result<Listener> Listener::listen(const ChannelAddress& addr, const std::string& what) {
   sockaddr_storage ss;
   socklen_t len = 0;
   FM_RETURN_IF_ERROR(fill_sockaddr(addr, ss, len));
+  if (addr.kind == ChannelAddress::Kind::kUnix) {
+    const size_t slash = addr.path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : addr.path.substr(0, slash);
+    FM_RETURN_IF_ERROR(ensure_private_dir(dir, what));
+  }
   if (addr.kind == ChannelAddress::Kind::kUnix && ::access(addr.path.c_str(), F_OK) == 0) {
     // A socket file exists: another memnode may own it. Replace it only if nobody answers.
     auto probe = Channel::connect(addr, 0);
@@ -256,7 +308,12 @@ Result<Listener> Listener::listen(const ChannelAddress& addr) {
 Result<Channel> Listener::accept(int timeout_ms) {
   if (!wait_readable(fd_, timeout_ms)) return error(Errc::kTimeout, "no connection");
   int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd < 0) return error(Errc::kUnavailable, "accept(): " + errno_text());
+  if (fd < 0) {
+    const int e = errno;
+    const bool exhausted = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+    return error(exhausted ? Errc::kResourceExhausted : Errc::kUnavailable,
+                 "accept(): " + std::string(std::strerror(e)));
+  }
   return Channel(fd);
 }
 

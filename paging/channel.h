@@ -76,6 +76,14 @@ class Channel {
     return decode_as<T>(type, *t, buf);
   }
 
+  /// The process at the other end of a Unix channel, as the kernel vouches for it
+  /// (SO_PEERCRED): its uid and pid. kInvalidArgument on a TCP channel.
+  struct Peer {
+    uint32_t uid = 0;
+    int32_t pid = 0;
+  };
+  Result<Peer> peer() const;
+
   int fd() const { return fd_; }
   bool is_open() const { return fd_ >= 0; }
   void close();
@@ -83,6 +91,12 @@ class Channel {
  private:
   int fd_ = -1;
 };
+
+/// Makes `dir` a private directory for a listening Unix socket: creates it (0700) when absent,
+/// else requires a real directory (not a symbolic link) owned by this process's user with no
+/// access for group or others. The error names `what` (the config key) and says how to fix it.
+/// This is what keeps another user from creating the socket path first.
+Status ensure_private_dir(const std::string& dir, const std::string& what);
 
 /// A listening socket for the memory node.
 class Listener {
@@ -98,10 +112,14 @@ class Listener {
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
-  /// Binds and listens. A stale Unix socket file is replaced only if nobody answers on it.
-  static Result<Listener> listen(const ChannelAddress& addr);
+  /// Binds and listens. A Unix socket lives in a private directory (ensure_private_dir; the
+  /// error names `what`); a stale socket file there is replaced only if nobody answers on it.
+  static Result<Listener> listen(const ChannelAddress& addr, const std::string& what = "listen");
 
-  /// Waits up to `timeout_ms` for a connection (-1: forever). kTimeout on timeout.
+  /// Waits up to `timeout_ms` for a connection (-1: forever). kTimeout on timeout;
+  /// kResourceExhausted when the process or system is out of descriptors or memory (EMFILE,
+  /// ENFILE, ENOBUFS, ENOMEM: the connection stays queued, so the caller must back off rather
+  /// than call again at once); kUnavailable for anything else.
   Result<Channel> accept(int timeout_ms);
 
   int fd() const { return fd_; }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "paging/channel.h"
+#include "paging/handshake.h"
 #include "paging/clock.h"
 #include "paging/options.h"
 #include "paging/transport.h"
@@ -87,11 +88,14 @@ class EmulatedQueuePair final : public QueuePair {
 /// A connection to a memory node over the emulated transport.
 class EmulatedTransport final : public Transport {
  public:
-  /// Connects to the memnode at `addr`, receives its pool's memfd and maps it; a control thread
-  /// watches the channel and marks the transport dead when the memnode goes away.
+  /// Connects to the memnode at `addr` (client_handshake: its uid, the key both ways), leases
+  /// `region_bytes`, receives the lease's memfd, checks that it is sealed against shrinking and
+  /// growing and of the leased size, and maps it. A control thread exchanges heartbeats and
+  /// marks the transport dead when the memnode says goodbye, closes, or misses three.
   static Result<std::unique_ptr<EmulatedTransport>> connect(const EmulatedOptions& opts,
                                                             const ChannelAddress& addr,
-                                                            uint16_t cores, int timeout_ms,
+                                                            uint16_t cores, uint64_t region_bytes,
+                                                            const AuthKey& key, int timeout_ms,
                                                             const Clock& clock);
 
   /// An in-process pool of `pool_bytes` (no memnode): for tests and benchmarks.
@@ -121,6 +125,7 @@ class EmulatedTransport final : public Transport {
   uint64_t pool_bytes_ = 0;
   std::atomic<bool> alive_{true};
   std::atomic<bool> stopping_{false};
+  uint32_t heartbeat_ms_ = 0;  // the memnode's (HelloAck)
   Channel channel_;
   std::thread watcher_;
 };

@@ -1,5 +1,11 @@
 // Wire format between a compute node (kvserver) and a memory node (memnode): the control channel
 // messages for both transports. Versioned; every struct has a fixed, asserted size.
+//
+// A session (version 2): the memnode accepts and sends a Challenge (its nonce); the compute node
+// answers Hello (its nonce, the region it wants leased, and, when a key is configured, an HMAC
+// over the memnode's nonce and the Hello); the memnode answers HelloAck (the lease, and an HMAC
+// over the compute node's nonce and the HelloAck, so the compute node knows it reached a memnode
+// holding the key) or ErrorMsg. Then QpConnect/QpAccept (verbs), Heartbeat both ways, Goodbye.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +14,7 @@
 namespace fm::paging::wire {
 
 inline constexpr uint32_t kMagic = 0x464d4e44;  // "FMND"
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;
 
 enum class MsgType : uint16_t {
   kHello = 1,       // compute -> memnode: who I am, which transport
@@ -18,7 +24,12 @@ enum class MsgType : uint16_t {
   kHeartbeat = 5,   // either way: liveness while idle
   kGoodbye = 6,     // either way: orderly shutdown
   kError = 7,       // memnode -> compute: refused, with a reason
+  kChallenge = 8,   // memnode -> compute, first: the nonce a keyed Hello must sign
 };
+
+/// Bytes of a nonce and of an HMAC-SHA-256 tag.
+inline constexpr uint32_t kNonceBytes = 32;
+inline constexpr uint32_t kMacBytes = 32;
 
 enum class TransportKind : uint16_t { kEmulated = 1, kVerbs = 2 };
 
@@ -32,23 +43,37 @@ struct MsgHeader {
 };
 static_assert(sizeof(MsgHeader) == 16);
 
+struct Challenge {
+  MsgHeader h;
+  uint8_t nonce[kNonceBytes];  // fresh per connection
+  uint32_t flags;              // kChallengeKeyRequired: a Hello without a valid MAC is refused
+  uint32_t reserved;
+};
+static_assert(sizeof(Challenge) == 56);
+inline constexpr uint32_t kChallengeKeyRequired = 1;
+
 struct Hello {
   MsgHeader h;
   uint16_t transport;  // TransportKind
   uint16_t cores;      // queue pairs the compute node will create
   uint32_t reserved;
   char name[48];       // the compute node's name, for the memnode's logs (NUL-padded)
+  uint64_t region_bytes;       // the far region to lease: remote offsets [0, region_bytes)
+  uint8_t nonce[kNonceBytes];  // the compute node's nonce, signed back in the HelloAck
+  uint8_t mac[kMacBytes];      // HMAC(key, "hello" | Challenge.nonce | this up to mac); 0s: no key
 };
-static_assert(sizeof(Hello) == 72);
+static_assert(sizeof(Hello) == 144);
 
 struct HelloAck {
   MsgHeader h;
-  uint64_t pool_bytes;  // size of the pool: remote offsets are [0, pool_bytes)
-  uint64_t pool_addr;   // verbs: the pool's virtual address at the memnode (0 for emulated)
-  uint32_t rkey;        // verbs: the pool's remote key (0 for emulated)
-  uint32_t reserved;
+  uint64_t pool_bytes;  // size of the lease: remote offsets are [0, pool_bytes)
+  uint64_t pool_addr;   // verbs: the lease's virtual address at the memnode (0 for emulated)
+  uint32_t rkey;        // verbs: the lease's remote key (0 for emulated)
+  uint32_t heartbeat_ms;  // the memnode's heartbeat interval (0: none); silence = death
+  uint64_t lease_id;      // this compute node's lease, for the memnode's logs and dpctl
+  uint8_t mac[kMacBytes];  // HMAC(key, "ack" | Hello.nonce | this up to mac); 0s: no key
 };
-static_assert(sizeof(HelloAck) == 40);
+static_assert(sizeof(HelloAck) == 80);
 
 /// A verbs RC queue pair's address, as exchanged to connect it (INIT -> RTR needs the peer's).
 struct QpInfo {

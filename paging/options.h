@@ -69,7 +69,10 @@ struct PagingOptions {
   uint32_t local_mb = 0;
   TransportKind transport = TransportKind::kEmulated;
   // The memory node's control address: unix:/path (emulated) or tcp:host:port (verbs).
-  std::string memnode = "unix:/tmp/farmem-memnode.sock";
+  std::string memnode = "unix:/tmp/farmem-memnode/memnode.sock";
+  // A file holding the secret shared with the memory node (its memnode.key_file); empty: none.
+  // Required by a memnode that has a key (always over TCP).
+  std::string key_file;
   // How long to wait for the memory node at start (it may still be starting).
   uint32_t connect_timeout_ms = 5000;
   EmulatedOptions emulated;

@@ -463,7 +463,9 @@ Status Device::connect_qp(ibv_qp* qp, const wire::QpInfo& local, const wire::QpI
 // VerbsControl.
 
 Result<std::unique_ptr<VerbsControl>> VerbsControl::connect(const ChannelAddress& memnode,
-                                                            uint16_t cores, int timeout_ms) {
+                                                            uint16_t cores,
+                                                            uint64_t region_bytes,
+                                                            const AuthKey& key, int timeout_ms) {
   std::unique_ptr<VerbsControl> c(new VerbsControl());
   c->address_ = memnode.kind == ChannelAddress::Kind::kUnix
                     ? "unix:" + memnode.path
@@ -472,27 +474,24 @@ Result<std::unique_ptr<VerbsControl>> VerbsControl::connect(const ChannelAddress
   if (!ch) return ch.status();
   c->channel_ = std::move(ch.value());
 
-  wire::Hello hello{};
-  hello.h = wire::make_header<wire::Hello>(wire::MsgType::kHello);
-  hello.transport = uint16_t(wire::TransportKind::kVerbs);
-  hello.cores = cores;
-  char host[sizeof(hello.name)] = {};
+  HelloRequest req;
+  req.transport = wire::TransportKind::kVerbs;
+  req.cores = cores;
+  req.region_bytes = region_bytes;
+  char host[sizeof(wire::Hello::name)] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "compute");
-  std::memcpy(hello.name, host, sizeof(hello.name) - 1);
-  FM_RETURN_IF_ERROR(c->channel_.send(&hello, sizeof(hello)));
-
-  auto ack = c->channel_.recv_as<wire::HelloAck>(wire::MsgType::kHelloAck, timeout_ms);
-  if (!ack) {
-    return error(ack.status().code(),
-                 "memory node at " + c->address_ + ": " + ack.status().message());
-  }
-  if (ack->pool_bytes == 0 || ack->pool_addr == 0) {
+  req.name = host;
+  auto granted = client_handshake(c->channel_, req, key, c->address_, timeout_ms);
+  if (!granted) return granted.status();
+  if (granted->memfd >= 0) ::close(granted->memfd);
+  const wire::HelloAck& ack = granted->ack;
+  if (ack.pool_bytes == 0 || ack.pool_addr == 0) {
     return error(Errc::kInvalidArgument,
                  fmt::format("memory node at {} offers no verbs pool (pool_bytes {}, pool_addr "
                              "{:#x}): is it running with the verbs transport?",
-                             c->address_, ack->pool_bytes, ack->pool_addr));
+                             c->address_, ack.pool_bytes, ack.pool_addr));
   }
-  c->ack_ = *ack;
+  c->ack_ = ack;
   c->watcher_ = std::thread([raw = c.get()] { raw->watch(); });
   return c;
 }
@@ -501,7 +500,7 @@ VerbsControl::~VerbsControl() {
   stopping_.store(true);
   if (channel_.is_open()) {
     {
-      std::lock_guard<std::mutex> g(exchange_mu_);
+      std::lock_guard<std::mutex> g(send_mu_);
       // Same shape as the memnode's Goodbye: a Heartbeat-sized message of type kGoodbye.
       wire::Heartbeat bye{wire::make_header<wire::Heartbeat>(wire::MsgType::kGoodbye), 0};
       (void)channel_.send(&bye, sizeof(bye));  // best effort: the peer may be gone already
@@ -523,29 +522,51 @@ void VerbsControl::mark_dead(const std::string& why) {
 
 void VerbsControl::watch() {
   std::vector<uint8_t> buf;
+  const uint32_t hb = ack_.heartbeat_ms;
+  Heartbeats beats(hb, kHeartbeatMisses, steady_ms());
+  const int tick_ms = hb ? int(std::min<uint32_t>(hb / 2 + 1, 200)) : -1;
   for (;;) {
-    auto t = channel_.recv(buf, -1);
-    if (!t) {
+    auto t = channel_.recv(buf, tick_ms);
+    const uint64_t now = steady_ms();
+    if (!t && t.status().code() != Errc::kTimeout) {
       mark_dead(t.status().message());
       return;
     }
-    switch (*t) {
-      case wire::MsgType::kQpAccept:
-      case wire::MsgType::kError: {
-        std::lock_guard<std::mutex> g(mu_);
-        replies_.push_back(buf);
-        cv_.notify_all();
-        break;
+    if (t) {
+      beats.heard(now);
+      switch (*t) {
+        case wire::MsgType::kQpAccept:
+        case wire::MsgType::kError: {
+          std::lock_guard<std::mutex> g(mu_);
+          replies_.push_back(buf);
+          cv_.notify_all();
+          break;
+        }
+        case wire::MsgType::kHeartbeat:
+          break;
+        case wire::MsgType::kGoodbye:
+          mark_dead("it said goodbye");
+          return;
+        default:
+          FM_LOG_WARN(kTag, "memory node at {} sent an unexpected control message (type {})",
+                      address_, int(*t));
+          break;
       }
-      case wire::MsgType::kHeartbeat:
-        break;
-      case wire::MsgType::kGoodbye:
-        mark_dead("it said goodbye");
+    }
+    if (stopping_.load()) return;
+    if (beats.peer_silent(now)) {
+      mark_dead("it missed " + std::to_string(kHeartbeatMisses) + " heartbeats (" +
+                std::to_string(hb) + " ms apart)");
+      return;
+    }
+    if (beats.send_due(now)) {
+      std::lock_guard<std::mutex> g(send_mu_);  // never exchange_mu_: exchange_qp holds it
+                                                // while it waits for this thread
+      wire::Heartbeat beat{wire::make_header<wire::Heartbeat>(wire::MsgType::kHeartbeat), 0};
+      if (Status st = channel_.send(&beat, sizeof(beat)); !st) {
+        mark_dead(st.message());
         return;
-      default:
-        FM_LOG_WARN(kTag, "memory node at {} sent an unexpected control message (type {})",
-                    address_, int(*t));
-        break;
+      }
     }
   }
 }
@@ -566,7 +587,10 @@ Result<wire::QpInfo> VerbsControl::exchange_qp(uint16_t core, const wire::QpInfo
   msg.h = wire::make_header<wire::QpConnect>(wire::MsgType::kQpConnect);
   msg.core = core;
   msg.qp = local;
-  FM_RETURN_IF_ERROR(channel_.send(&msg, sizeof(msg)));
+  {
+    std::lock_guard<std::mutex> g(send_mu_);
+    FM_RETURN_IF_ERROR(channel_.send(&msg, sizeof(msg)));
+  }
 
   std::unique_lock<std::mutex> lk(mu_);
   const bool got = cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms),

@@ -21,6 +21,7 @@
 
 #include "dataplane/result.h"
 #include "paging/channel.h"
+#include "paging/handshake.h"
 #include "paging/memnode_wire.h"
 #include "paging/options.h"
 #include "paging/transport.h"
@@ -253,10 +254,12 @@ struct Liveness {
 
 class VerbsControl {
  public:
-  /// Connects to `memnode` (retrying up to `timeout_ms`), sends Hello(kVerbs, cores) and waits
-  /// for the HelloAck, then starts the watcher thread. Control path; blocks.
+  /// Connects to `memnode` (retrying up to `timeout_ms`), runs the handshake (client_handshake:
+  /// Hello(kVerbs, cores, region_bytes), the key both ways when `key` is present) and starts
+  /// the watcher thread, which exchanges heartbeats. Control path; blocks.
   static Result<std::unique_ptr<VerbsControl>> connect(const ChannelAddress& memnode,
-                                                       uint16_t cores, int timeout_ms);
+                                                       uint16_t cores, uint64_t region_bytes,
+                                                       const AuthKey& key, int timeout_ms);
 
   /// Says Goodbye and stops the watcher thread.
   ~VerbsControl();
@@ -284,7 +287,8 @@ class VerbsControl {
   std::shared_ptr<Liveness> live_ = std::make_shared<Liveness>();
   std::thread watcher_;
   std::atomic<bool> stopping_{false};
-  std::mutex exchange_mu_;  // one QpConnect in flight; also serializes sends
+  std::mutex exchange_mu_;  // one QpConnect in flight
+  std::mutex send_mu_;      // one writer on the channel at a time (exchanges, heartbeats, bye)
   std::mutex mu_;           // guards replies_
   std::condition_variable cv_;
   std::deque<std::vector<uint8_t>> replies_;  // QpAccept / Error messages from the watcher

@@ -206,6 +206,7 @@ class VerbsTransport final : public Transport {
 
 Result<std::unique_ptr<Transport>> connect_verbs(const VerbsOptions& opts,
                                                  const ChannelAddress& memnode, uint16_t cores,
+                                                 uint64_t region_bytes, const AuthKey& key,
                                                  int timeout_ms) {
   if (opts.max_outstanding == 0) {
     return error(Errc::kInvalidArgument, "paging.verbs.max_outstanding must be > 0");
@@ -213,7 +214,7 @@ Result<std::unique_ptr<Transport>> connect_verbs(const VerbsOptions& opts,
   const verbs::ConfigKeys keys;  // the compute node's: paging.transport, paging.verbs.*
   auto dev = verbs::Device::open(opts, keys);
   if (!dev) return dev.status();
-  auto control = verbs::VerbsControl::connect(memnode, cores, timeout_ms);
+  auto control = verbs::VerbsControl::connect(memnode, cores, region_bytes, key, timeout_ms);
   if (!control) return control.status();
   std::shared_ptr<verbs::VerbsControl> shared_control(std::move(control.value()));
   const wire::HelloAck& ack = shared_control->hello_ack();

@@ -72,13 +72,22 @@ Status open_far_memory(const ServerOptions& o, uint16_t ncores,
   auto addr = paging::parse_channel_address(o.paging.memnode, "paging.memnode");
   if (!addr) return addr.status();
   const int timeout = int(o.paging.connect_timeout_ms);
+  paging::AuthKey key;
+  if (!o.paging.key_file.empty()) {
+    auto k = paging::AuthKey::load(o.paging.key_file, "paging.key_file");
+    if (!k) return k.status();
+    key = *k;
+  }
+  // The lease: the whole far region, in pages.
+  const uint64_t lease = (o.far_bytes + paging::kPageSize - 1) / paging::kPageSize *
+                         paging::kPageSize;
   if (o.paging.transport == paging::TransportKind::kEmulated) {
-    auto t = paging::EmulatedTransport::connect(o.paging.emulated, *addr, ncores, timeout,
-                                                paging::tsc_clock());
+    auto t = paging::EmulatedTransport::connect(o.paging.emulated, *addr, ncores, lease, key,
+                                                timeout, paging::tsc_clock());
     if (!t) return t.status();
     transport = std::move(t.value());
   } else {
-    auto t = paging::connect_verbs(o.paging.verbs, *addr, ncores, timeout);
+    auto t = paging::connect_verbs(o.paging.verbs, *addr, ncores, lease, key, timeout);
     if (!t) return t.status();
     transport = std::move(t.value());
   }

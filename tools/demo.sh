@@ -51,8 +51,8 @@ verdict() {  # exit-status text...
 }
 
 # The embedded default configs, with this run's own sockets.
-sed "s|/tmp/farmem-memnode.sock|$MNSOCK|" config/memnode.toml >"$WORK/memnode.toml"
-sed -e "s|/tmp/farmem-memif.sock|$SOCK|" -e "s|/tmp/farmem-memnode.sock|$MNSOCK|" \
+sed "s|/tmp/farmem-memnode/memnode.sock|$MNSOCK|" config/memnode.toml >"$WORK/memnode.toml"
+sed -e "s|/tmp/farmem-memif.sock|$SOCK|" -e "s|/tmp/farmem-memnode/memnode.sock|$MNSOCK|" \
   -e "s|/run/farmem/kvserver.sock|$CTL|" config/kvserver.toml >"$WORK/kvserver.toml"
 echo "demo: starting memnode (config/memnode.toml: emulated one-sided transport)"
 "$BUILD/memnode/memnode" --config "$WORK/memnode.toml" 2>"$MNLOG" &

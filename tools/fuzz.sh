@@ -8,7 +8,10 @@
 #   tools/fuzz.sh repro <name> <file>...   run inputs once (a crash artifact, a regression)
 #
 # Environment: FUZZ_BUILD (build dir, default build-fuzz), FUZZ_WORK (scratch for long runs,
-# default /tmp/farmem-fuzz: corpus/<name> new inputs, artifacts/<name> crashes, logs/<name>.log).
+# default /tmp/farmem-fuzz: corpus/<name> new inputs, artifacts/<name> crashes, logs/<name>.log),
+# FUZZ_TIMEOUT (seconds one input may take in a long run, default 120: a campaign shares the
+# machine, and on a 2-vCPU VM a niced fuzzer starved by builds once took 22 s for an input that
+# runs in 0.06 s; a real hang still ends the run), FUZZ_NICE (niceness of long runs, default 10).
 # New corpus entries never go into the tree; copy the good ones into tests/fuzz/corpus/ by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +52,8 @@ check_name() {
 
 # libFuzzer flags every run of harness $1 uses.
 flags() {
-  local h=$1 f=(-max_len="${MAX_LEN[$1]}" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1)
+  local h=$1 f=(-max_len="${MAX_LEN[$1]}" -rss_limit_mb=2048 -timeout="${TIMEOUT_S:-20}"
+    -print_final_stats=1)
   [ -f "tests/fuzz/$h.dict" ] && f+=(-dict="tests/fuzz/$h.dict")
   echo "${f[@]}"
 }
@@ -116,7 +120,8 @@ long() {
     echo "$h: $runs executions; log $log, new inputs $WORK/corpus/$h, crashes $WORK/artifacts/$h/"
     rc=0
     # shellcheck disable=SC2046
-    nice "$BUILD/tests/fuzz/${h}_fuzz" $(flags "$h") -runs="$runs" \
+    nice -n "${FUZZ_NICE:-10}" "$BUILD/tests/fuzz/${h}_fuzz" \
+      $(TIMEOUT_S=${FUZZ_TIMEOUT:-120} flags "$h") -runs="$runs" \
       -artifact_prefix="$WORK/artifacts/$h/" "$WORK/corpus/$h" "tests/fuzz/corpus/$h" \
       >"$log" 2>&1 || rc=$?
     summary "$h" "$log" "$rc"

@@ -13,8 +13,8 @@ ASAN_BUILD=${FARMEM_ASAN_BUILD:-build-asan}
 TSAN_BUILD=${FARMEM_TSAN_BUILD:-build-tsan}
 # The meson tests that run threads of their own (the others gain nothing from TSan). A name this
 # tree does not define is skipped with a note.
-TSAN_TESTS=(sched_unit dataplane_unit paging_unit paging_verbs_unit kvapp_unit control_unit
-            stress_farmem)
+TSAN_TESTS=(sched_unit dataplane_unit paging_unit paging_verbs_unit memnode_unit kvapp_unit
+            control_unit stress_farmem)
 SANITIZERS=${FARMEM_SANITIZERS:-1}
 rc=0
 builds=()

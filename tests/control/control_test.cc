@@ -32,6 +32,7 @@ class ControlServerTest : public ::testing::Test {
                        {"internal", Errc::kInternal},
                        {"timeout", Errc::kTimeout},
                        {"restart_required", Errc::kRestartRequired},
+                       {"permission_denied", Errc::kPermissionDenied},
                    };
                    return error(kErrc.at(req.at("errc").get<std::string>()),
                                 "failed as asked: " + req.at("errc").get<std::string>());
@@ -127,7 +128,7 @@ TEST_F(ControlServerTest, ProtocolErrorCodes) {
 
 TEST_F(ControlServerTest, HandlerErrcMapsToCode) {
   for (const char* code : {"invalid_argument", "not_found", "unavailable", "resource_exhausted",
-                           "internal", "timeout", "restart_required"}) {
+                           "internal", "timeout", "restart_required", "permission_denied"}) {
     const json resp = call({{"id", code}, {"cmd", "fail"}, {"errc", code}});
     expect_error(resp, code, code);
     EXPECT_EQ(resp["error"]["message"], std::string("failed as asked: ") + code);

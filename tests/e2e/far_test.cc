@@ -12,7 +12,9 @@ class FarE2E : public KvE2E {
     const char* memnode = std::getenv("MEMNODE");
     ASSERT_NE(memnode, nullptr) << "MEMNODE (path of build/memnode/memnode) is not set";
     const std::string tag = std::to_string(::getpid());
-    memnode_sock_ = "/tmp/farmem-e2e-mn-" + tag + ".sock";
+    // The memnode makes the socket's directory (0700) itself.
+    memnode_dir_ = "/tmp/farmem-e2e-mn-" + tag;
+    memnode_sock_ = memnode_dir_ + "/memnode.sock";
     memnode_log_ = "/tmp/farmem-e2e-mn-" + tag + ".log";
     const std::string cfg = "/tmp/farmem-e2e-mn-" + tag + ".toml";
     std::ofstream(cfg) << "[memnode]\npool_mb = 64\nhugepages = \"off\"\nlisten = \"unix:"
@@ -34,9 +36,10 @@ class FarE2E : public KvE2E {
   static void TearDownTestSuite() {
     stop();
     stop_process(memnode_pid_, SIGTERM);
+    ::rmdir(memnode_dir_.c_str());
   }
   static inline pid_t memnode_pid_ = -1;
-  static inline std::string memnode_sock_, memnode_log_;
+  static inline std::string memnode_dir_, memnode_sock_, memnode_log_;
 };
 
 std::string value_for(int i) { return std::string(size_t(100 + i % 400), char('a' + i % 26)) + std::to_string(i); }

@@ -2,7 +2,8 @@
 // directions. The input is a byte stream a peer sent; it goes through a real socket pair into
 // paging::Channel::recv (framing, length checks), then through what each side does with the
 // messages: the memory node's check_hello/next_step (memnode/server.h) and the compute node's
-// decode_as<HelloAck> / decode_as<QpAccept> (paging/channel.h), as their socket loops do.
+// decode_as<Challenge> / decode_as<HelloAck> / decode_as<QpAccept> (paging/channel.h), as their
+// socket loops do.
 //
 // Input: byte 0 picks the side (bit 0: 0 = bytes from a compute node, read by the memory node;
 // 1 = bytes from a memory node, read by a compute node) and the transport (bit 1: verbs); the
@@ -79,8 +80,17 @@ void memnode_reads(Channel& ch, bool verbs) {
   auto hello = decode_as<wire::Hello>(wire::MsgType::kHello, *t, buf);
   check_decoded(hello, wire::MsgType::kHello, *t, buf);
   if (!hello) return;  // "sent no valid Hello": the connection is dropped
-  const auto served = verbs ? fm::paging::TransportKind::kVerbs : fm::paging::TransportKind::kEmulated;
-  const fm::memnode::HelloCheck checked = fm::memnode::check_hello(*hello, served);
+  // Checked as a keyed memnode would (the MAC fails unless the input forged HMAC-SHA-256), and,
+  // on odd-sized Hellos' last byte, as one without a key, so both paths are explored.
+  static const fm::paging::AuthKey key = fm::paging::AuthKey::from_secret("fuzzing secret 0123");
+  static const wire::Challenge challenge = fm::paging::make_challenge(true);
+  fm::memnode::HelloPolicy policy;
+  policy.served = verbs ? fm::paging::TransportKind::kVerbs : fm::paging::TransportKind::kEmulated;
+  policy.key = (hello->name[sizeof(hello->name) - 1] & 1) ? &key : nullptr;
+  policy.challenge = &challenge;
+  const fm::memnode::HelloCheck checked = fm::memnode::check_hello(*hello, policy);
+  FUZZ_CHECK(policy.key == nullptr || !checked.refusal.empty(),
+             "a Hello with a forged MAC was accepted");
   FUZZ_CHECK(checked.who.size() < sizeof(hello->name) &&
                  checked.who.find('\0') == std::string::npos,
              "name of %zu bytes", checked.who.size());
@@ -136,6 +146,11 @@ void memnode_reads(Channel& ch, bool verbs) {
 void compute_reads(Channel& ch, bool verbs) {
   std::vector<uint8_t> buf;
   auto t = recv_next(ch, buf);
+  if (!t) return;
+  auto challenge = decode_as<wire::Challenge>(wire::MsgType::kChallenge, *t, buf);
+  check_decoded(challenge, wire::MsgType::kChallenge, *t, buf);
+  if (!challenge) return;
+  t = recv_next(ch, buf);
   if (!t) return;
   auto ack = decode_as<wire::HelloAck>(wire::MsgType::kHelloAck, *t, buf);
   check_decoded(ack, wire::MsgType::kHelloAck, *t, buf);

@@ -164,7 +164,7 @@ TEST(VerbsWire, WrongTypeIsAnError) {
 #if !FM_HAVE_VERBS
 TEST(VerbsAbsent, ConnectExplains) {
   ChannelAddress addr;
-  auto t = connect_verbs(VerbsOptions{}, addr, 1, 10);
+  auto t = connect_verbs(VerbsOptions{}, addr, 1, 1 << 20, AuthKey{}, 10);
   ASSERT_FALSE(t.is_ok());
   EXPECT_CONTAINS(t.status().message(),
                   "built without libibverbs (meson -Drdma=enabled needs libibverbs-dev)");
@@ -210,7 +210,7 @@ TEST(VerbsNoDevice, ConnectVerbsFailsBeforeTouchingTheMemnode) {
   auto addr = parse_channel_address("tcp:127.0.0.1:1", "paging.memnode");
   ASSERT_TRUE(addr.is_ok());
   const auto t0 = std::chrono::steady_clock::now();
-  auto t = connect_verbs(VerbsOptions{}, *addr, 4, 5000);
+  auto t = connect_verbs(VerbsOptions{}, *addr, 4, 1 << 20, AuthKey{}, 5000);
   ASSERT_FALSE(t.is_ok());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));  // no retry loop
   const std::string& m = t.status().message();
@@ -652,8 +652,9 @@ class FakeMemnode {
   using Script = std::function<void(Channel&)>;
   explicit FakeMemnode(Script script) {
     static std::atomic<int> seq{0};
-    path_ =
-        "/tmp/fm-verbs-test-" + std::to_string(getpid()) + "-" + std::to_string(seq++) + ".sock";
+    // The listener makes the directory (0700) and checks it.
+    dir_ = "/tmp/fm-verbs-test-" + std::to_string(getpid()) + "-" + std::to_string(seq++);
+    path_ = dir_ + "/m.sock";
     auto addr = parse_channel_address("unix:" + path_, "test");
     EXPECT_TRUE(addr.is_ok());
     addr_ = *addr;
@@ -666,7 +667,11 @@ class FakeMemnode {
       script(*ch);
     });
   }
-  ~FakeMemnode() { join(); }
+  ~FakeMemnode() {
+    join();
+    listener_.reset();  // removes the socket
+    ::rmdir(dir_.c_str());
+  }
 
   /// Waits for the script to finish.
   void join() {
@@ -676,7 +681,7 @@ class FakeMemnode {
   const ChannelAddress& addr() const { return addr_; }
 
  private:
-  std::string path_;
+  std::string dir_, path_;
   ChannelAddress addr_;
   std::optional<Listener> listener_;
   std::thread thread_;
@@ -684,8 +689,12 @@ class FakeMemnode {
 
 constexpr uint64_t kPoolAddr = 0x7f5500000000;
 constexpr uint32_t kRkey = 0x1234abcd;
+constexpr uint64_t kRegion = 1 << 20;  // the lease every test's compute side asks for
 
-void serve_hello(Channel& ch, uint64_t pool_bytes = 1 << 20, uint64_t pool_addr = kPoolAddr) {
+void serve_hello(Channel& ch, uint64_t pool_bytes = kRegion, uint64_t pool_addr = kPoolAddr,
+                 uint32_t heartbeat_ms = 0) {
+  const wire::Challenge challenge = make_challenge(false);
+  ASSERT_TRUE(ch.send(&challenge, sizeof(challenge)).is_ok());
   auto h = ch.recv_as<wire::Hello>(wire::MsgType::kHello, 5000);
   ASSERT_TRUE(h.is_ok()) << h.status().message();
   EXPECT_EQ(h->transport, uint16_t(wire::TransportKind::kVerbs));
@@ -695,6 +704,7 @@ void serve_hello(Channel& ch, uint64_t pool_bytes = 1 << 20, uint64_t pool_addr 
   ack.pool_bytes = pool_bytes;
   ack.pool_addr = pool_addr;
   ack.rkey = kRkey;
+  ack.heartbeat_ms = heartbeat_ms;
   ASSERT_TRUE(ch.send(&ack, sizeof(ack)).is_ok());
 }
 
@@ -736,7 +746,7 @@ TEST(VerbsControl, HandshakeAndGoodbyeOnClose) {
     got_goodbye = drain_until_closed(ch) == wire::MsgType::kGoodbye;
   });
   {
-    auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+    auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
     ASSERT_TRUE(c.is_ok()) << c.status().message();
     EXPECT_EQ((*c)->hello_ack().pool_bytes, 1ull << 30);
     EXPECT_EQ((*c)->hello_ack().pool_addr, kPoolAddr);
@@ -749,12 +759,14 @@ TEST(VerbsControl, HandshakeAndGoodbyeOnClose) {
 
 TEST(VerbsControl, RefusedHelloCarriesTheReason) {
   FakeMemnode fake([](Channel& ch) {
+    const wire::Challenge challenge = make_challenge(false);
+    ASSERT_TRUE(ch.send(&challenge, sizeof(challenge)).is_ok());
     auto h = ch.recv_as<wire::Hello>(wire::MsgType::kHello, 5000);
     ASSERT_TRUE(h.is_ok());
     send_error(ch, "this memory node serves the emulated transport, not verbs");
     drain_until_closed(ch);
   });
-  auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+  auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
   ASSERT_FALSE(c.is_ok());
   EXPECT_CONTAINS(c.status().message(), "memory node at unix:/tmp/fm-verbs-test-");
   EXPECT_CONTAINS(c.status().message(),
@@ -766,7 +778,7 @@ TEST(VerbsControl, AckWithoutVerbsPoolIsRefused) {
     serve_hello(ch, 1 << 20, /*pool_addr=*/0);
     drain_until_closed(ch);
   });
-  auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+  auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
   ASSERT_FALSE(c.is_ok());
   EXPECT_CONTAINS(c.status().message(), "offers no verbs pool");
   EXPECT_CONTAINS(c.status().message(), "is it running with the verbs transport?");
@@ -775,7 +787,7 @@ TEST(VerbsControl, AckWithoutVerbsPoolIsRefused) {
 TEST(VerbsControl, UnreachableMemnodeNamesTheAddress) {
   auto addr = parse_channel_address("unix:/tmp/fm-verbs-test-nobody-listens.sock", "test");
   ASSERT_TRUE(addr.is_ok());
-  auto c = verbs::VerbsControl::connect(*addr, 3, 50);
+  auto c = verbs::VerbsControl::connect(*addr, 3, kRegion, AuthKey{}, 50);
   ASSERT_FALSE(c.is_ok());
   EXPECT_CONTAINS(c.status().message(),
                   "cannot reach the memory node at unix:/tmp/fm-verbs-test-nobody-listens.sock");
@@ -805,7 +817,7 @@ TEST(VerbsControl, ExchangeQueuePairs) {
       EXPECT_TRUE(ch.send(&qa, sizeof(qa)).is_ok());
     }
   });
-  auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+  auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
   ASSERT_TRUE(c.is_ok()) << c.status().message();
   verbs::VerbsControl& ctl = **c;
 
@@ -841,7 +853,7 @@ TEST(VerbsControl, GoodbyeMarksTheMemnodeDead) {
     send_goodbye(ch);
     drain_until_closed(ch);
   });
-  auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+  auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
   ASSERT_TRUE(c.is_ok()) << c.status().message();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_TRUE((*c)->alive()) << "a heartbeat must not end the connection";
@@ -859,7 +871,7 @@ TEST(VerbsControl, ClosedChannelMarksTheMemnodeDead) {
     serve_hello(ch);
     ch.close();  // the memnode process died: the kernel closes its socket
   });
-  auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+  auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
   ASSERT_TRUE(c.is_ok()) << c.status().message();
   EXPECT_TRUE(wait_dead(**c));
 }
@@ -872,7 +884,7 @@ TEST(VerbsControl, DeathWakesAWaitingExchange) {
     EXPECT_TRUE(t.is_ok());
     ch.close();
   });
-  auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+  auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
   ASSERT_TRUE(c.is_ok()) << c.status().message();
   const auto t0 = std::chrono::steady_clock::now();
   auto r = (*c)->exchange_qp(1, sample_qp(0x501, 1), 5000);
@@ -886,7 +898,7 @@ TEST(VerbsControl, FatalCompletionMarksDead) {
     serve_hello(ch);
     drain_until_closed(ch);
   });
-  auto c = verbs::VerbsControl::connect(fake.addr(), 3, 2000);
+  auto c = verbs::VerbsControl::connect(fake.addr(), 3, kRegion, AuthKey{}, 2000);
   ASSERT_TRUE(c.is_ok()) << c.status().message();
   (*c)->mark_dead("transport retry counter exceeded");
   EXPECT_FALSE((*c)->alive());
@@ -950,7 +962,7 @@ TEST(VerbsHw, LoopbackReadWriteErrorsAndDeath) {
     }
   });
 
-  auto t = connect_verbs(opts, fake.addr(), 3, 5000);
+  auto t = connect_verbs(opts, fake.addr(), 3, kRegion, AuthKey{}, 5000);
   ASSERT_TRUE(t.is_ok()) << t.status().message();
   Transport& tr = **t;
   EXPECT_STREQ(tr.name(), "verbs");
