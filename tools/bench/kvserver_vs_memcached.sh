@@ -11,7 +11,8 @@
 #   tools/bench/kvserver_vs_memcached.sh              # defaults below; ~3-4 minutes
 #   P99_BOUND_US=200 DURATION=3 tools/bench/kvserver_vs_memcached.sh
 set -euo pipefail
-source "$(dirname "$0")/common.sh"
+cd "$(dirname "$0")/../.."
+. tools/lib/farmem.sh
 
 OUT=${OUT:-results/kvserver-vs-memcached}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -30,76 +31,71 @@ MC_PORT=${MC_PORT:-11311}
 RETRIES=${RETRIES:-2}
 MODES=${MODES:-local far}
 
-bench_build "$LOADGEN" "$BUILD/kvserver" "$BUILD/memnode/memnode"
+fm_build "$FM_LOADGEN" "$FM_KVSERVER" "$FM_MEMNODE"
 command -v memcached >/dev/null || { echo "bench: stock memcached is not installed (tools/setup.sh)" >&2; exit 1; }
 mkdir -p "$OUT"
 rm -f "$OUT"/*.csv
-WORK=$(mktemp -d /tmp/farmem-bench.XXXXXX)
-trap 'cleanup_all; rm -rf "$WORK"' EXIT
-machine_info >"$WORK/machine.txt"
+fm_workdir bench
+fm_machine_info >"$FM_WORK/machine.txt"
 
 COMMON=(--keys "$KEYS" --value-size "$VALUE_SIZE" --get-ratio "$GET_RATIO" --duration "$DURATION"
         --warmup "$WARMUP" --stop-p99-us "$STOP_P99_US" --retries "$RETRIES" --lcores "$LOADGEN_CPU")
 
-# --- kvserver over memif, the DPDK loadgen as memif client; once per paging mode
-SOCK=$WORK/memif.sock
-MNSOCK=$WORK/memnode.sock
+# --- kvserver over memif, the DPDK loadgen as memif client; once per paging mode. kvserver runs
+# config/kvserver.toml with this run's sockets (memif, memnode, control), CPU and paging mode.
 kv_csvs=()
 KV_CMD=()
 for mode in $MODES; do
-  sed -e "s|/tmp/farmem-memif.sock|$SOCK|" -e "s|/tmp/farmem-memnode.sock|$MNSOCK|" \
+  sed -e "s|^vdev = .*|vdev = \"$(fm_memif_vdev server)\"|" -e "s|^memnode = .*|memnode = \"unix:$FM_MNSOCK\"|" \
+    -e "s|^socket = .*|socket = \"$FM_CONTROL\"|" \
     -e "s|^lcores = .*|lcores = [$SERVER_CPU]|" -e "s|^mode = .*|mode = \"$mode\"|" \
-    config/kvserver.toml >"$WORK/kvserver.toml"
-  MN_PID=""
-  if [ "$mode" = far ]; then
-    sed -e "s|/tmp/farmem-memnode.sock|$MNSOCK|" -e "s|^pool_mb = .*|pool_mb = 256|" \
-      config/memnode.toml >"$WORK/memnode.toml"
-    start_bg "$WORK/memnode.log" "$BUILD/memnode/memnode" --config "$WORK/memnode.toml"
-    MN_PID=$LAST_PID
-    for _ in $(seq 100); do [ -S "$MNSOCK" ] && break; sleep 0.05; done
-  fi
-  echo "bench: kvserver (config/kvserver.toml, paging $mode, CPU $SERVER_CPU) <- DPDK loadgen over memif (CPU $LOADGEN_CPU): $KV_RATES"
-  rm -f "$SOCK"
-  start_bg "$WORK/kvserver-$mode.log" "${NICE[@]}" "$BUILD/kvserver" --config "$WORK/kvserver.toml"
-  KV_PID=$LAST_PID
-  if ! wait_for_socket "$SOCK" "$KV_PID" "$WORK/kvserver-$mode.log"; then
-    echo "bench: kvserver (paging $mode) did not start: no curve for it" >&2
-    stop_pid "$KV_PID"
-    [ -n "$MN_PID" ] && stop_pid "$MN_PID"
-    kv_csvs+=("$OUT/kvserver-$mode.csv")  # absent: the summary says it was not measured
+    config/kvserver.toml >"$FM_WORK/kvserver.toml"
+  kv_csvs+=("$OUT/kvserver-$mode.csv")  # absent when it did not run: the summary says so
+  if [ "$mode" = far ] && ! fm_start_memnode 256; then
+    echo "bench: no memnode: no curve for kvserver (paging $mode)" >&2
     continue
   fi
-  KV_CMD=("$LOADGEN" --vdev "net_memif0,role=client,socket=$SOCK,socket-abstract=no,mac=02:fa:00:00:00:02"
-          --rate "$KV_RATES" --label "kvserver-$mode" --csv "$OUT/kvserver-$mode.csv" "${COMMON[@]}")
-  # Exit 3 (timeouts past saturation) and 4 (a point INVALID) keep their rows, marked in the CSV.
-  "${NICE[@]}" "${KV_CMD[@]}" || bench_loadgen_status "kvserver-$mode" $?
-  stop_pid "$KV_PID"
-  [ -n "$MN_PID" ] && stop_pid "$MN_PID"
-  kv_csvs+=("$OUT/kvserver-$mode.csv")
+  echo "bench: kvserver (config/kvserver.toml, paging $mode, CPU $SERVER_CPU) <- DPDK loadgen over memif (CPU $LOADGEN_CPU): $KV_RATES"
+  rm -f "$FM_MEMIF"
+  fm_bg "$FM_WORK/kvserver-$mode.log" ${FM_NICE[@]+"${FM_NICE[@]}"} ${FM_ENV[@]+"${FM_ENV[@]}"} \
+    "$FM_KVSERVER" --config "$FM_WORK/kvserver.toml"
+  KV_PID=$FM_PID
+  if fm_wait_socket "bench: kvserver (paging $mode)" "$KV_PID" "$FM_WORK/kvserver-$mode.log" "$FM_MEMIF"; then
+    KV_CMD=("$FM_LOADGEN" --vdev "$(fm_memif_vdev client)"
+            --rate "$KV_RATES" --label "kvserver-$mode" --csv "$OUT/kvserver-$mode.csv" "${COMMON[@]}")
+    # Exit 3 (timeouts past saturation) and 4 (a point INVALID) keep their rows, marked in the CSV.
+    fm_fg ${FM_NICE[@]+"${FM_NICE[@]}"} ${FM_ENV[@]+"${FM_ENV[@]}"} "${KV_CMD[@]}" ||
+      fm_loadgen_status "bench: kvserver-$mode" $? sweep
+  else
+    echo "bench: kvserver (paging $mode) did not start: no curve for it" >&2
+  fi
+  fm_stop "$KV_PID"
+  if [ "$mode" = far ]; then fm_stop "$FM_MEMNODE_PID"; fi
 done
 
 # --- stock memcached, one worker thread on the same CPU, the kernel-socket loadgen
 echo "bench: memcached -U $MC_PORT -t 1 (CPU $SERVER_CPU) <- kernel-socket loadgen over loopback (CPU $LOADGEN_CPU): $MC_RATES"
-start_bg "$WORK/memcached.log" "${NICE[@]}" taskset -c "$SERVER_CPU" memcached -U "$MC_PORT" -p 0 -l 127.0.0.1 \
-  -t 1 -u root -m 1024
-MC_PID=$LAST_PID
+fm_bg "$FM_WORK/memcached.log" ${FM_NICE[@]+"${FM_NICE[@]}"} taskset -c "$SERVER_CPU" memcached -U "$MC_PORT" \
+  -p 0 -l 127.0.0.1 -t 1 -u root -m 1024
+MC_PID=$FM_PID
 sleep 0.5
-MC_CMD=("$LOADGEN" --backend socket --server-ip 127.0.0.1 --server-port "$MC_PORT"
+MC_CMD=("$FM_LOADGEN" --backend socket --server-ip 127.0.0.1 --server-port "$MC_PORT"
         --rate "$MC_RATES" --label memcached --csv "$OUT/memcached.csv" "${COMMON[@]}")
-"${NICE[@]}" "${MC_CMD[@]}" || bench_loadgen_status memcached $?
-stop_pid "$MC_PID"
+fm_fg ${FM_NICE[@]+"${FM_NICE[@]}"} ${FM_ENV[@]+"${FM_ENV[@]}"} "${MC_CMD[@]}" ||
+  fm_loadgen_status "bench: memcached" $? sweep
+fm_stop "$MC_PID"
 
 # --- curves, ratio, plot
 {
   echo "kvserver vs stock memcached -U, measured side by side by tools/bench/kvserver_vs_memcached.sh"
-  cat "$WORK/machine.txt"
-  [ ${#NICE[@]} -gt 0 ] && echo "every process at nice -19 in its own autogroup (tools/bench/common.sh)"
+  cat "$FM_WORK/machine.txt"
+  [ "$FM_NICE_VALUE" != 0 ] && echo "every process at nice $FM_NICE_VALUE in its own autogroup (tools/lib/farmem.sh)"
   echo "server CPU $SERVER_CPU, loadgen CPU $LOADGEN_CPU; keys $KEYS, values $VALUE_SIZE B, GET ratio $GET_RATIO, Poisson arrivals"
   echo "kvserver ($MODES): ${KV_CMD[*]}"
   echo "memcached: memcached -U $MC_PORT -p 0 -l 127.0.0.1 -t 1 -u root -m 1024 (taskset -c $SERVER_CPU)"
   echo "           ${MC_CMD[*]}"
   echo
-  python3 tools/bench/summarize.py curves --bound-us "$P99_BOUND_US" "${kv_csvs[@]}" "$OUT/memcached.csv"
+  python3 tools/lib/report.py curves --bound-us "$P99_BOUND_US" "${kv_csvs[@]}" "$OUT/memcached.csv"
 } | tee "$OUT/summary.txt"
 plot_csvs=()
 for c in "${kv_csvs[@]}" "$OUT/memcached.csv"; do [ -s "$c" ] && plot_csvs+=("$c"); done

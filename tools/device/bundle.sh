@@ -29,7 +29,7 @@ PMD_DIR=${PMD_DIR:-$(strings -a "$eal_so" | sed -n 's/^DPDK_PLUGIN_PATH=//p' | s
 # against ours (2.36), and mixing two glibcs in one process does not work. libstdc++ and
 # libgcc_s are bundled: the target's (GCC 14 on Ubuntu 24.04) would also run our GCC 12 code, but
 # ours is what was tested, needs nothing newer than glibc 2.36, and is seen only by our programs
-# (scaling.sh sets LD_LIBRARY_PATH for them alone, so no system tool gets an older libstdc++).
+# (tools/lib/farmem.sh sets LD_LIBRARY_PATH for them alone, so no system tool gets an older libstdc++).
 is_glibc() {
   case "$1" in
     linux-vdso.so.*|ld-linux*.so.*|libc.so.*|libm.so.*|libmvec.so.*|libpthread.so.*|libdl.so.*|\

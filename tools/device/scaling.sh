@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-core scaling of kvserver, for one bounded run on a borrowed many-core machine: for each
-# server core count C and each mode (no-fault, sync, async: 20% local, 3.3 us fetches, as in
-# tools/experiments/lib.sh), the peak throughput at p99 <= P99_BOUND_US found by a coarse
+# server core count C and each mode (no-fault, sync, async: 20% local, 3.3 us fetches, as the
+# experiments: tools/lib/farmem.sh), the peak throughput at p99 <= P99_BOUND_US found by a coarse
 # rate sweep (per-core rates x C) and a refinement between the last good and the first bad
 # point. Runs from build-bundle/ (tools/device/bundle.sh) with no installed DPDK; every step has
 # a hard time limit and the whole run a budget. Writes under $OUT: scaling.csv, summary.txt
@@ -15,8 +15,8 @@
 # every core before any SMT sibling | numeric), RATES_PER_CORE, REFINE (3 points), DURATION (1),
 # WARMUP (0.5), PAUSE (0.2), RETRIES (1), MIN_ADHERENCE (99), KEYS (200000), VALUE_SIZE (128), P99_BOUND_US (500),
 # STOP_P99_US (4 x the bound: one stalled point does not end a sweep),
-# LATENCY_NS (3300), LOCAL_FRACTION (0.2), IDLE_BACKOFF (false), HUGEPAGES (2048 to reserve;
-# 0 = use what is free), PRIO (-19), BUNDLE (build-bundle), BIN, LIB (empty = system libraries),
+# LATENCY_NS (3300), LOCAL_FRACTION (0.2), ITEM_SIZE_MAX (65536), IDLE_BACKOFF (false), HUGEPAGES
+# (2048 to reserve; 0 = use what is free), PRIO (-19), BUNDLE (build-bundle), BIN, LIB (empty = system libraries),
 # PMD_D (auto: EAL -d for the PMDs when LIB is set and DPDK's own PMD folder is absent | on |
 # off), LOADGEN_QUEUES (auto: use --queues when the loadgen has it | off), MACHINE (a name),
 # QUICK=1 (short points and sweeps for a functional check), DRY_RUN=1 (print which CPUs each run
@@ -48,6 +48,7 @@ P99_BOUND_US=${P99_BOUND_US:-500}
 STOP_P99_US=${STOP_P99_US:-$((4 * P99_BOUND_US))}  # a sweep ends after a point over this
 LATENCY_NS=${LATENCY_NS:-3300}
 LOCAL_FRACTION=${LOCAL_FRACTION:-0.2}
+ITEM_SIZE_MAX=${ITEM_SIZE_MAX:-65536}  # 20% of 64 MiB cannot pin a 1 MiB item on each of 11 cores
 IDLE_BACKOFF=${IDLE_BACKOFF:-false}
 HUGEPAGES=${HUGEPAGES:-2048}
 PRIO=${PRIO:--19}
@@ -63,7 +64,7 @@ OUT=${OUT:-results/device-$(date +%Y%m%d-%H%M%S)}
 
 mkdir -p "$OUT/raw" "$OUT/logs" || { echo "scaling: cannot create $OUT" >&2; exit 1; }
 OUT=$(cd "$OUT" && pwd)
-[ -n "$LIB" ] && LIB=$(cd "$LIB" 2>/dev/null && pwd || echo "$LIB")
+. tools/lib/farmem.sh
 CSV=$OUT/scaling.csv
 SUMMARY=$OUT/summary.txt
 NOTES=$OUT/notes.txt
@@ -76,55 +77,22 @@ log() {  # a progress line: to the terminal and progress.log
   echo "$line" >>"$OUT/progress.log"
 }
 note() { log "NOTE: $*"; echo "$*" >>"$NOTES"; }
+fm_note() { note "$@"; }
 left() { echo $((BUDGET_S - (SECONDS - T0))); }
 min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 ceil_s() { awk -v x="$1" 'BEGIN { i = int(x); if (i < x) i++; print i }'; }
 
-# --- programs ----------------------------------------------------------------------------------
-prog() {  # name subdir: BIN/name (a bundle) or BIN/subdir/name (a build folder), absolute
-  local p
-  for p in "$BIN/$1" "$BIN/$2/$1"; do
-    [ -f "$p" ] || continue
-    [ -x "$p" ] || chmod u+x "$p" 2>/dev/null  # a copy that lost its mode bits
-    echo "$(cd "$(dirname "$p")" && pwd)/$1"
-    return
-  done
-}
-KVSERVER=$(prog kvserver kvapp); MEMNODE=$(prog memnode memnode); LOADGEN=$(prog loadgen tools/loadgen)
-if [ -z "$KVSERVER" ] || [ -z "$MEMNODE" ] || [ -z "$LOADGEN" ]; then
+# --- programs (tools/lib/farmem.sh: FM_ENV gives LIB to our programs alone, FM_NICE is PRIO) ---
+fm_programs "$BIN" "$LIB"
+LIB=$FM_LIB
+if [ ! -x "$FM_KVSERVER" ] || [ ! -x "$FM_MEMNODE" ] || [ ! -x "$FM_LOADGEN" ]; then
   echo "scaling: kvserver, memnode or loadgen not found under BIN=$BIN (run tools/device/bundle.sh, or set BIN=build)" >&2
   exit 1
 fi
 MACHINE=${MACHINE:-$(uname -n | tr -c 'A-Za-z0-9_.\n-' _)}
-
-# Runs one of our programs: only it sees LD_LIBRARY_PATH, so the system's tools (awk, timeout,
-# lscpu) keep the system's libraries.
-RUNENV=(env)
-[ -n "$LIB" ] && RUNENV+=("LD_LIBRARY_PATH=$LIB")
-# As tools/bench/common.sh: as root, each program in its own session whose autogroup gets the
-# nice value too (with CONFIG_SCHED_AUTOGROUP plain nice only ranks within one session).
-NICE=()
-if [ "$(id -u)" = 0 ] && [ "$PRIO" != 0 ] && command -v setsid >/dev/null; then
-  NICE=(setsid sh -c "echo $PRIO >/proc/self/autogroup 2>/dev/null; exec nice -n $PRIO \"\$@\"" prio)
-fi
-
-# DPDK loads its PMDs from the folder compiled into librte_eal; the device has none, so they come
-# from LIB with -d. Where the folder exists, -d would load each PMD a second time (EAL panics).
-EAL_D=()
-if [ -n "$LIB" ]; then
-  plugin_dir=$(grep -aoE 'DPDK_PLUGIN_PATH=[[:graph:]]+' "$LIB/librte_eal.so.23" 2>/dev/null | head -1 | cut -d= -f2)
-  plugin_dir=${plugin_dir:-/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0}
-  use_d=$PMD_D
-  if [ "$use_d" = auto ]; then
-    if [ -e "$plugin_dir/librte_net_memif.so.23" ]; then use_d=off; else use_d=on; fi
-  fi
-  if [ "$use_d" = on ]; then
-    for pmd in librte_mempool_ring.so.23 librte_net_memif.so.23; do
-      [ -e "$LIB/$pmd" ] || { echo "scaling: $LIB/$pmd missing (tools/device/bundle.sh)" >&2; exit 1; }
-      EAL_D+=(-d "$LIB/$pmd")
-    done
-  fi
-fi
+unset EXP_EAL_D  # the PMDs follow PMD_D here
+fm_pmds "$PMD_D" || { echo "scaling: PMD_D=$PMD_D" >&2; exit 1; }
+EAL_D_TEXT=""; for pmd in ${FM_PMDS[@]+"${FM_PMDS[@]}"}; do EAL_D_TEXT+="${EAL_D_TEXT:+ }-d $pmd"; done
 
 # --- CPUs --------------------------------------------------------------------------------------
 expand_list() {  # "0-3,8" -> "0 1 2 3 8"
@@ -154,7 +122,7 @@ fi
 NCPU=${#CPUS[@]}
 
 HAS_QUEUES=0
-lg_help=$(timeout 10 "${RUNENV[@]}" "$LOADGEN" --help 2>&1)  # whole, not piped into grep -q
+lg_help=$(timeout 10 ${FM_ENV[@]+"${FM_ENV[@]}"} "$FM_LOADGEN" --help 2>&1)  # whole, not piped into grep -q
 if [ "$LOADGEN_QUEUES" = on ] || { [ "$LOADGEN_QUEUES" = auto ] && grep -q -- '--queues' <<<"$lg_help"; }; then
   HAS_QUEUES=1
 fi
@@ -183,7 +151,7 @@ loadgen_cpus() {  # C L: the next L CPUs after the server's, then (no spare) CPU
 }
 
 if [ "${DRY_RUN:-0}" = 1 ]; then  # the plan only: CPUs of every run
-  echo "scaling (dry run): $NCPU CPUs in order ${CPUS[*]}; loadgen --queues $HAS_QUEUES; EAL -d: ${EAL_D[*]:-none}"
+  echo "scaling (dry run): $NCPU CPUs in order ${CPUS[*]}; loadgen --queues $HAS_QUEUES; EAL -d: ${EAL_D_TEXT:-none}"
   for c in "${CORE_LIST[@]}"; do
     l=$(lg_cores_for "$c")
     echo "  C=$c: kvserver on $(server_cpus "$c" | tr ' ' ','), loadgen $l lcore(s) on $(loadgen_cpus "$c" "$l" | tr ' ' ','), spare ${CPUS[*]:0:$SPARE_CORES}"
@@ -193,60 +161,21 @@ if [ "${DRY_RUN:-0}" = 1 ]; then  # the plan only: CPUs of every run
   exit 0
 fi
 
-# --- clean-up, always -------------------------------------------------------------------------
-server_pid=""; memnode_pid=""; loadgen_pid=""; huge_orig=""
-children_of() {  # pid -> its child pids
-  if command -v pgrep >/dev/null; then pgrep -P "$1" 2>/dev/null
-  else cat "/proc/$1/task/$1/children" 2>/dev/null; fi | tr '\n' ' '
-}
+# --- clean-up, always (tools/lib/farmem.sh's fm_cleanup stops every process, then these) ------
+huge_orig=""
 HP=/sys/kernel/mm/hugepages/hugepages-2048kB
-# stop_pid pid signal grace_s: pid is a timeout(1) wrapper, which passes the signal on to the
-# program; after grace_s both get SIGKILL.
-stop_pid() {
-  local pid=$1 sig=$2 grace=$3 i kids
-  [ -n "$pid" ] || return 0
-  kill -"$sig" "$pid" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    kids=$(children_of "$pid")
-    kill -KILL $kids "$pid" 2>/dev/null
-    note "pid $pid ($kids) did not stop on SIG$sig within $grace s: killed"
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  trap '' INT TERM  # a second signal must not cut the clean-up short
-  stop_pid "$loadgen_pid" INT 5; loadgen_pid=""
-  stop_pid "$server_pid" INT 10; server_pid=""
-  stop_pid "$memnode_pid" TERM 5; memnode_pid=""
-  [ -n "$huge_orig" ] && { timeout 30 sh -c "echo $huge_orig >$HP/nr_hugepages" 2>/dev/null || true; }
-  write_summary 2>/dev/null || true
-  log "done in $((SECONDS - T0)) s: $SUMMARY"
-  rm -rf "$WORK"
-}
-WORK=$(mktemp -d /tmp/farmem-scaling.XXXXXX)
-MEMIF=$WORK/memif.sock
-MNSOCK=$WORK/memnode.sock
-trap cleanup EXIT
+restore_huge() { [ -z "$huge_orig" ] || timeout 30 sh -c "echo $huge_orig >$HP/nr_hugepages" 2>/dev/null || true; }
+FM_AT_EXIT+=(restore_huge 'write_summary 2>/dev/null' 'log "done in $((SECONDS - T0)) s: $SUMMARY"')
+fm_workdir scaling
 trap 'note "interrupted"; exit 130' INT TERM
 
 # --- machine record ---------------------------------------------------------------------------
 {
-  echo "date: $(date -u +%FT%TZ)"
-  echo "uname: $(uname -a)"
   echo "nproc: $(nproc)   cpus used (order $CPU_ORDER): ${CPUS[*]}"
-  echo "os: $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
-  echo "glibc: $(getconf GNU_LIBC_VERSION 2>/dev/null)"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(git diff --quiet 2>/dev/null || echo '(working tree differs)')"
-  echo "programs: $KVSERVER $MEMNODE $LOADGEN; LIB=${LIB:-system}; EAL -d: ${EAL_D[*]:-none}"
+  echo "programs: $FM_KVSERVER $FM_MEMNODE $FM_LOADGEN; LIB=${LIB:-system}; EAL -d: ${EAL_D_TEXT:-none}"
   echo "loadgen --queues: $HAS_QUEUES"
   [ -f "$BUNDLE/MANIFEST" ] && [ -n "$LIB" ] && { echo "--- $BUNDLE/MANIFEST"; head -12 "$BUNDLE/MANIFEST"; }
-  echo "--- lscpu | head -25"; lscpu 2>&1 | head -25
-  echo "--- lscpu -e"; lscpu -e 2>&1 | head -70
-  echo "--- memory"; head -5 /proc/meminfo; grep -i huge /proc/meminfo
-  echo "--- hugepages 2M: nr $(cat $HP/nr_hugepages 2>/dev/null) free $(cat $HP/free_hugepages 2>/dev/null) resv $(cat $HP/resv_hugepages 2>/dev/null)"
-  echo "--- cpufreq governor: $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo n/a)"
-  echo "--- cmdline: $(cat /proc/cmdline)"
+  fm_machine_info long
 } >"$OUT/machine.txt" 2>&1
 
 # --- hugepages ---------------------------------------------------------------------------------
@@ -268,102 +197,43 @@ if [ -d "$HP" ]; then
 fi
 [ "$HUGE" = off ] && note "hugepages: $(free_pages) free 2 MiB pages < $need_pages needed: every program runs --no-huge"
 log "hugepages: $HUGE ($(free_pages) free, $need_pages needed at C=$cmax)"
+FM_HUGE=$HUGE
+FM_LOG_LEVEL=info
 
 # --- memnode -----------------------------------------------------------------------------------
 start_memnode() {
-  cat >"$WORK/memnode.toml" <<TOML
-[memnode]
-pool_mb = 256
-listen = "unix:$MNSOCK"
-[log]
-level = "warn"
-TOML
-  rm -f "$MNSOCK"
   local pin=()
   [ "$SPARE_CORES" -gt 0 ] && command -v taskset >/dev/null && pin=(taskset -c "${CPUS[0]}")
   # The memnode lives for the whole run; its hard bound is the budget plus margin.
-  timeout -s TERM -k 5 $((BUDGET_S + 60)) "${pin[@]}" "${RUNENV[@]}" \
-    "$MEMNODE" --config "$WORK/memnode.toml" >>"$OUT/logs/memnode.log" 2>&1 &
-  memnode_pid=$!
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [ -S "$MNSOCK" ] && return 0
-    kill -0 "$memnode_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  note "memnode did not start: $(tail -3 "$OUT/logs/memnode.log" | tr '\n' ' ')"
-  stop_pid "$memnode_pid" TERM 2; memnode_pid=""
-  return 1
+  FM_MEMNODE_LOG=$OUT/logs/memnode.log fm_start_memnode 256 \
+    timeout -s TERM -k 5 $((BUDGET_S + 60)) ${pin[@]+"${pin[@]}"}
 }
 
 # --- one mode at one core count --------------------------------------------------------------
-mode_toml() {  # as exp_mode_toml in tools/experiments/lib.sh
-  if [ "$1" = no-fault ]; then
-    printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "local"\n'
-    return
+start_server() {  # C mode name max_s: kvserver on CPUs 1..C in MODE (fm_mode_toml)
+  local c=$1 mode=$2 name=$3 max_s=$4 kpid
+  EXP_LCORES=$(server_cpus "$c") EXP_EAL_MB=$(eal_mb "$c") EXP_MBUFS=$(mbufs "$c") \
+    FM_SERVER_LOG=$OUT/logs/$name.kvserver.log \
+    fm_start_server "$name" "$(fm_mode_toml "$mode")" timeout -s INT -k 5 "$max_s" || return 1
+  cp "$FM_WORK/$name.toml" "$OUT/logs/$name.toml"
+  # Which shared objects it really mapped (bundle or system), once per run.
+  if [ ! -f "$OUT/logs/kvserver-maps.txt" ]; then
+    kpid=$(fm_children "$FM_SERVER_PID" | awk '{print $1}')
+    [ -n "$kpid" ] && grep -o '/[^ ]*\.so[^ ]*' "/proc/$kpid/maps" 2>/dev/null | sort -u >"$OUT/logs/kvserver-maps.txt"
   fi
-  printf '[kv]\nmemory_mb = 64\nitem_size_max = 65536\n[paging]\nmode = "far"\nlocal_fraction = %s\nmemnode = "unix:%s"\n' "$LOCAL_FRACTION" "$MNSOCK"
-  printf '[paging.emulated]\nlatency_ns = %s\n[sched]\nfaults = "%s"\n' "$LATENCY_NS" "$1"
-}
-toml_list() { local s="" x; for x in "$@"; do s+="${s:+, }\"$x\""; done; echo "[$s]"; }
-
-start_server() {  # C mode name max_s
-  local c=$1 mode=$2 name=$3 max_s=$4 cpus
-  cpus=$(server_cpus "$c" | tr ' ' ',')
-  cat >"$WORK/$name.toml" <<TOML
-[eal]
-lcores = [$cpus]
-hugepages = "$HUGE"
-memory_mb = $(eal_mb "$c")
-extra_args = $(toml_list "${EAL_D[@]}")
-[port]
-vdev = "net_memif0,role=server,socket=$MEMIF,socket-abstract=no,mac=02:fa:00:00:00:01"
-mbufs = $(mbufs "$c")
-[dataplane]
-idle_backoff = $IDLE_BACKOFF
-[control]
-socket = "$WORK/control.sock"
-[log]
-level = "info"
-$(mode_toml "$mode")
-TOML
-  cp "$WORK/$name.toml" "$OUT/logs/$name.toml"
-  rm -f "$MEMIF"
-  timeout -s INT -k 5 "$max_s" "${NICE[@]}" "${RUNENV[@]}" \
-    "$KVSERVER" --config "$WORK/$name.toml" >"$OUT/logs/$name.kvserver.log" 2>&1 &
-  server_pid=$!
-  local i
-  for ((i = 0; i < 200; i++)); do
-    if [ -S "$MEMIF" ]; then
-      # Which shared objects it really mapped (bundle or system), once per run.
-      if [ ! -f "$OUT/logs/kvserver-maps.txt" ]; then
-        local kpid
-        kpid=$(children_of "$server_pid" | awk '{print $1}')
-        [ -n "$kpid" ] && grep -o '/[^ ]*\.so[^ ]*' "/proc/$kpid/maps" 2>/dev/null | sort -u >"$OUT/logs/kvserver-maps.txt"
-      fi
-      return 0
-    fi
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  note "kvserver ($name) did not start: $(grep -v '^[a-z_]* = \|^\[\|^$' "$OUT/logs/$name.kvserver.log" | tail -4 | tr '\n' ' ')"
-  stop_pid "$server_pid" INT 3; server_pid=""
-  return 1
+  return 0
 }
 
 # loadgen C L name rates_csv preload(1/0) npoints: appends to raw/$name.csv; bounded by time left.
 run_loadgen() {
-  local c=$1 l=$2 name=$3 rates=$4 preload=$5 npts=$6 lcpus est bound rc
-  lcpus=$(loadgen_cpus "$c" "$l" | tr ' ' ',')
-  local args=(--lcores "$lcpus"
-    --vdev "net_memif0,role=client,socket=$MEMIF,socket-abstract=no,mac=02:fa:00:00:00:02"
-    --hugepages "$HUGE" --memory-mb "$(eal_mb "$c")" --mbufs "$(mbufs "$c")"
-    --keys "$KEYS" --value-size "$VALUE_SIZE" --rate "$rates" --duration "$DURATION"
+  local c=$1 l=$2 name=$3 rates=$4 preload=$5 npts=$6 est bound rc=0 args
+  mapfile -t args < <(EXP_LOADGEN_LCORES=$(loadgen_cpus "$c" "$l") EXP_EAL_MB=$(eal_mb "$c") \
+    EXP_MBUFS=$(mbufs "$c") fm_loadgen_args)
+  args+=(--keys "$KEYS" --value-size "$VALUE_SIZE" --rate "$rates" --duration "$DURATION"
     --warmup "$WARMUP" --pause "$PAUSE" --retries "$RETRIES" --min-adherence "$MIN_ADHERENCE" --stop-p99-us "$STOP_P99_US"
     --label "$name" --csv "$OUT/raw/$name.csv" --progress 0 --quiet)
   [ "$HAS_QUEUES" = 1 ] && args+=(--queues "$c")
   [ "$preload" = 0 ] && args+=(--no-preload)
-  local d; for d in "${EAL_D[@]}"; do args+=("--eal-arg=$d"); done
   # start + preload + every point (with its retries) + slack
   est=$(ceil_s "$(awk -v n="$npts" -v w="$WARMUP" -v d="$DURATION" -v p="$PAUSE" -v r="$RETRIES" \
     -v k="$KEYS" -v c="$c" 'BEGIN { print 15 + k / (20000 * c) + n * (w + d + p + 0.3) * (1 + r) }')")
@@ -371,19 +241,12 @@ run_loadgen() {
   if [ "$bound" -lt 5 ]; then note "budget: no time for loadgen $name"; return 3; fi
   rm -f "$OUT/raw/$name.csv"
   echo "+ loadgen ${args[*]}" >"$OUT/logs/$name.loadgen.log"
-  timeout -s INT -k 5 "$bound" "${NICE[@]}" "${RUNENV[@]}" \
-    "$LOADGEN" "${args[@]}" >>"$OUT/logs/$name.loadgen.log" 2>&1 &
-  loadgen_pid=$!
-  wait "$loadgen_pid"  # in the background so that a SIGTERM to this script is handled at once
-  rc=$?
-  loadgen_pid=""
-  # The loadgen's exit status (tools/loadgen/exit_code.h): 3 (timeouts past saturation) and 4 (a
-  # point INVALID) are recorded in the rows; 2 means the server answered wrongly.
+  fm_fg timeout -s INT -k 5 "$bound" ${FM_NICE[@]+"${FM_NICE[@]}"} ${FM_ENV[@]+"${FM_ENV[@]}"} \
+    "$FM_LOADGEN" "${args[@]}" >>"$OUT/logs/$name.loadgen.log" 2>&1 || rc=$?
+  # 3 (timeouts past saturation) and 4 (a point INVALID) are in the rows and the summary.
   case $rc in
     0|3|4) ;;
-    2) note "loadgen $name: WRONG or missing answers from the server (raw/$name.csv: wrong, misses): its points measure a broken server" ;;
-    124|137) note "loadgen $name hit its time bound (${bound} s); rows so far kept" ;;
-    *) note "loadgen $name exited $rc: $(grep -v '^+ ' "$OUT/logs/$name.loadgen.log" | tail -3 | tr '\n' ' ')" ;;
+    *) note "$(fm_loadgen_status "loadgen $name" "$rc" sweep "$OUT/logs/$name.loadgen.log" 2>&1)" ;;
   esac
   return 0
 }
@@ -449,11 +312,11 @@ run_combo() {  # C mode
   local need
   need=$(ceil_s "$(awk -v w="$WARMUP" -v d="$DURATION" -v p="$PAUSE" 'BEGIN { print 12 + 3 * (w + d + p + 0.3) }')")
   if [ "$(left)" -lt "$need" ]; then note "budget: skipped C=$c $mode ($(left) s left, ~$need s needed)"; return; fi
-  [ "$mode" = no-fault ] || { kill -0 "$memnode_pid" 2>/dev/null || start_memnode || { note "skipped C=$c $mode: no memnode"; return; }; }
+  [ "$mode" = no-fault ] || { kill -0 "${FM_MEMNODE_PID:-}" 2>/dev/null || start_memnode || { note "skipped C=$c $mode: no memnode"; return; }; }
   log "C=$c $mode: kvserver on CPUs $(server_cpus "$c" | tr ' ' ','), loadgen on $(loadgen_cpus "$c" "$l" | tr ' ' ',')$([ "$HAS_QUEUES" = 1 ] && echo " driving $c queue pairs"); rates $rates"
   start_server "$c" "$mode" "$name" $(($(left) + 5)) || return
   sweep() {  # label rates npts preload
-    [ "$(left)" -ge "$need" ] && kill -0 "$server_pid" 2>/dev/null || return 1
+    [ "$(left)" -ge "$need" ] && kill -0 "$FM_SERVER_PID" 2>/dev/null || return 1
     run_loadgen "$c" "$l" "$name-$1" "$2" "$4" "$3"
     append_csv "$c" "$mode" "$OUT/raw/$name-$1.csv"
     files+=("$OUT/raw/$name-$1.csv")
@@ -497,13 +360,12 @@ run_combo() {  # C mode
   elif [ -z "$hi" ] && [ -n "$lo" ]; then
     note "C=$c $mode: p99 stayed <= $P99_BOUND_US us up to $last_off req/s (not saturated, or points INVALID)"
   fi
-  kill -0 "$server_pid" 2>/dev/null || note "C=$c $mode: kvserver exited during the run: $(tail -3 "$OUT/logs/$name.kvserver.log" | tr '\n' ' ')"
-  stop_pid "$server_pid" INT 10; server_pid=""
+  kill -0 "$FM_SERVER_PID" 2>/dev/null || note "C=$c $mode: kvserver exited during the run: $(tail -3 "$OUT/logs/$name.kvserver.log" | tr '\n' ' ')"
+  fm_stop_server
 
   local peak
-  peak=$(awk -F, -v c="$c" -v m="$mode" -v b="$P99_BOUND_US" \
-    '$2 == c && $3 == m && $9 == 1 && $7 !~ /inf|nan/ && $7 + 0 <= b && $5 + 0 > best { best = $5 + 0 } END { print int(best) }' "$CSV")
-  [ "$peak" -gt 0 ] && prev_peak_pc[$mode]=$((peak / c))
+  peak=$(python3 "$FM_REPORT" scaling --bound-us "$P99_BOUND_US" --peak "$c" "$mode" "$CSV")
+  [ "${peak:-0}" -gt 0 ] && prev_peak_pc[$mode]=$((peak / c))
   log "C=$c $mode: peak $peak req/s at p99 <= $P99_BOUND_US us"
   write_summary
 }
@@ -515,56 +377,12 @@ write_summary() {
     echo "peak = highest achieved req/s among VALID points with p99 <= $P99_BOUND_US us;"
     echo "GETs of $VALUE_SIZE B over $KEYS keys, far modes $LOCAL_FRACTION local with ${LATENCY_NS} ns fetches;"
     echo "points of $DURATION s after $WARMUP s warm-up, retries $RETRIES, valid = >= $MIN_ADHERENCE% sent on time;"
-    echo "idle_backoff $IDLE_BACKOFF; hugepages $HUGE; EAL -d: ${EAL_D[*]:-none}; libraries: ${LIB:-system}."
+    echo "idle_backoff $IDLE_BACKOFF; hugepages $HUGE; EAL -d: ${EAL_D_TEXT:-none}; libraries: ${LIB:-system}."
     echo "loadgen lcores: $([ "$HAS_QUEUES" = 1 ] && echo 'ceil(C/3) with --queues C' || echo 'C (one per queue pair)')."
     echo "'>=': no point above the peak crossed the bound (not saturated, or the loadgen fell behind);"
     echo "'-': no valid point within the bound; 'n/a': not run."
     echo
-    awk -F, -v b="$P99_BOUND_US" -v modes="$MODES" -v cores="${CORE_LIST[*]}" '
-      NR == 1 { next }
-      { key = $2 SUBSEP $3; ran[key] = 1; npts[key]++
-        if ($9 != 1) inval[key]++
-        good = ($9 == 1 && $7 !~ /inf|nan/ && $7 + 0 <= b)
-        if (good && $5 + 0 > peak[key]) { peak[key] = $5 + 0; p99[key] = $7; off[key] = $4 + 0 }
-        if (($7 ~ /inf|nan/ || $7 + 0 > b) && (!(key in badmax) || $4 + 0 > badmax[key])) badmax[key] = $4 + 0 }
-      END {
-        nm = split(modes, M, " "); nc = split(cores, C, " ")
-        printf "%5s", "cores"
-        for (j = 1; j <= nm; j++) printf " %22s", M[j] " (p99 us)"
-        printf " %10s\n", "async/sync"
-        for (i = 1; i <= nc; i++) {
-          printf "%5d", C[i]
-          for (j = 1; j <= nm; j++) {
-            k = C[i] SUBSEP M[j]
-            if (!(k in ran)) s = "n/a"
-            else if (!(k in peak)) s = "-"
-            else s = sprintf("%s%d (%.0f)", (k in badmax && badmax[k] > off[k]) ? "" : ">=", peak[k], p99[k])
-            printf " %22s", s
-          }
-          ks = C[i] SUBSEP "sync"; ka = C[i] SUBSEP "async"
-          if ((ks in peak) && (ka in peak) && peak[ks] > 0) printf " %9.2fx", peak[ka] / peak[ks]
-          else printf " %10s", "-"
-          printf "\n"
-        }
-        print ""
-        print "speed-up over the smallest core count (peak / peak at that count), and peak per core:"
-        for (j = 1; j <= nm; j++) {
-          base = ""; line = sprintf("%-9s", M[j])
-          for (i = 1; i <= nc; i++) {
-            k = C[i] SUBSEP M[j]
-            if (!(k in peak)) { line = line sprintf("  C=%d: -", C[i]); continue }
-            if (base == "") { base = peak[k]; bc = C[i] }
-            line = line sprintf("  C=%d: %.2fx %dk/core", C[i], peak[k] / base, peak[k] / C[i] / 1000)
-          }
-          print line
-        }
-        print ""
-        print "INVALID points (loadgen behind schedule) per run:"
-        for (i = 1; i <= nc; i++) for (j = 1; j <= nm; j++) {
-          k = C[i] SUBSEP M[j]
-          if (k in ran) printf "  C=%d %s: %d of %d\n", C[i], M[j], inval[k] + 0, npts[k]
-        }
-      }' "$CSV"
+    python3 "$FM_REPORT" scaling --bound-us "$P99_BOUND_US" --modes "$MODES" --cores "${CORE_LIST[*]}" "$CSV"
     echo
     if [ -s "$NOTES" ]; then echo "notes:"; sed 's/^/  /' "$NOTES"; echo; fi
     echo "files: scaling.csv (every point), raw/*.csv (every loadgen column), logs/, machine.txt, progress.log"
@@ -574,7 +392,7 @@ write_summary() {
 # --- run -----------------------------------------------------------------------------------------
 echo "machine,cores,mode,offered_rps,achieved_rps,p50_us,p99_us,p999_us,valid" >"$CSV"
 log "scaling: $MACHINE, $NCPU CPUs (${CPUS[*]}), cores ${CORE_LIST[*]}, modes $MODES, budget ${BUDGET_S} s, out $OUT"
-log "programs from $BIN, libraries ${LIB:-system}, EAL -d ${EAL_D[*]:-none}, loadgen --queues $HAS_QUEUES"
+log "programs from $BIN, libraries ${LIB:-system}, EAL -d ${EAL_D_TEXT:-none}, loadgen --queues $HAS_QUEUES"
 write_summary
 [[ " $MODES " == *" sync "* || " $MODES " == *" async "* ]] && { start_memnode || true; }
 for c in "${CORE_LIST[@]}"; do

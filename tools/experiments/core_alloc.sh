@@ -22,8 +22,9 @@ LOW_RATE=${LOW_RATE:-40000}
 LOW_S=${LOW_S:-4}
 CMD_CYCLES=${CMD_CYCLES:-40}
 KEYS=${KEYS:-100000}
-[ -n "${SKIP_SETUP:-}" ] || { tools/setup.sh >/dev/null; tools/build.sh >/dev/null; }
-. tools/experiments/lib.sh
+. tools/lib/farmem.sh
+fm_setup
+fm_workdir exp
 NW=$(echo $EXP_LCORES | wc -w)
 NQ=$NW
 OUTDIR=${OUTDIR:-results/core-alloc-$(date +%Y%m%d-%H%M%S)}
@@ -31,10 +32,10 @@ mkdir -p "$OUTDIR"
 SUMMARY=$OUTDIR/summary.txt
 : >"$SUMMARY"
 say() { echo "$*" | tee -a "$SUMMARY"; }
-[ "$MODE" = no-fault ] || exp_start_memnode 256
+[ "$MODE" = no-fault ] || fm_start_memnode 256
 
 server_toml() {  # auto(true/false) initial
-  exp_mode_toml "$MODE"
+  fm_mode_toml "$MODE"
   printf '[alloc]\nauto = %s\ninitial = %s\npark = "%s"\n' "$1" "$2" "${PARK:-sleep}"
 }
 LG=(--queues "$NQ" --keys "$KEYS" --value-size 128 --quiet)
@@ -46,56 +47,57 @@ has() { case " ${PARTS:-steps command cpu} " in *" $1 "*) return 0 ;; esac; retu
 
 # --- 1. load steps with automatic allocation ---------------------------------------------------
 if has steps; then
-exp_start_server steps "$(server_toml true 1)"
-exp_dpctl watch --interval-ms 10 --json >"$OUTDIR/cores.jsonl" 2>/dev/null &
-watch_pid=$!
-exp_loadgen "${LG[@]}" --rate-steps "$STEPS" --timeline "$OUTDIR/timeline.csv" --timeline-ms 10 \
+fm_start_server steps "$(server_toml true 1)"
+fm_bg -e /dev/null "$OUTDIR/cores.jsonl" ${FM_ENV[@]+"${FM_ENV[@]}"} "$FM_DPCTL" --socket "$FM_CONTROL" \
+  watch --interval-ms 10 --json
+watch_pid=$FM_PID
+fm_loadgen "${LG[@]}" --rate-steps "$STEPS" --timeline "$OUTDIR/timeline.csv" --timeline-ms 10 \
   --warmup 0.5 --label steps --csv "$OUTDIR/steps.csv" >"$OUTDIR/steps.out" 2>&1 ||
-  exp_loadgen_status "core_alloc: steps" $? sweep
-kill "$watch_pid" 2>/dev/null || true
-wait "$watch_pid" 2>/dev/null || true
-exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-steps.json"
-exp_stop_server
-python3 tools/experiments/core_alloc_report.py steps "$OUTDIR" | tee -a "$SUMMARY"
+  fm_loadgen_status "core_alloc: steps" $? sweep
+fm_stop "$watch_pid" TERM
+fm_dpctl decisions --last 256 --json >"$OUTDIR/decisions-steps.json"
+fm_stop_server
+python3 tools/lib/report.py core-alloc steps "$OUTDIR" | tee -a "$SUMMARY"
 fi
 
 # --- 2. reallocation latency by command, under load on every queue ------------------------------
 if has command; then
-exp_start_server command "$(server_toml false 0)"
-exp_loadgen "${LG[@]}" --rate "$LOW_RATE" --duration $((CMD_CYCLES / 5 + 3)) --warmup 0.5 \
-  --label command --csv "$OUTDIR/command.csv" >"$OUTDIR/command.out" 2>&1 &
-lg=$!
+fm_start_server command "$(server_toml false 0)"
+fm_loadgen_cmd "${LG[@]}" --rate "$LOW_RATE" --duration $((CMD_CYCLES / 5 + 3)) --warmup 0.5 \
+  --label command --csv "$OUTDIR/command.csv"
+fm_bg -s INT "$OUTDIR/command.out" "${FM_CMD[@]}"
+lg=$FM_PID
 sleep 1.5
 for _ in $(seq "$CMD_CYCLES"); do
-  exp_dpctl cores set 1 >/dev/null
+  fm_dpctl cores set 1 >/dev/null
   sleep 0.05
-  exp_dpctl cores set "$NW" >/dev/null
+  fm_dpctl cores set "$NW" >/dev/null
   sleep 0.05
 done
-wait $lg || exp_loadgen_status "core_alloc: command" $? sweep
-exp_dpctl decisions --last 256 --json >"$OUTDIR/decisions-command.json"
-exp_stop_server
-python3 tools/experiments/core_alloc_report.py command "$OUTDIR" | tee -a "$SUMMARY"
+fm_wait $lg || fm_loadgen_status "core_alloc: command" $? sweep
+fm_dpctl decisions --last 256 --json >"$OUTDIR/decisions-command.json"
+fm_stop_server
+python3 tools/lib/report.py core-alloc command "$OUTDIR" | tee -a "$SUMMARY"
 fi
 
 # --- 3. CPU used at low load: automatic allocation vs every core polling -------------------------
 if has cpu; then
 for variant in auto all-polling; do
-  if [ $variant = auto ]; then exp_start_server $variant "$(server_toml true 1)"
-  else exp_start_server $variant "$(server_toml false 0)"; fi
+  if [ $variant = auto ]; then fm_start_server $variant "$(server_toml true 1)"
+  else fm_start_server $variant "$(server_toml false 0)"; fi
   sleep 0.5
-  cpu0=$(exp_server_cpu_s)
+  cpu0=$(fm_server_cpu_s)
   t0=$(date +%s.%N)
-  exp_loadgen "${LG[@]}" --rate "$LOW_RATE" --duration "$LOW_S" --warmup 0.5 --no-preload \
+  fm_loadgen "${LG[@]}" --rate "$LOW_RATE" --duration "$LOW_S" --warmup 0.5 --no-preload \
     --label "$variant" --csv "$OUTDIR/cpu-$variant.csv" >"$OUTDIR/cpu-$variant.out" 2>&1 ||
-    exp_loadgen_status "core_alloc: $variant" $? sweep
-  cpu1=$(exp_server_cpu_s)
+    fm_loadgen_status "core_alloc: $variant" $? sweep
+  cpu1=$(fm_server_cpu_s)
   t1=$(date +%s.%N)
-  exp_dpctl status --json >"$OUTDIR/status-$variant.json"
-  exp_stop_server
+  fm_dpctl status --json >"$OUTDIR/status-$variant.json"
+  fm_stop_server
   echo "$variant $cpu0 $cpu1 $t0 $t1" >>"$OUTDIR/cpu.txt"
 done
-python3 tools/experiments/core_alloc_report.py cpu "$OUTDIR" | tee -a "$SUMMARY"
+python3 tools/lib/report.py core-alloc cpu "$OUTDIR" | tee -a "$SUMMARY"
 fi
-has steps && python3 tools/experiments/core_alloc_report.py plot "$OUTDIR" | tee -a "$SUMMARY"
+has steps && python3 tools/lib/report.py core-alloc plot "$OUTDIR" | tee -a "$SUMMARY"
 echo "core_alloc: results in $OUTDIR"

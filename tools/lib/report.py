@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+"""The one table and report printer of the experiment, benchmark and device scripts (standard
+library only). Every subcommand reads loadgen CSV files (or a script's output folder) and prints
+plain text; a value that cannot be measured (no CSV, every point INVALID, no valid point within
+the bound, an infinite p99) is "not measurable here" with the reason, never a ratio against a
+missing value.
+
+  report.py table1 CSV                 the paper's Table 1 (tools/experiments/table1.sh)
+  report.py bimodal CSV                short and long requests' latencies (bimodal.sh)
+  report.py points CSV                 one line per point (local_fraction.sh)
+  report.py peaks [--bound-us 500] [--who curves] CSV
+                                       each run's peak at the p99 bound (curves.sh)
+  report.py fetch-latency [--bound-us 500] CSV
+                                       peaks and async/sync per fetch latency (fetch_latency.sh)
+  report.py predictor NAME STATS_JSON  the fault predictor's accuracy (from dpctl stats --json)
+  report.py core-alloc steps|command|cpu|plot OUTDIR
+                                       the parts of tools/experiments/core_alloc.sh
+  report.py curves [--bound-us 500] CSV...
+                                       curves and peak ratios (tools/bench/kvserver_vs_memcached.sh)
+  report.py ceiling CSV...             the loadgen's own ceiling (tools/bench/loadgen_ceiling.sh)
+  report.py scaling --modes M --cores C [--bound-us 500] [--peak C MODE] scaling.csv
+                                       the table of tools/device/scaling.sh, or one run's peak
+
+Peaks (peaks, fetch-latency, curves, scaling): the highest achieved rate among VALID points
+whose p99 is within the bound (a p99 within the bound also means < 1% drops, since drops are
+infinite latency) and whose achieved rate is above 0.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+
+# --- shared -----------------------------------------------------------------------------------
+
+def num(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def fmt_us(v):
+    if math.isinf(v):
+        return "inf"
+    if math.isnan(v):
+        return "-"
+    return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load(path):
+    rows = read_rows(path)
+    if not rows:
+        sys.exit(f"report.py: {path}: no rows")
+    return rows
+
+
+def try_load(path):
+    """The rows of a CSV, or None when the file is missing or has none (the run did not happen)."""
+    try:
+        rows = read_rows(path)
+    except OSError:
+        return None
+    return rows or None
+
+
+def by_label(rows):
+    """{label: [rows]} in the order the labels first appear."""
+    out = {}
+    for r in rows:
+        out.setdefault(r["label"], []).append(r)
+    return out
+
+
+def within(r, bound_us, p99="p99_us"):
+    """A VALID point whose p99 is within the bound."""
+    return r["valid"] == "1" and num(r[p99]) <= bound_us
+
+
+def peak_row(rows, bound_us, achieved="achieved_rps", p99="p99_us"):
+    """The point of the peak (see the module's doc), or None."""
+    best = None
+    for r in rows:
+        if within(r, bound_us, p99) and num(r[achieved]) > 0:
+            if best is None or num(r[achieved]) > num(best[achieved]):
+                best = r
+    return best
+
+
+def n_invalid(rows):
+    return sum(1 for r in rows if r["valid"] != "1")
+
+
+# --- tools/experiments ------------------------------------------------------------------------
+
+def table1(args):
+    """Throughput and latencies in ms as the paper's Table 1, plus p99.9 and drops. The closing line
+    compares each row's p99 with the first row's; a row whose p99 does not measure the server (its
+    point is INVALID, or more than 1% of requests were lost, so p99 is infinite) is "not
+    measurable here" with the reason."""
+    rows = read_rows(args.csv)
+    cols = ["Tput", "Avg", "Min", "P50", "P95", "P99", "P99.9", "Max", "drops", "valid"]
+    print(f"{'':17}" + "".join(f"{c:>9}" for c in cols))
+    for r in rows:
+        def ms(k):
+            return float(r[k]) / 1000.0
+        tput = float(r["all_achieved_rps"])
+        vals = [f"{tput/1000:.0f}K", f"{ms('all_mean_us'):.3f}", f"{ms('all_min_us'):.3f}",
+                f"{ms('all_p50_us'):.3f}", f"{ms('all_p95_us'):.3f}", f"{ms('all_p99_us'):.3f}",
+                f"{ms('all_p999_us'):.3f}", f"{ms('all_max_us'):.3f}", r["drops"], r["valid"]]
+        print(f"{r['label']:17}" + "".join(f"{v:>9}" for v in vals))
+
+    def p99_or_why(r):
+        """(p99 in us, "") when the row measures the server; else (None, why not)."""
+        if r["valid"] != "1":
+            return None, f"INVALID: {r.get('invalid_reason') or 'see the CSV'}"
+        p99 = float(r["all_p99_us"])
+        if not math.isfinite(p99):
+            return None, f"p99 infinite: {r['drops']} of {r['all_requests']} requests lost"
+        if p99 <= 0:
+            return None, "no latency recorded"
+        return p99, ""
+
+    if len(rows) > 1:
+        base = rows[0]
+        base_p99, base_why = p99_or_why(base)
+        if base_p99 is None:
+            print(f"p99 relative to the first row: not measurable here ({base['label']}: {base_why})")
+        else:
+            parts = []
+            for r in rows:
+                p99, why = p99_or_why(r)
+                parts.append(f"{r['label']} {p99 / base_p99:.2f}x" if p99 is not None
+                             else f"{r['label']} not measurable here ({why})")
+            print("p99 relative to the first row: " + ", ".join(parts))
+
+
+def bimodal(args):
+    rows = read_rows(args.csv)
+
+    def f(r, k):
+        return float(r[k]) if r.get(k) not in (None, "", "nan") else float("nan")
+    print(f"{'':24}{'achieved':>10}{'short p50':>11}{'p99':>9}{'p99.9':>9}{'long p50':>10}{'p99':>9}"
+          f"{'p99.9':>9}{'drops':>7}{'valid':>6}")
+    for r in rows:
+        print(f"{r['label']:24}{f(r,'all_achieved_rps'):>10.0f}{f(r,'get_p50_us'):>11.1f}"
+              f"{f(r,'get_p99_us'):>9.1f}{f(r,'get_p999_us'):>9.1f}{f(r,'mget_p50_us'):>10.1f}"
+              f"{f(r,'mget_p99_us'):>9.1f}{f(r,'mget_p999_us'):>9.1f}{r['drops']:>7}{r['valid']:>6}")
+    print("(us; short = single-key GETs, long = multi-key GETs)")
+
+
+def points(args):
+    rows = read_rows(args.csv)
+    print(f"{'run':>12} {'offered':>9} {'achieved':>9} {'p50 us':>8} {'p99 us':>9} {'valid':>5}")
+    for r in rows:
+        print(f"{r['label']:>12} {float(r['offered_rps']):9.0f} {float(r['all_achieved_rps']):9.0f} "
+              f"{float(r['all_p50_us']):8.1f} {float(r['all_p99_us']):9.1f} {r['valid']:>5}")
+
+
+def experiment_peaks(rows, bound_us):
+    """{label: (peak req/s or None, why not)} over the experiments' all_* columns."""
+    out = {}
+    for label, rs in by_label(rows).items():
+        best = peak_row(rs, bound_us, "all_achieved_rps", "all_p99_us")
+        if best is not None:
+            out[label] = (float(best["all_achieved_rps"]), "")
+            continue
+        bad = n_invalid(rs)
+        behind = f"{bad} of {len(rs)} points INVALID: the loadgen fell behind" if bad else ""
+        out[label] = (None, behind)
+    return out
+
+
+def peaks(args):
+    for label, (peak, behind) in experiment_peaks(read_rows(args.csv), args.bound_us).items():
+        if peak is not None:
+            print(f"{args.who}: {label}: peak {peak/1000:.0f}K req/s at p99 <= {args.bound_us:g} us (valid points)")
+        else:
+            print(f"{args.who}: {label}: peak not measurable here (no valid point with p99 <= "
+                  f"{args.bound_us:g} us{'; ' + behind if behind else ''})")
+
+
+def fetch_latency(args):
+    rows = read_rows(args.csv)
+    groups = by_label(rows)
+    found = experiment_peaks(rows, args.bound_us)
+    peak = {label: p for label, (p, _) in found.items() if p is not None}
+
+    def why(label):
+        if label not in groups:
+            return f"{label}: not run"
+        bad = n_invalid(groups[label])
+        behind = f", {bad} of {len(groups[label])} INVALID (the loadgen fell behind)" if bad else ""
+        return f"{label}: no valid point with p99 <= {args.bound_us:g} us{behind}"
+
+    print(f"peak throughput at p99 <= {args.bound_us:g} us (valid points):")
+    for label in groups:
+        if label in peak:
+            print(f"  {label:16} {peak[label] / 1000:8.0f}K")
+        else:
+            print(f"  {label:16} not measurable here ({why(label)})")
+    # Labels are MODE-LATENCYns (fetch_latency.sh); others have no async/sync pair.
+    lats = sorted({l.split("-", 1)[1] for l in groups if "-" in l and l.endswith("ns")},
+                  key=lambda s: int(s[:-2]) if s[:-2].isdigit() else 0)
+    for lat in lats:
+        s, a = "sync-" + lat, "async-" + lat
+        if s in peak and a in peak:
+            print(f"  async/sync at {lat}: {peak[a] / peak[s]:.2f}x")
+        elif s in groups or a in groups:
+            missing = "; ".join(why(l) for l in (a, s) if l not in peak)
+            print(f"  async/sync at {lat}: not measurable here ({missing})")
+
+
+def predictor(args):
+    try:
+        with open(args.stats) as f:
+            s = json.load(f)["server"]
+    except (OSError, ValueError, KeyError):
+        return
+    if s.get("sched_predictor", "none") == "none":
+        return
+    tp, fp = s["predictor_fault_faulted"], s["predictor_fault_clean"]
+    fn, tn = s["predictor_clean_faulted"], s["predictor_clean_clean"]
+    n = tp + fp + fn + tn
+    print(f"{args.name}: predictor classified {n} requests: {tp + fp} fault-likely ({tp} faulted), "
+          f"{fn + tn} fault-free ({fn} faulted); accuracy {100 * (tp + tn) / max(n, 1):.1f}%, "
+          f"faulting requests caught {100 * tp / (tp + fn) if tp + fn else 100:.1f}%")
+
+
+# --- core_alloc.sh ----------------------------------------------------------------------------
+
+def pct(values, q):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def decisions(path):
+    try:
+        with open(path) as f:
+            return json.load(f)["decisions"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def latency_line(label, adds):
+    first = [d["first_work_us"] for d in adds if d["first_work_us"] >= 0]
+    wake = [d["wake_us"] for d in adds if d["wake_us"] >= 0]
+    if not first:
+        return f"{label}: {len(adds)} cores added, no first-work time recorded"
+    return (f"{label}: {len(adds)} cores added; decision -> woken worker's first work: "
+            f"p50 {pct(first, 0.5):.1f} us, p90 {pct(first, 0.9):.1f} us, max {max(first):.1f} us; "
+            f"decision -> out of its park: p50 {pct(wake, 0.5):.1f} us")
+
+
+def merged_steps(out):
+    """Timeline rows with the active core count at each interval's start (from dpctl watch)."""
+    rows = read_rows(os.path.join(out, "timeline.csv"))
+    watch = []
+    with open(os.path.join(out, "cores.jsonl")) as f:
+        for line in f:
+            try:
+                j = json.loads(line)
+                watch.append((j["unix_s"], j["active"]))
+            except (ValueError, KeyError):
+                pass
+    watch.sort()
+    merged = []
+    k = 0
+    for r in rows:
+        t = float(r["unix_s"])
+        while k + 1 < len(watch) and watch[k + 1][0] <= t:
+            k += 1
+        active = watch[k][1] if watch and watch[0][0] <= t else ""
+        merged.append({"t_s": float(r["t_ms"]) / 1000, "offered_rps": float(r["offered_rps"]),
+                       "achieved_rps": float(r["achieved_rps"]), "p99_us": r["p99_us"],
+                       "active": active})
+    with open(os.path.join(out, "steps-merged.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(merged[0].keys()) if merged else ["t_s"])
+        w.writeheader()
+        w.writerows(merged)
+    return merged
+
+
+def alloc_steps(out):
+    merged = merged_steps(out)
+    # One line per run of equal offered rate (the steps), with mean active cores and p99.
+    print("load steps (automatic allocation):")
+    print(f"{'from_s':>7} {'to_s':>6} {'offered':>9} {'achieved':>9} {'cores(mean)':>11} "
+          f"{'p99 us (median of 10ms bins)':>29} {'(max bin)':>10}")
+    seg = []
+
+    def flush():
+        if not seg:
+            return
+        off = sum(r["offered_rps"] for r in seg) / len(seg)
+        ach = sum(r["achieved_rps"] for r in seg) / len(seg)
+        act = [float(r["active"]) for r in seg if r["active"] != ""]
+        p99 = [float(r["p99_us"]) for r in seg if r["p99_us"] not in ("", "nan", "inf")]
+        print(f"{seg[0]['t_s']:>7.2f} {seg[-1]['t_s'] + 0.01:>6.2f} {off:>9.0f} {ach:>9.0f} "
+              f"{(sum(act) / len(act)) if act else float('nan'):>11.2f} "
+              f"{pct(p99, 0.5) if p99 else float('nan'):>29.1f} {max(p99) if p99 else float('nan'):>10.1f}")
+    level = None
+    for r in merged:
+        # A new step when the scheduled rate moves by more than half (Poisson noise is smaller).
+        if level is not None and abs(r["offered_rps"] - level) > 0.5 * max(level, 1.0) and len(seg) >= 20:
+            flush()
+            seg = []
+        if not seg:
+            level = r["offered_rps"]
+        seg.append(r)
+        level = 0.9 * level + 0.1 * r["offered_rps"] if len(seg) > 1 else level
+    flush()
+    d = decisions(os.path.join(out, "decisions-steps.json"))
+    adds = [x for x in d if x["action"] == "add"]
+    rel = [x for x in d if x["action"] == "release"]
+    print(f"decisions: {len(adds)} add (queueing delay {', '.join(str(int(x['signal_us'])) for x in adds[:8])}"
+          f"{' ...' if len(adds) > 8 else ''} us), {len(rel)} release")
+    print(latency_line("congestion-triggered", adds))
+
+
+def alloc_command(out):
+    d = decisions(os.path.join(out, "decisions-command.json"))
+    # The "set" decisions that woke cores (the others parked them).
+    adds = [x for x in d if x["action"] == "set" and x["wake_us"] >= 0]
+    print(latency_line("by command (dpctl cores set, under load)", adds))
+
+
+def alloc_cpu(out):
+    res = {}
+    with open(os.path.join(out, "cpu.txt")) as f:
+        for line in f:
+            v, c0, c1, t0, t1 = line.split()
+            res[v] = (float(c1) - float(c0), float(t1) - float(t0))
+    p99 = {}
+    for v in res:
+        try:
+            r = read_rows(os.path.join(out, f"cpu-{v}.csv"))[-1]
+            p99[v] = (float(r["all_p99_us"]), float(r["all_achieved_rps"]), r["valid"])
+        except (OSError, IndexError, KeyError, ValueError):
+            p99[v] = (float("nan"), float("nan"), "?")
+    print("CPU used by kvserver at low load:")
+    for v, (c, t) in res.items():
+        print(f"  {v:12} {c:7.2f} CPU-s over {t:5.2f} s = {c / t:5.2f} cores busy; "
+              f"p99 {p99[v][0]:.1f} us at {p99[v][1]:.0f} req/s (valid {p99[v][2]})")
+    if "auto" in res and "all-polling" in res:
+        a = res["auto"][0] / res["auto"][1]
+        b = res["all-polling"][0] / res["all-polling"][1]
+        if not b > 0:
+            print("  automatic vs all cores polling: not measurable here (all-polling used no CPU time)")
+            return
+        print(f"  automatic allocation used {a / b * 100:.0f}% of the CPU of all cores polling "
+              f"(saved {b - a:.2f} cores)")
+
+
+def alloc_plot(out):
+    path = os.path.join(out, "steps-merged.csv")
+    if not os.path.exists(path):
+        return
+    png = os.path.join(out, "core-alloc-steps.png")
+    script = f"""
+set terminal pngcairo size 1000,700
+set output '{png}'
+set datafile separator ','
+set key autotitle columnhead
+set multiplot layout 2,1
+set title 'offered load and active cores (automatic allocation)'
+set ylabel 'requests/s'
+set y2label 'active cores'
+set y2tics 1
+set ytics nomirror
+set yrange [0:*]
+set y2range [0:*]
+set xlabel 'time (s)'
+plot '{path}' using 1:2 with lines title 'offered', '' using 1:3 with lines title 'achieved', \
+     '' using 1:5 axes x1y2 with steps lw 2 title 'active cores'
+set title 'p99 latency per 10 ms interval'
+set ylabel 'p99 (us)'
+unset y2label
+unset y2tics
+set logscale y
+set yrange [1:*]
+plot '{path}' using 1:4 with lines title 'p99'
+unset multiplot
+"""
+    try:
+        subprocess.run(["gnuplot"], input=script.encode(), check=True)
+        print(f"plot: {png}")
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"plot: gnuplot failed: {e}")
+
+
+def core_alloc(args):
+    {"steps": alloc_steps, "command": alloc_command, "cpu": alloc_cpu, "plot": alloc_plot}[args.part](args.outdir)
+
+
+# --- tools/bench ------------------------------------------------------------------------------
+
+def why_no_peak(rows, bound_us):
+    """Why a run has no peak at the bound, in plain words."""
+    n = len(rows)
+    invalid = [r for r in rows if r["valid"] != "1"]
+    over = [r for r in rows if r["valid"] == "1" and not num(r["p99_us"]) <= bound_us]
+    behind = sum(1 for r in invalid if r.get("invalid_reason", "").startswith("generator fell behind"))
+    if len(invalid) == n:
+        cause = ("the loadgen fell behind its schedule on this machine" if behind == n
+                 else invalid[0].get("invalid_reason") or "see invalid_reason")
+        return f"all {n} points INVALID: {cause}"
+    if any(within(r, bound_us) for r in rows):
+        return "its best point achieved 0 req/s"
+    parts = [f"{len(over)} valid point(s) over p99 {bound_us:g} us"]
+    if invalid:
+        parts.append(f"{len(invalid)} INVALID")
+    return "no valid point within the bound: " + ", ".join(parts)
+
+
+def curves(args):
+    """Each run's curve (offered, achieved, p50/p99/p99.9, drops, validity) and its peak at the p99
+    bound; with two or more runs, the ratio of each run's peak to the last run's."""
+    peaks_ = []  # (label, peak req/s or None, why not)
+    for path in args.csv:
+        rows = try_load(path)
+        if rows is None:
+            label = os.path.splitext(os.path.basename(path))[0]
+            why = f"no rows in {path}: the loadgen or the server did not run"
+            print(f"{label}: not measured ({why})")
+            print()
+            peaks_.append((label, None, why))
+            continue
+        label = rows[0].get("label") or path
+        print(f"{label} ({path}; {rows[0].get('backend')}, server {rows[0].get('server')}):")
+        print(f"  {'offered':>10} {'achieved':>10} {'p50':>8} {'p99':>8} {'p99.9':>8} {'drops':>7} "
+              f"{'on-time':>8}  valid")
+        for r in rows:
+            valid = r["valid"] == "1"
+            mark = "  <= bound" if within(r, args.bound_us) else ""
+            print(f"  {num(r['offered_rps']):>10.0f} {num(r['achieved_rps']):>10.0f} "
+                  f"{fmt_us(num(r['p50_us'])):>8} {fmt_us(num(r['p99_us'])):>8} "
+                  f"{fmt_us(num(r['p999_us'])):>8} {r['drops']:>7} "
+                  f"{num(r['adherence_pct']):>7.2f}%  {'ok' if valid else 'INVALID'}{mark}")
+        best = peak_row(rows, args.bound_us)
+        if best is None:
+            why = why_no_peak(rows, args.bound_us)
+            print(f"  peak at p99 <= {args.bound_us:g} us: not measurable here ({why})")
+            peaks_.append((label, None, why))
+        else:
+            print(f"  peak at p99 <= {args.bound_us:g} us: {num(best['achieved_rps']):.0f} req/s "
+                  f"(offered {num(best['offered_rps']):.0f}, p99 {fmt_us(num(best['p99_us']))} us)")
+            peaks_.append((label, num(best["achieved_rps"]), ""))
+        print()
+    if len(peaks_) >= 2:
+        base_label, base, base_why = peaks_[-1]
+        for label, peak, why in peaks_[:-1]:
+            name = f"ratio of peak throughput at p99 <= {args.bound_us:g} us: {label} / {base_label}"
+            if peak is None or base is None:
+                missing = [(label, why)] if peak is None else []
+                if base is None:
+                    missing.append((base_label, base_why))
+                print(f"{name}: not measurable here (" + "; ".join(f"{l}: {w}" for l, w in missing) + ")")
+            else:
+                print(f"{name} = {peak / base:.1f}x ({peak:.0f} / {base:.0f} req/s)")
+
+
+def ceiling(args):
+    """Per offered rate, in how many trials the point was VALID and achieved >= 99% of the offered
+    rate; the highest rate that passed in a majority of trials, and in any trial; and the highest
+    rate whose requests were answered at >= 99% of the offered rate at all."""
+    by_rate = {}
+    for path in args.csv:
+        for r in load(path):
+            rate = num(r["offered_rps"])
+            ok = r["valid"] == "1" and num(r["achieved_rps"]) >= 0.99 * rate
+            by_rate.setdefault(rate, []).append((ok, r))
+    trials = len(args.csv)
+    if not by_rate:
+        print("ceiling: not measurable here (no trial produced a CSV: the loadgen or the reflector did not run)")
+        return
+    print(f"  {'offered':>10}  passed  {'achieved (best)':>15} {'on-time (best)':>15} {'p99 (best)':>10}")
+    majority = any_pass = keeps_up = 0.0
+    for rate in sorted(by_rate):
+        res = by_rate[rate]
+        passed = sum(1 for ok, _ in res if ok)
+        if any(num(r["achieved_rps"]) >= 0.99 * rate for _, r in res):
+            keeps_up = max(keeps_up, rate)
+        best = max(res, key=lambda x: num(x[1]["adherence_pct"]))[1]
+        print(f"  {rate:>10.0f}  {passed}/{len(res)}   {num(best['achieved_rps']):>15.0f} "
+              f"{num(best['adherence_pct']):>14.2f}% {fmt_us(num(best['p99_us'])):>10}")
+        if passed * 2 > len(res):
+            majority = max(majority, rate)
+        if passed:
+            any_pass = max(any_pass, rate)
+    # A rate of 0 here means none qualified: say why rather than print "0 req/s".
+    every = [r for res in by_rate.values() for _, r in res]
+    if any(r["valid"] == "1" for r in every):
+        none_passed = "not measurable here (no valid point had >= 99% of its offered rate answered)"
+    else:
+        best_on_time = max(num(r["adherence_pct"]) for r in every)
+        none_passed = (f"not measurable here (every point INVALID: the best on-time share was "
+                       f"{best_on_time:.2f}%, below --min-adherence on this machine)")
+
+    def rate_or_why(v, why):
+        return f"{v:.0f} req/s per core" if v > 0 else why
+
+    print(f"ceiling (passed in a majority of {trials} trials): {rate_or_why(majority, none_passed)}")
+    print(f"ceiling (passed in at least one trial):           {rate_or_why(any_pass, none_passed)}")
+    kept = f"{keeps_up:.0f} req/s" if keeps_up > 0 else "not measurable here (no rate had >= 99% answered)"
+    print(f"throughput kept up (>= 99% of offered answered, on-time share aside): {kept}")
+
+
+# --- tools/device/scaling.sh ------------------------------------------------------------------
+
+def scaling(args):
+    """scaling.csv (machine,cores,mode,offered_rps,achieved_rps,p50_us,p99_us,p999_us,valid): per
+    core count and mode the peak with its p99, async/sync, speed-up over the smallest core count,
+    INVALID points per run. With --peak C MODE only that run's peak, as an integer (0: none)."""
+    rows = read_rows(args.csv)
+    runs = {}
+    for r in rows:
+        runs.setdefault((int(r["cores"]), r["mode"]), []).append(r)
+    peak = {}
+    for key, rs in runs.items():
+        best = peak_row(rs, args.bound_us)
+        if best is not None:
+            peak[key] = best
+    if args.peak:
+        best = peak.get((int(args.peak[0]), args.peak[1]))
+        print(int(num(best["achieved_rps"])) if best else 0)
+        return
+    modes, cores = args.modes.split(), [int(c) for c in args.cores.split()]
+
+    def saturated(key):
+        """A point above the peak's offered rate crossed the bound."""
+        off = num(peak[key]["offered_rps"])
+        return any(not num(r["p99_us"]) <= args.bound_us and num(r["offered_rps"]) > off for r in runs[key])
+
+    print(f"{'cores':>5}" + "".join(f" {m + ' (p99 us)':>22}" for m in modes) + f" {'async/sync':>10}")
+    for c in cores:
+        line = f"{c:>5d}"
+        for m in modes:
+            k = (c, m)
+            if k not in runs:
+                s = "n/a"
+            elif k not in peak:
+                s = "-"
+            else:
+                s = (f"{'' if saturated(k) else '>='}{int(num(peak[k]['achieved_rps']))} "
+                     f"({num(peak[k]['p99_us']):.0f})")
+            line += f" {s:>22}"
+        ks, ka = (c, "sync"), (c, "async")
+        if ks in peak and ka in peak:
+            line += f" {num(peak[ka]['achieved_rps']) / num(peak[ks]['achieved_rps']):>9.2f}x"
+        else:
+            line += f" {'-':>10}"
+        print(line)
+    print()
+    print("speed-up over the smallest core count (peak / peak at that count), and peak per core:")
+    for m in modes:
+        base = None
+        line = f"{m:<9}"
+        for c in cores:
+            k = (c, m)
+            if k not in peak:
+                line += f"  C={c}: -"
+                continue
+            p = num(peak[k]["achieved_rps"])
+            base = base or p
+            line += f"  C={c}: {p / base:.2f}x {int(p / c / 1000)}k/core"
+        print(line)
+    print()
+    print("INVALID points (loadgen behind schedule) per run:")
+    for c in cores:
+        for m in modes:
+            if (c, m) in runs:
+                print(f"  C={c} {m}: {n_invalid(runs[(c, m)])} of {len(runs[(c, m)])}")
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def cmd(name, fn, *csv_args, bound=False):
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        if bound:
+            p.add_argument("--bound-us", type=float, default=500)
+        for a, kw in csv_args:
+            p.add_argument(a, **kw)
+        return p
+
+    one = ("csv", {})
+    cmd("table1", table1, one)
+    cmd("bimodal", bimodal, one)
+    cmd("points", points, one)
+    cmd("peaks", peaks, one, bound=True).add_argument("--who", default="curves")
+    cmd("fetch-latency", fetch_latency, one, bound=True)
+    cmd("predictor", predictor, ("name", {}), ("stats", {}))
+    cmd("core-alloc", core_alloc, ("part", {"choices": ["steps", "command", "cpu", "plot"]}), ("outdir", {}))
+    cmd("curves", curves, ("csv", {"nargs": "+"}), bound=True)
+    cmd("ceiling", ceiling, ("csv", {"nargs": "*"}))
+    s = cmd("scaling", scaling, one, bound=True)
+    s.add_argument("--modes", default="no-fault sync async")
+    s.add_argument("--cores", default="")
+    s.add_argument("--peak", nargs=2, metavar=("C", "MODE"))
+    args = ap.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
