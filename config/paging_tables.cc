@@ -5,6 +5,13 @@
 #include <fmt/format.h>
 
 namespace fm::config {
+namespace {
+std::string quoted_list(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + toml_quote(s);
+  return out;
+}
+}  // namespace
 
 void read_verbs(TableReader& r, paging::VerbsOptions& v) {
   r.get("device", v.device);
@@ -22,6 +29,8 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
   r.get("memnode", p.memnode);
   r.get("connect_timeout_ms", p.connect_timeout_ms, 0, 600000);
   r.get("key_file", p.key_file);
+  r.get("memnodes", p.memnodes);
+  r.get("replicas", p.replicas, 0, 64);
   {
     TableReader e(r.table("emulated"), r.name("emulated"), source, err);
     auto& o = p.emulated;
@@ -43,6 +52,17 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
     if (p.transport == paging::TransportKind::kEmulated && !unix_addr)
       r.fail("memnode",
              "the emulated transport needs unix:/path (the pool's memfd is passed over it)");
+    for (const auto& m : p.memnodes) {
+      if (p.transport == paging::TransportKind::kEmulated && m.rfind("unix:", 0) != 0)
+        r.fail("memnodes", "\"" + m + "\": the emulated transport needs unix:/path");
+      if (p.transport == paging::TransportKind::kVerbs && m.rfind("tcp:", 0) != 0)
+        r.fail("memnodes", "\"" + m + "\": the verbs transport needs tcp:host:port");
+    }
+    const size_t n = p.memnodes.empty() ? 1 : p.memnodes.size();
+    if (p.memnodes.size() > 64) r.fail("memnodes", "at most 64 memory nodes");
+    if (p.replicas > n)
+      r.fail("replicas", std::to_string(p.replicas) + " copies need as many memory nodes; " +
+                             std::to_string(n) + " configured (paging.memnodes)");
     if (p.transport == paging::TransportKind::kVerbs && p.memnode.rfind("tcp:", 0) != 0)
       r.fail("memnode", "the verbs transport needs tcp:host:port");
   }
@@ -52,14 +72,16 @@ std::string paging_to_toml(const paging::PagingOptions& p) {
   const auto& e = p.emulated;
   return fmt::format(
       "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
-      "memnode = {}\nconnect_timeout_ms = {}\nkey_file = {}\n\n[paging.emulated]\nlatency_ns = {}\n"
+      "memnode = {}\nmemnodes = [{}]\nreplicas = {}\nconnect_timeout_ms = {}\nkey_file = {}\n\n"
+      "[paging.emulated]\nlatency_ns = {}\n"
       "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
       "[paging.verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
       enum_name(paging::kPagingModeNames, p.mode), p.local_fraction, p.local_mb,
       enum_name(paging::kTransportKindNames, p.transport), toml_quote(p.memnode),
-      p.connect_timeout_ms, toml_quote(p.key_file), e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter),
-      e.jitter_ns, e.link_gbps, e.max_outstanding, e.seed, toml_quote(p.verbs.device),
-      p.verbs.ib_port, p.verbs.gid_index, p.verbs.max_outstanding);
+      quoted_list(p.memnodes), p.replicas, p.connect_timeout_ms, toml_quote(p.key_file),
+      e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter), e.jitter_ns, e.link_gbps,
+      e.max_outstanding, e.seed, toml_quote(p.verbs.device), p.verbs.ib_port, p.verbs.gid_index,
+      p.verbs.max_outstanding);
 }
 
 }  // namespace fm::config

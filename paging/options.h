@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dataplane/enum_names.h"
 
@@ -70,6 +71,11 @@ struct PagingOptions {
   TransportKind transport = TransportKind::kEmulated;
   // The memory node's control address: unix:/path (emulated) or tcp:host:port (verbs).
   std::string memnode = "unix:/tmp/farmem-memnode/memnode.sock";
+  // Several memory nodes (addresses as `memnode`): pages are striped across them and kept on
+  // `replicas` of them. Empty: the one `memnode`.
+  std::vector<std::string> memnodes;
+  // Copies of each page on distinct nodes; 0: 2 when there are two or more nodes, else 1.
+  uint32_t replicas = 0;
   // A file holding the secret shared with the memory node (its memnode.key_file); empty: none.
   // Required by a memnode that has a key (always over TCP).
   std::string key_file;

@@ -51,7 +51,8 @@ class QueuePair {
                           uint64_t wr_id) = 0;
 
   /// Moves up to out.size() completions into `out`; returns how many. Completions of one queue
-  /// pair arrive in post order (as on an RC queue pair).
+  /// pair arrive in post order (as on an RC queue pair), except over several memory nodes
+  /// (ReplicatedTransport): callers match completions by `wr_id`, never by position.
   virtual uint32_t poll(std::span<Completion> out) = 0;
 
   /// Work requests posted and not yet polled.

@@ -13,6 +13,7 @@
 #include "dataplane/log.h"
 #include "dataplane/tsc.h"
 #include "paging/emulated_transport.h"
+#include "paging/replicated_transport.h"
 #include "paging/verbs_transport.h"
 #include "runtime/control_commands.h"
 #include "runtime/queue_set.h"
@@ -46,7 +47,8 @@ class HelperCpus {
   template <typename Fn>
   auto run(Fn&& fn) {
     cpu_set_t mine;
-    const bool moved = ok_ && ::pthread_getaffinity_np(::pthread_self(), sizeof(mine), &mine) == 0 &&
+    const bool moved = ok_ &&
+                       ::pthread_getaffinity_np(::pthread_self(), sizeof(mine), &mine) == 0 &&
                        ::pthread_setaffinity_np(::pthread_self(), sizeof(helpers_), &helpers_) == 0;
     struct Restore {
       bool moved;
@@ -64,32 +66,60 @@ class HelperCpus {
   bool ok_ = false;
 };
 
-/// Connects the configured transport and creates the far region: `bytes` of it, with local
-/// frames from paging.local_mb or paging.local_fraction.
+/// Connects one memory node at `address` (the config key `what` names it in errors) with a lease
+/// of `lease` bytes.
+Result<std::unique_ptr<paging::Transport>> connect_node(const ServerOptions& o,
+                                                        const std::string& address,
+                                                        const std::string& what, uint16_t ncores,
+                                                        uint64_t lease,
+                                                        const paging::AuthKey& key) {
+  auto addr = paging::parse_channel_address(address, what);
+  if (!addr) return addr.status();
+  const int timeout = int(o.paging.connect_timeout_ms);
+  if (o.paging.transport == paging::TransportKind::kEmulated) {
+    auto t = paging::EmulatedTransport::connect(o.paging.emulated, *addr, ncores, lease, key,
+                                                timeout, paging::tsc_clock());
+    if (!t) return t.status();
+    return std::unique_ptr<paging::Transport>(std::move(t.value()));
+  }
+  return paging::connect_verbs(o.paging.verbs, *addr, ncores, lease, key, timeout);
+}
+
+/// Connects the configured memory node(s) and creates the far region: `bytes` of it, with local
+/// frames from paging.local_mb or paging.local_fraction. Several nodes (paging.memnodes) are
+/// one ReplicatedTransport: pages striped across them, paging.replicas copies of each.
 Status open_far_memory(const ServerOptions& o, uint16_t ncores,
                        std::unique_ptr<paging::Transport>& transport,
                        std::unique_ptr<paging::Region>& region) {
-  auto addr = paging::parse_channel_address(o.paging.memnode, "paging.memnode");
-  if (!addr) return addr.status();
-  const int timeout = int(o.paging.connect_timeout_ms);
   paging::AuthKey key;
   if (!o.paging.key_file.empty()) {
     auto k = paging::AuthKey::load(o.paging.key_file, "paging.key_file");
     if (!k) return k.status();
     key = *k;
   }
-  // The lease: the whole far region, in pages.
-  const uint64_t lease = (o.far_bytes + paging::kPageSize - 1) / paging::kPageSize *
-                         paging::kPageSize;
-  if (o.paging.transport == paging::TransportKind::kEmulated) {
-    auto t = paging::EmulatedTransport::connect(o.paging.emulated, *addr, ncores, lease, key,
-                                                timeout, paging::tsc_clock());
+  const uint64_t region_pages = (o.far_bytes + paging::kPageSize - 1) / paging::kPageSize;
+  if (o.paging.memnodes.empty()) {
+    auto t = connect_node(o, o.paging.memnode, "paging.memnode", ncores,
+                          region_pages * paging::kPageSize, key);
     if (!t) return t.status();
     transport = std::move(t.value());
   } else {
-    auto t = paging::connect_verbs(o.paging.verbs, *addr, ncores, lease, key, timeout);
-    if (!t) return t.status();
-    transport = std::move(t.value());
+    const uint32_t n = uint32_t(o.paging.memnodes.size());
+    const uint32_t replicas = o.paging.replicas ? o.paging.replicas : (n >= 2 ? 2 : 1);
+    const paging::Placement place{n, replicas};
+    std::vector<std::unique_ptr<paging::Transport>> nodes;
+    for (uint32_t i = 0; i < n; ++i) {
+      auto t = connect_node(o, o.paging.memnodes[i], "paging.memnodes[" + std::to_string(i) + "]",
+                            ncores, place.lease_bytes(region_pages), key);
+      if (!t) return t.status();
+      nodes.push_back(std::move(t.value()));
+    }
+    auto r = paging::ReplicatedTransport::create(std::move(nodes), o.paging.memnodes, replicas,
+                                                 region_pages * paging::kPageSize);
+    if (!r) return r.status();
+    FM_LOG_INFO("server", "far memory on {} memory nodes, {} cop{} of each page", n, replicas,
+                replicas == 1 ? "y" : "ies");
+    transport = std::move(r.value());
   }
   const uint64_t pages = o.far_bytes / paging::kPageSize;
   const uint64_t frames = o.paging.local_mb > 0
@@ -147,8 +177,10 @@ Result<std::unique_ptr<Server>> Server::open(const ServerOptions& o) {
   im->dedicated_dispatcher = o.sched.dispatch == sched::Dispatch::kCentral &&
                              o.sched.dispatcher == sched::DispatcherRole::kDedicated;
   if (im->dedicated_dispatcher) eal.lcores.push_back(uint32_t(o.sched.dispatcher_lcore));
-  if (o.port.pci.empty()) eal.vdevs.push_back(o.port.vdev);
-  else eal.pci_allow.push_back(o.port.pci);
+  if (o.port.pci.empty())
+    eal.vdevs.push_back(o.port.vdev);
+  else
+    eal.pci_allow.push_back(o.port.pci);
   auto ei = eal_init(eal, o.program);
   if (!ei) return ei.status();
   im->eal_up = true;
@@ -188,7 +220,8 @@ Status Server::run(UdpApp& app) {
   im.scheduler = std::move(scheduler.value());
   for (uint16_t i = 0; i < im.ncores; ++i) {
     sched::CoreScheduler& cs = im.scheduler->core(CoreId{i});
-    for (size_t f = 0; f < cs.fiber_slots(); ++f) cs.fiber_slot(f).app_state = app.fiber_state(CoreId{i}, f);
+    for (size_t f = 0; f < cs.fiber_slots(); ++f)
+      cs.fiber_slot(f).app_state = app.fiber_state(CoreId{i}, f);
   }
   for (uint16_t i = 0; i < im.ncores; ++i) {
     paging::PagingCore* pc = im.region ? &im.region->core(CoreId{i}) : nullptr;
@@ -200,7 +233,8 @@ Status Server::run(UdpApp& app) {
       cs->set_between(&paging::PagingCore::poll_hook, pc);
     }
     im.sets.push_back(std::make_unique<ServerQueueSet>(pc, cs, app));
-    im.stacks.push_back(std::make_unique<net::Stack>(*im.port, i, im.me, o.net, im.sets.back().get()));
+    im.stacks.push_back(
+        std::make_unique<net::Stack>(*im.port, i, im.me, o.net, im.sets.back().get()));
     im.sets.back()->set_stack(im.stacks.back().get());
   }
   // One worker per lcore; worker i's home queue set is NIC queue i with its completion queue and
@@ -219,8 +253,8 @@ Status Server::run(UdpApp& app) {
   }
   if (im.dedicated_dispatcher) {
     // The dispatcher's own core only moves requests from the central queue to the workers.
-    im.loops.push_back(std::make_unique<CoreLoop>(CoreId{im.ncores},
-                                                  uint32_t(o.sched.dispatcher_lcore), o.idle));
+    im.loops.push_back(
+        std::make_unique<CoreLoop>(CoreId{im.ncores}, uint32_t(o.sched.dispatcher_lcore), o.idle));
     im.loops.back()->add_poller({"dispatch", &sched::Scheduler::dispatch_hook, im.scheduler.get()});
     loop_ptrs.push_back(im.loops.back().get());
   }
@@ -238,7 +272,8 @@ Status Server::run(UdpApp& app) {
 
   if (o.control) {
     auto c = ControlServer::open(o.control_socket, o.program);
-    if (!c) return error(c.status().code(), c.status().message() + " (or set control.enabled = false)");
+    if (!c)
+      return error(c.status().code(), c.status().message() + " (or set control.enabled = false)");
     im.control = std::move(c.value());
     add_control_commands(*im.control,
                          ControlRefs{*im.alloc, *im.scheduler, im.parts, im.sets, app});

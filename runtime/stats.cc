@@ -6,6 +6,7 @@
 #include <string>
 
 #include "net/packet.h"
+#include "paging/replicated_transport.h"
 
 namespace fm::rt {
 namespace {
@@ -40,15 +41,18 @@ constexpr CoreStat kCoreStats[] = {
      [](const CoreParts& c) {
        return c.sched->counters().stolen_new.read() + c.sched->counters().stolen_ready.read();
      }},
-    {"sched_preemptions", [](const CoreParts& c) { return c.sched->counters().preemptions.read(); }},
+    {"sched_preemptions",
+     [](const CoreParts& c) { return c.sched->counters().preemptions.read(); }},
     {"sched_likely_fault_started",
      [](const CoreParts& c) { return c.sched->counters().started_likely_fault.read(); }},
     {"sched_dispatched", [](const CoreParts& c) { return c.sched->counters().dispatched.read(); }},
     {"sched_queue_delay_cycles",
      [](const CoreParts& c) { return c.sched->counters().queue_delay_cycles.read(); }},
-    {"predictor_fault_faulted", [](const CoreParts& c) { return c.predictions->fault_faulted.read(); }},
+    {"predictor_fault_faulted",
+     [](const CoreParts& c) { return c.predictions->fault_faulted.read(); }},
     {"predictor_fault_clean", [](const CoreParts& c) { return c.predictions->fault_clean.read(); }},
-    {"predictor_clean_faulted", [](const CoreParts& c) { return c.predictions->clean_faulted.read(); }},
+    {"predictor_clean_faulted",
+     [](const CoreParts& c) { return c.predictions->clean_faulted.read(); }},
     {"predictor_clean_clean", [](const CoreParts& c) { return c.predictions->clean_clean.read(); }},
 };
 
@@ -76,10 +80,12 @@ constexpr PagingStat kPagingStats[] = {
 
 // The names written by the views below without a table row (switches, gauges, worker state).
 constexpr std::string_view kOtherNames[] = {
-    "sched_fault_mode",  "sched_dispatch",      "sched_steal",         "sched_preempt_us",
-    "sched_predictor",   "sched_in_flight",     "sched_queued",        "sched_fetches",
-    "paging_mode",       "paging_transport",    "paging_memnode_alive", "worker_busy_cycles",
-    "worker_parks",      "worker_wakes",        "worker_handoffs",
+    "sched_fault_mode",      "sched_dispatch",   "sched_steal",           "sched_preempt_us",
+    "sched_predictor",       "sched_in_flight",  "sched_queued",          "sched_fetches",
+    "paging_mode",           "paging_transport", "paging_memnode_alive",  "worker_busy_cycles",
+    "worker_parks",          "worker_wakes",     "worker_handoffs",       "paging_memnodes",
+    "paging_memnodes_alive", "paging_replicas",  "paging_reads_reissued", "paging_writes_degraded",
+    "paging_reads_lost",
 };
 
 constexpr bool name_ok(std::string_view n) {
@@ -121,8 +127,8 @@ void write_drops(const ServerParts& s, const uint16_t* only, StatSink& out) {
     uint64_t v = 0;
     for (size_t i = 0; i < s.cores.size(); ++i)
       if (only == nullptr || *only == i) v += s.cores[i].stack->counters().drops[r].read();
-    const int n = std::snprintf(name, sizeof(name), "dp_drop_%s",
-                                net::drop_reason_name(net::DropReason(r)));
+    const int n =
+        std::snprintf(name, sizeof(name), "dp_drop_%s", net::drop_reason_name(net::DropReason(r)));
     out.stat(std::string_view(name, size_t(std::clamp(n, 0, int(sizeof(name)) - 1))), v);
   }
 }
@@ -207,6 +213,16 @@ void write_server_stats(const ServerParts& s, StatSink& out) {
   out.stat("paging_mode", "far");
   out.stat("paging_transport", s.transport->name());
   out.stat("paging_memnode_alive", uint64_t{s.transport->alive()});
+  if (const auto* r = dynamic_cast<const paging::ReplicatedTransport*>(s.transport)) {
+    uint64_t alive = 0;
+    for (uint32_t i = 0; i < r->node_count(); ++i) alive += r->node_alive(i);
+    out.stat("paging_memnodes", uint64_t{r->node_count()});
+    out.stat("paging_memnodes_alive", alive);
+    out.stat("paging_replicas", uint64_t{r->placement().replicas});
+    out.stat("paging_reads_reissued", r->reads_reissued());
+    out.stat("paging_writes_degraded", r->writes_degraded());
+    out.stat("paging_reads_lost", r->reads_lost());
+  }
   const paging::PagingTotals t = s.region->totals();
   for (const PagingStat& st : kPagingStats) out.stat(st.name, st.read(t));
 }

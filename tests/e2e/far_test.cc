@@ -1,6 +1,7 @@
-// End to end on far memory: memnode and kvserver (emulated one-sided transport, 10% local
+// End to end on far memory: memnode(s) and kvserver (emulated one-sided transport, 10% local
 // memory) in their own processes, this test as the memif client. Values survive paging; a dead
-// memory node turns into SERVER_ERROR replies while the server keeps serving.
+// memory node turns into SERVER_ERROR replies while the server keeps serving, unless the pages
+// have replicas on other nodes (FM_MEMNODES=3), when it costs no request at all.
 #include "tests/e2e/kv_e2e.h"
 
 namespace fm::e2e {
@@ -11,50 +12,68 @@ class FarE2E : public KvE2E {
   static void SetUpTestSuite() {
     const char* memnode = std::getenv("MEMNODE");
     ASSERT_NE(memnode, nullptr) << "MEMNODE (path of build/memnode/memnode) is not set";
+    // FM_MEMNODES=N: N memory nodes with two copies of each page (paging.memnodes).
+    const char* n_env = std::getenv("FM_MEMNODES");
+    const int n = n_env ? std::atoi(n_env) : 1;
     const std::string tag = std::to_string(::getpid());
-    // The memnode makes the socket's directory (0700) itself.
-    memnode_dir_ = "/tmp/farmem-e2e-mn-" + tag;
-    memnode_sock_ = memnode_dir_ + "/memnode.sock";
-    memnode_log_ = "/tmp/farmem-e2e-mn-" + tag + ".log";
-    const std::string cfg = "/tmp/farmem-e2e-mn-" + tag + ".toml";
-    std::ofstream(cfg) << "[memnode]\npool_mb = 64\nhugepages = \"off\"\nlisten = \"unix:"
-                       << memnode_sock_ << "\"\n";
-    memnode_pid_ = spawn({std::string(memnode), "--config", cfg}, memnode_log_);
-    ASSERT_GT(memnode_pid_, 0);
-    for (int i = 0; i < 100 && ::access(memnode_sock_.c_str(), F_OK) != 0; ++i) ::usleep(50000);
-    ASSERT_EQ(::access(memnode_sock_.c_str(), F_OK), 0) << read_log(memnode_log_);
+    // Each memnode makes its socket's directory (0700) itself.
+    std::string addresses;
+    for (int i = 0; i < n; ++i) {
+      const std::string base = "/tmp/farmem-e2e-mn-" + tag + "-" + std::to_string(i);
+      memnode_dirs_.push_back(base);
+      const std::string sock = base + "/memnode.sock";
+      const std::string log = base + ".log";
+      memnode_logs_.push_back(log);
+      std::ofstream(base + ".toml") << "[memnode]\npool_mb = 64\nhugepages = \"off\"\nlisten = "
+                                       "\"unix:"
+                                    << sock << "\"\nheartbeat_ms = 200\n";
+      memnode_pids_.push_back(spawn({std::string(memnode), "--config", base + ".toml"}, log));
+      ASSERT_GT(memnode_pids_.back(), 0);
+      for (int k = 0; k < 100 && ::access(sock.c_str(), F_OK) != 0; ++k) ::usleep(50000);
+      ASSERT_EQ(::access(sock.c_str(), F_OK), 0) << read_log(log);
+      addresses += (i ? ", \"unix:" : "\"unix:") + sock + "\"";
+    }
+    const std::string nodes =
+        n == 1 ? "memnode = " + addresses + "\n" : "memnodes = [" + addresses + "]\nreplicas = 2\n";
     // 16 MiB of values, 10% of it local: most accesses to a spread of keys fault.
     // FM_FAULTS picks the fault mode and FM_SCHED adds [sched] lines (dispatch, predictor,
     // preemption): meson runs this binary once per variant.
     const char* faults = std::getenv("FM_FAULTS");
     const char* extra = std::getenv("FM_SCHED");
-    start("[kv]\nmemory_mb = 16\nitem_size_max = 65536\nreply_buffer_kb = 256\n"
-          "[paging]\nmode = \"far\"\nlocal_fraction = 0.1\nmemnode = \"unix:" +
-          memnode_sock_ + "\"\n[sched]\nfaults = \"" + (faults ? faults : "async") + "\"\n" +
-          (extra ? extra : ""));
+    start(
+        "[kv]\nmemory_mb = 16\nitem_size_max = 65536\nreply_buffer_kb = 256\n"
+        "[paging]\nmode = \"far\"\nlocal_fraction = 0.1\n" +
+        nodes + "[sched]\nfaults = \"" + (faults ? faults : "async") + "\"\n" +
+        (extra ? extra : ""));
   }
   static void TearDownTestSuite() {
     stop();
-    stop_process(memnode_pid_, SIGTERM);
-    ::rmdir(memnode_dir_.c_str());
+    for (pid_t pid : memnode_pids_) stop_process(pid, SIGTERM);
+    for (const auto& d : memnode_dirs_) ::rmdir(d.c_str());
   }
-  static inline pid_t memnode_pid_ = -1;
-  static inline std::string memnode_dir_, memnode_sock_, memnode_log_;
+  static bool replicated() { return memnode_pids_.size() > 1; }
+  static inline std::vector<pid_t> memnode_pids_;
+  static inline std::vector<std::string> memnode_dirs_, memnode_logs_;
 };
 
-std::string value_for(int i) { return std::string(size_t(100 + i % 400), char('a' + i % 26)) + std::to_string(i); }
+std::string value_for(int i) {
+  return std::string(size_t(100 + i % 400), char('a' + i % 26)) + std::to_string(i);
+}
 
 TEST_F(FarE2E, ValuesSurvivePagingAndStatsShowFaults) {
   constexpr int kKeys = 20000;  // ~6 MiB of items: far more than the 1.6 MiB of local frames
   for (int i = 0; i < kKeys; ++i) {
     const std::string v = value_for(i);
-    ASSERT_EQ(request("set far" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n"),
-              "STORED\r\n") << i;
+    ASSERT_EQ(request("set far" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + "\r\n" +
+                      v + "\r\n"),
+              "STORED\r\n")
+        << i;
   }
   for (int i = 0; i < kKeys; i += 7) {
     const std::string k = "far" + std::to_string(i), v = value_for(i);
     ASSERT_EQ(request("get " + k + "\r\n"),
-              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n") << i;
+              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
+        << i;
   }
   EXPECT_GT(stat("paging_faults"), 100u);
   EXPECT_GT(stat("paging_writebacks"), 100u);
@@ -63,10 +82,11 @@ TEST_F(FarE2E, ValuesSurvivePagingAndStatsShowFaults) {
 }
 
 TEST_F(FarE2E, DeadMemoryNodeGivesServerErrorsAndTheServerStaysUp) {
+  if (replicated()) GTEST_SKIP() << "with replicas a dead node costs nothing: the next test";
   // Kill the memory node without a goodbye, as a crash would.
-  ASSERT_EQ(::kill(memnode_pid_, SIGKILL), 0);
-  ::waitpid(memnode_pid_, nullptr, 0);
-  memnode_pid_ = -1;
+  ASSERT_EQ(::kill(memnode_pids_[0], SIGKILL), 0);
+  ::waitpid(memnode_pids_[0], nullptr, 0);
+  memnode_pids_[0] = -1;
   for (int i = 0; i < 50 && stat("paging_memnode_alive") != 0; ++i) ::usleep(100000);
   EXPECT_EQ(stat("paging_memnode_alive"), 0u);
   // Keys spread over the region: most are not resident and cannot be fetched any more.
@@ -85,6 +105,40 @@ TEST_F(FarE2E, DeadMemoryNodeGivesServerErrorsAndTheServerStaysUp) {
   // The server still answers everything that needs no far memory.
   EXPECT_EQ(request("version\r\n").rfind("VERSION ", 0), 0u);
   EXPECT_GT(stat("paging_errors"), 0u);
+}
+
+// Three memory nodes, two copies of each page: kill -9 one, and every value still reads back
+// (fetches outstanding on it are re-issued to the other replica), and new writes still land.
+TEST_F(FarE2E, WithReplicasADeadNodeCostsNoRequest) {
+  if (!replicated()) GTEST_SKIP() << "needs FM_MEMNODES >= 2 (the e2e_far_replicated variant)";
+  ASSERT_EQ(::kill(memnode_pids_[1], SIGKILL), 0);
+  ::waitpid(memnode_pids_[1], nullptr, 0);
+  memnode_pids_[1] = -1;
+  for (int i = 1; i < 20000; i += 3) {
+    const std::string k = "far" + std::to_string(i), v = value_for(i);
+    ASSERT_EQ(request("get " + k + "\r\n"),
+              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
+        << i;
+  }
+  for (int i = 0; i < 20000; i += 5) {
+    const std::string v = value_for(i + 1);
+    ASSERT_EQ(request("set far" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + "\r\n" +
+                      v + "\r\n"),
+              "STORED\r\n")
+        << i;
+  }
+  for (int i = 0; i < 20000; i += 5) {
+    const std::string k = "far" + std::to_string(i), v = value_for(i + 1);
+    ASSERT_EQ(request("get " + k + "\r\n"),
+              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
+        << i;
+  }
+  EXPECT_EQ(stat("paging_errors"), 0u);
+  EXPECT_EQ(stat("paging_memnode_alive"), 1u);  // every page still has a live copy
+  EXPECT_EQ(stat("paging_memnodes"), 3u);
+  EXPECT_EQ(stat("paging_memnodes_alive"), 2u);
+  EXPECT_EQ(stat("paging_reads_lost"), 0u);
+  EXPECT_GT(stat("paging_writes_degraded"), 0u);
 }
 
 }  // namespace

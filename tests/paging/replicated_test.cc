@@ -1,0 +1,306 @@
+// ReplicatedTransport (issue #13, 2-3): placement, writes to every replica, reads from the
+// least-loaded one, reads re-issued when a node dies under them, degraded writes, lost pages,
+// and a region over three in-process emulated nodes that loses one and keeps every value.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "paging/clock.h"
+#include "paging/emulated_transport.h"
+#include "paging/region.h"
+#include "paging/replicated_transport.h"
+
+namespace fm::paging {
+namespace {
+
+// A memory node whose queue pairs complete on the next poll, recording every post.
+struct FakeNode final : public Transport {
+  struct Post {
+    IoOp op;
+    uint64_t offset;
+  };
+  explicit FakeNode(uint64_t bytes, uint32_t depth = 64) : mem(bytes), depth(depth) {}
+  const char* name() const override { return "fake"; }
+  uint64_t remote_size() const override { return mem.size(); }
+  Status register_local(void*, uint64_t) override { return Status::ok(); }
+  Result<std::unique_ptr<QueuePair>> create_queue_pair(CoreId) override {
+    return std::unique_ptr<QueuePair>(new Qp(*this));
+  }
+  bool alive() const override { return live; }
+
+  struct Qp final : public QueuePair {
+    explicit Qp(FakeNode& n) : node(n) {}
+    PostResult post(IoOp op, uint64_t off, void* local, uint32_t len, uint64_t wr) override {
+      if (!node.live) return PostResult::kDead;
+      if (pending.size() >= node.depth) return PostResult::kFull;
+      node.posts.push_back(Post{op, off});
+      pending.push_back(Op{op, off, local, len, wr});
+      return PostResult::kOk;
+    }
+    uint32_t poll(std::span<Completion> out) override {
+      uint32_t n = 0;
+      while (n < out.size() && !pending.empty()) {
+        const Op o = pending.front();
+        pending.pop_front();
+        IoStatus st = IoStatus::kDisconnected;
+        if (node.live) {
+          st = IoStatus::kOk;
+          if (o.op == IoOp::kRead)
+            std::memcpy(o.local, node.mem.data() + o.off, o.len);
+          else
+            std::memcpy(node.mem.data() + o.off, o.local, o.len);
+        }
+        out[n++] = Completion{o.wr, st};
+      }
+      return n;
+    }
+    uint32_t outstanding() const override { return uint32_t(pending.size()); }
+    struct Op {
+      IoOp op;
+      uint64_t off;
+      void* local;
+      uint32_t len;
+      uint64_t wr;
+    };
+    FakeNode& node;
+    std::deque<Op> pending;
+  };
+
+  std::vector<char> mem;
+  uint32_t depth;
+  bool live = true;
+  std::vector<Post> posts;
+};
+
+struct Rig {
+  std::vector<FakeNode*> nodes;
+  std::unique_ptr<ReplicatedTransport> t;
+  std::unique_ptr<QueuePair> qp;
+
+  Rig(uint32_t n, uint32_t replicas, uint64_t pages, uint32_t depth = 64) {
+    const Placement p{n, replicas};
+    std::vector<std::unique_ptr<Transport>> owned;
+    for (uint32_t i = 0; i < n; ++i) {
+      auto f = std::make_unique<FakeNode>(p.lease_bytes(pages), depth);
+      nodes.push_back(f.get());
+      owned.push_back(std::move(f));
+    }
+    auto r = ReplicatedTransport::create(std::move(owned), {}, replicas, pages * kPageSize);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    t = std::move(r.value());
+    qp = std::move(t->create_queue_pair(CoreId{0}).value());
+  }
+  /// Polls until the completion of `wr` arrives; returns its status.
+  IoStatus wait(uint64_t wr) {
+    for (int i = 0; i < 1000; ++i) {
+      Completion c[8];
+      const uint32_t n = qp->poll(c);
+      for (uint32_t k = 0; k < n; ++k) {
+        done[c[k].wr_id] = c[k].status;
+      }
+      if (auto it = done.find(wr); it != done.end()) return it->second;
+    }
+    ADD_FAILURE() << "no completion for " << wr;
+    return IoStatus::kRemoteError;
+  }
+  IoStatus io(IoOp op, uint64_t page, void* buf, uint64_t wr) {
+    EXPECT_EQ(qp->post(op, page * kPageSize, buf, kPageSize, wr), PostResult::kOk);
+    return wait(wr);
+  }
+  std::map<uint64_t, IoStatus> done;
+};
+
+std::vector<char> page_of(char c) { return std::vector<char>(kPageSize, c); }
+
+TEST(Placement, EveryReplicaOfEveryPageHasItsOwnSlot) {
+  for (uint32_t n : {1u, 2u, 3u, 5u}) {
+    for (uint32_t r = 1; r <= n; ++r) {
+      const Placement p{n, r};
+      const uint64_t pages = 101;
+      std::set<std::pair<uint32_t, uint64_t>> seen;
+      for (uint64_t pg = 0; pg < pages; ++pg) {
+        std::set<uint32_t> nodes;
+        for (uint32_t k = 0; k < r; ++k) {
+          const uint32_t node = p.node_of(pg, k);
+          const uint64_t off = p.offset_of(pg, k);
+          EXPECT_LT(off, p.lease_bytes(pages));
+          EXPECT_TRUE(seen.insert({node, off}).second) << n << " " << r << " page " << pg;
+          nodes.insert(node);
+        }
+        EXPECT_EQ(nodes.size(), r);  // replicas on distinct nodes
+      }
+    }
+  }
+}
+
+TEST(Placement, APageIsLostOnlyWhenAllItsReplicasAre) {
+  const Placement p{3, 2};
+  EXPECT_FALSE(p.some_page_lost({true, false, false}));
+  EXPECT_TRUE(p.some_page_lost({true, true, false}));
+  EXPECT_TRUE(p.some_page_lost({true, false, true}));  // cyclic: nodes 2 and 0
+  const Placement q{4, 2};
+  EXPECT_FALSE(q.some_page_lost({true, false, true, false}));
+}
+
+TEST(Replicated, ConsecutivePagesAreStripedAcrossNodes) {
+  Rig rig(3, 1, 300);
+  std::vector<char> buf(kPageSize);
+  for (uint64_t pg = 0; pg < 300; ++pg)
+    ASSERT_EQ(rig.io(IoOp::kRead, pg, buf.data(), pg), IoStatus::kOk);
+  for (auto* n : rig.nodes) EXPECT_EQ(n->posts.size(), 100u);  // bandwidth adds up
+}
+
+TEST(Replicated, AWriteReachesEveryReplicaAndAReadOne) {
+  Rig rig(3, 2, 30);
+  auto a = page_of('a');
+  ASSERT_EQ(rig.io(IoOp::kWrite, 7, a.data(), 1), IoStatus::kOk);
+  const Placement& p = rig.t->placement();
+  for (uint32_t k = 0; k < 2; ++k) {
+    FakeNode* n = rig.nodes[p.node_of(7, k)];
+    EXPECT_EQ(std::memcmp(n->mem.data() + p.offset_of(7, k), a.data(), kPageSize), 0) << k;
+  }
+  size_t reads = 0;
+  std::vector<char> got(kPageSize);
+  ASSERT_EQ(rig.io(IoOp::kRead, 7, got.data(), 2), IoStatus::kOk);
+  EXPECT_EQ(got, a);
+  for (auto* n : rig.nodes) {
+    for (const auto& post : n->posts) reads += post.op == IoOp::kRead;
+  }
+  EXPECT_EQ(reads, 1u);
+}
+
+TEST(Replicated, ReadsGoToTheReplicaWithFewerOutstanding) {
+  Rig rig(2, 2, 10);
+  std::vector<std::vector<char>> bufs(4, std::vector<char>(kPageSize));
+  for (uint64_t i = 0; i < 4; ++i) {
+    ASSERT_EQ(rig.qp->post(IoOp::kRead, 3 * kPageSize, bufs[i].data(), kPageSize, i),
+              PostResult::kOk);
+  }
+  EXPECT_EQ(rig.nodes[0]->posts.size(), 2u);  // alternating as each gains one outstanding
+  EXPECT_EQ(rig.nodes[1]->posts.size(), 2u);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_EQ(rig.wait(i), IoStatus::kOk);
+}
+
+TEST(Replicated, AReadWhoseNodeDiesIsReissuedToAnotherReplica) {
+  Rig rig(3, 2, 30);
+  auto a = page_of('x');
+  ASSERT_EQ(rig.io(IoOp::kWrite, 4, a.data(), 1), IoStatus::kOk);
+  std::vector<char> got(kPageSize);
+  ASSERT_EQ(rig.qp->post(IoOp::kRead, 4 * kPageSize, got.data(), kPageSize, 2), PostResult::kOk);
+  // Whichever node took it dies before it completes.
+  FakeNode* took = nullptr;
+  for (auto* n : rig.nodes) {
+    if (!n->posts.empty() && n->posts.back().op == IoOp::kRead) took = n;
+  }
+  ASSERT_NE(took, nullptr);
+  took->live = false;
+  EXPECT_TRUE(rig.t->alive());  // one dead node of three loses no page with two replicas
+  EXPECT_EQ(rig.wait(2), IoStatus::kOk);
+  EXPECT_EQ(got, a);
+  EXPECT_EQ(rig.t->reads_reissued(), 1u);
+  // Writes now reach the surviving replica only, and still succeed.
+  auto b = page_of('y');
+  ASSERT_EQ(rig.io(IoOp::kWrite, 4, b.data(), 3), IoStatus::kOk);
+  EXPECT_GE(rig.t->writes_degraded(), 1u);
+  ASSERT_EQ(rig.io(IoOp::kRead, 4, got.data(), 4), IoStatus::kOk);
+  EXPECT_EQ(got, b);
+}
+
+TEST(Replicated, APageWithNoLiveReplicaFailsAndNeverReadsStale) {
+  Rig rig(3, 2, 30);
+  auto a = page_of('q');
+  ASSERT_EQ(rig.io(IoOp::kWrite, 0, a.data(), 1), IoStatus::kOk);
+  const Placement& p = rig.t->placement();
+  rig.nodes[p.node_of(0, 0)]->live = false;
+  rig.nodes[p.node_of(0, 1)]->live = false;
+  EXPECT_FALSE(rig.t->alive());
+  std::vector<char> got(kPageSize, 0);
+  EXPECT_EQ(rig.io(IoOp::kRead, 0, got.data(), 2), IoStatus::kDisconnected);
+  EXPECT_EQ(got, page_of(0));  // nothing was copied in
+  EXPECT_EQ(rig.t->reads_lost(), 1u);
+}
+
+TEST(Replicated, FullQueuesHoldPostsBackInsteadOfDroppingThem) {
+  Rig rig(2, 2, 64, /*depth=*/2);
+  std::vector<std::vector<char>> bufs(10, page_of('w'));
+  uint32_t posted = 0;
+  for (uint64_t i = 0; i < 10; ++i) {
+    if (rig.qp->post(IoOp::kWrite, i * kPageSize, bufs[i].data(), kPageSize, i) == PostResult::kOk)
+      ++posted;
+  }
+  EXPECT_EQ(posted, 10u);  // writes wait in the backlog of a full queue pair
+  for (uint64_t i = 0; i < 10; ++i) EXPECT_EQ(rig.wait(i), IoStatus::kOk) << i;
+  for (auto* n : rig.nodes) EXPECT_EQ(n->posts.size(), 10u);  // every replica has every write
+}
+
+TEST(Replicated, ConfigurationErrorsNameTheKeys) {
+  std::vector<std::unique_ptr<Transport>> one;
+  one.push_back(std::make_unique<FakeNode>(1 << 20));
+  auto r = ReplicatedTransport::create(std::move(one), {}, 2, 1 << 20);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("paging.replicas = 2: must be 1 to the number of memory "
+                                      "nodes (1)"),
+            std::string::npos);
+  std::vector<std::unique_ptr<Transport>> small;
+  small.push_back(std::make_unique<FakeNode>(4096));
+  small.push_back(std::make_unique<FakeNode>(4096));
+  r = ReplicatedTransport::create(std::move(small), {"unix:/a", "unix:/b"}, 2, 1 << 20);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("memory node unix:/a leased 4096 bytes"), std::string::npos);
+}
+
+// The far region over three emulated nodes with two replicas: one node dies mid-run, and every
+// value written before and after reads back, with no failed fetch.
+TEST(Replicated, ARegionLosesANodeAndNoValue) {
+  const Placement place{3, 2};
+  const uint64_t pages = 512;
+  EmulatedOptions eo;
+  eo.latency_ns = 0;
+  std::vector<EmulatedTransport*> raw;
+  std::vector<std::unique_ptr<Transport>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    auto e = EmulatedTransport::in_process(eo, place.lease_bytes(pages), tsc_clock());
+    ASSERT_TRUE(e.is_ok());
+    raw.push_back(e->get());
+    nodes.push_back(std::move(e.value()));
+  }
+  auto t = ReplicatedTransport::create(std::move(nodes), {}, 2, pages * kPageSize);
+  ASSERT_TRUE(t.is_ok());
+  auto region = Region::create(pages * kPageSize, 64, **t, 1, tsc_clock(), 4096);
+  ASSERT_TRUE(region.is_ok()) << region.status().message();
+  Region& r = **region;
+  PagingCore& c = r.core(CoreId{0});
+  auto put = [&](uint64_t page, uint64_t v) {
+    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kWrite);
+    ASSERT_NE(p, nullptr);
+    std::memcpy(p, &v, 8);
+    r.unpin(c, page * kPageSize, 8, p);
+  };
+  auto get = [&](uint64_t page) -> uint64_t {
+    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kRead);
+    EXPECT_NE(p, nullptr) << "page " << page;
+    if (p == nullptr) return ~0ull;
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    r.unpin(c, page * kPageSize, 8, p);
+    return v;
+  };
+  for (uint64_t pg = 0; pg < pages; ++pg) put(pg, pg * 7 + 1);  // 512 pages, 64 frames: evictions
+  raw[1]->kill();
+  for (uint64_t pg = 0; pg < pages; ++pg) ASSERT_EQ(get(pg), pg * 7 + 1) << pg;
+  for (uint64_t pg = 0; pg < pages; pg += 3) put(pg, pg * 11 + 5);
+  for (uint64_t pg = 0; pg < pages; ++pg) {
+    ASSERT_EQ(get(pg), pg % 3 == 0 ? pg * 11 + 5 : pg * 7 + 1) << pg;
+  }
+  EXPECT_TRUE((*t)->alive());
+  EXPECT_EQ((*t)->reads_lost(), 0u);
+  EXPECT_GT((*t)->writes_degraded(), 0u);
+}
+
+}  // namespace
+}  // namespace fm::paging
