@@ -31,6 +31,8 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
   r.get("key_file", p.key_file);
   r.get("memnodes", p.memnodes);
   r.get("replicas", p.replicas, 0, 64);
+  r.get("reconnect_ms", p.reconnect_ms, 0, 3'600'000);
+  r.get("repair_share", p.repair_share, 0.001, 1.0);
   {
     TableReader e(r.table("emulated"), r.name("emulated"), source, err);
     auto& o = p.emulated;
@@ -72,16 +74,17 @@ std::string paging_to_toml(const paging::PagingOptions& p) {
   const auto& e = p.emulated;
   return fmt::format(
       "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
-      "memnode = {}\nmemnodes = [{}]\nreplicas = {}\nconnect_timeout_ms = {}\nkey_file = {}\n\n"
+      "memnode = {}\nmemnodes = [{}]\nreplicas = {}\nreconnect_ms = {}\nrepair_share = {}\n"
+      "connect_timeout_ms = {}\nkey_file = {}\n\n"
       "[paging.emulated]\nlatency_ns = {}\n"
       "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
       "[paging.verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
       enum_name(paging::kPagingModeNames, p.mode), p.local_fraction, p.local_mb,
       enum_name(paging::kTransportKindNames, p.transport), toml_quote(p.memnode),
-      quoted_list(p.memnodes), p.replicas, p.connect_timeout_ms, toml_quote(p.key_file),
-      e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter), e.jitter_ns, e.link_gbps,
-      e.max_outstanding, e.seed, toml_quote(p.verbs.device), p.verbs.ib_port, p.verbs.gid_index,
-      p.verbs.max_outstanding);
+      quoted_list(p.memnodes), p.replicas, p.reconnect_ms, p.repair_share, p.connect_timeout_ms,
+      toml_quote(p.key_file), e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter),
+      e.jitter_ns, e.link_gbps, e.max_outstanding, e.seed, toml_quote(p.verbs.device),
+      p.verbs.ib_port, p.verbs.gid_index, p.verbs.max_outstanding);
 }
 
 }  // namespace fm::config

@@ -640,6 +640,7 @@ void Protocol::write_stats(int64_t now, StatSink& w) const {
   w.stat("kv_slabs_total", s.total_slabs);
   w.stat("kv_chunks_used", s.chunks_used);
   w.stat("kv_far_errors", s.far_errors);
+  w.stat("kv_lost_items", s.lost_items);
   w.stat("kv_store_retries", s.retries);
   for (size_t i = static_cast<size_t>(Stat::kBytesWritten) + 1; i < kStatCount; ++i) {
     counter(static_cast<Stat>(i));

@@ -30,6 +30,11 @@ class KvServerApp final : public rt::UdpApp {
   bool likely_fault(std::span<const uint8_t> payload, sched::Predictor mode, int64_t now_unix,
                     uint32_t& history) override;
   void write_stats(int64_t now_unix, StatSink& out) const override;
+  bool forget_far(const std::function<bool(uint64_t offset, uint32_t len)>& gone,
+                  int64_t now_unix) override {
+    store_.drop_lost(gone, now_unix);
+    return true;
+  }
 
  private:
   /// memcached's "stats" ends with the runtime's lines.

@@ -21,10 +21,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <limits>
 #include <string>
+#include <thread>
 
 #include "dataplane/check.h"
 #include "dataplane/log.h"
@@ -659,6 +661,7 @@ StoreStats Store::collect() const {
   slabs_.add_stats(st);
   st.limit_maxbytes = uint64_t{options_.memory_mb} * kMiB;
   st.far_errors = far_errors_.load(std::memory_order_relaxed);
+  st.lost_items = lost_items_.load(std::memory_order_relaxed);
   st.retries = retries_.load(std::memory_order_relaxed);
   return st;
 }
@@ -670,6 +673,7 @@ StoreStats Store::stats() const {
   st.evictions -= std::min(st.evictions, stats_baseline_.evictions);
   st.reclaimed -= std::min(st.reclaimed, stats_baseline_.reclaimed);
   st.far_errors -= std::min(st.far_errors, stats_baseline_.far_errors);
+  st.lost_items -= std::min(st.lost_items, stats_baseline_.lost_items);
   st.retries -= std::min(st.retries, stats_baseline_.retries);
   st.slabs_moved -= std::min(st.slabs_moved, stats_baseline_.slabs_moved);
   st.slab_reassign_evictions -=
@@ -682,6 +686,27 @@ void Store::reset_stats() {
   const StoreStats now = collect();
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_baseline_ = now;
+}
+
+uint64_t Store::drop_lost(const std::function<bool(uint64_t, uint32_t)>& gone, int64_t now,
+                          uint32_t deadline_ms) {
+  uint64_t dropped = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
+  for (;;) {
+    const store_internal::SlabAllocator::Dropped d = slabs_.drop_chunks(gone, now);
+    dropped += d.dropped;
+    if (d.busy == 0) break;
+    if (std::chrono::steady_clock::now() >= until) {
+      FM_LOG_ERROR(kTag,
+                   "{} items on lost far memory stayed held for {} ms; their pages fail "
+                   "until they are written again",
+                   d.busy, deadline_ms);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  lost_items_.fetch_add(dropped, std::memory_order_relaxed);
+  return dropped;
 }
 
 Store::IndexAudit Store::audit_index() const { return index_.audit(); }

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -113,6 +114,7 @@ struct StoreStats {
   uint64_t chunks_used = 0;  // chunks allocated (linked, being written, or still read); equals
                              // curr_items whenever no command is in flight
   uint64_t far_errors = 0;   // commands that failed with k*Unavailable (an arena pin failed)
+  uint64_t lost_items = 0;   // items dropped because far memory lost every copy of their bytes
   uint64_t retries = 0;      // re-validations that found the item changed while its bytes were
                              // read outside the lock, so the command looked again
 };
@@ -193,6 +195,13 @@ class Store {
   /// flush_all: items stored before `flush_at` (absolute unix seconds; <= now means now) become
   /// invalid once `now` reaches it. Any core.
   void flush_all(int64_t flush_at, int64_t now);
+
+  /// Drops every item whose chunk `gone` names (offset, chunk size): far memory lost every copy
+  /// of a page under it. Never reads item bytes. Items held by a command are retried until
+  /// `deadline_ms` passes. Returns the items dropped (counted in lost_items). Not a dataplane
+  /// core: it may sleep.
+  uint64_t drop_lost(const std::function<bool(uint64_t offset, uint32_t size)>& gone, int64_t now,
+                     uint32_t deadline_ms = 2000);
 
   /// Counts; takes every lock briefly (stats command only).
   StoreStats stats() const;
@@ -374,6 +383,7 @@ class Store {
   store_internal::HashIndex index_;      // after slabs_, whose entries it links
   // Rare events, counted store-wide (a relaxed add only when one happens).
   alignas(64) std::atomic<uint64_t> far_errors_{0};
+  std::atomic<uint64_t> lost_items_{0};
   std::atomic<uint64_t> retries_{0};
   StatsRegistry registry_;
   mutable std::mutex stats_mu_;

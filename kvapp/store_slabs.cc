@@ -220,12 +220,7 @@ bool SlabAllocator::drain_slab_locked(ClassState& c, uint32_t s, int64_t now) {
       busy = true;
       continue;
     }
-    lru_remove_locked(c, id);
-    si.entries[i].chain_next = si.free_head;
-    si.free_head = id;
-    si.free_count++;
-    if (!si.in_partial) partial_push_locked(c, s);
-    c.chunks_used--;
+    free_taken_locked(c, s, i);
     if (t == ChunkOwner::Take::kReclaimed) {
       c.reclaimed++;
     } else {
@@ -233,6 +228,44 @@ bool SlabAllocator::drain_slab_locked(ClassState& c, uint32_t s, int64_t now) {
     }
   }
   return !busy && si.free_count == si.chunks;
+}
+
+void SlabAllocator::free_taken_locked(ClassState& c, uint32_t s, uint32_t i) {
+  SlabInfo& si = slabs_[s];
+  const uint32_t id = (s << index_bits_) | i;
+  lru_remove_locked(c, id);
+  si.entries[i].chain_next = si.free_head;
+  si.free_head = id;
+  si.free_count++;
+  if (!si.in_partial) partial_push_locked(c, s);
+  c.chunks_used--;
+}
+
+SlabAllocator::Dropped SlabAllocator::drop_chunks(const ChunkFilter& gone, int64_t now) {
+  Dropped d;
+  for (size_t cls = 0; cls < geometry_.class_count(); ++cls) {
+    ClassState& c = classes_[cls];
+    const uint32_t size = geometry_.cls(int(cls)).chunk_size;
+    c.lock.lock();
+    for (uint32_t s = c.slab_head; s != kNil; s = slabs_[s].class_next) {
+      SlabInfo& si = slabs_[s];
+      for (uint32_t i = 0; i < si.chunks; ++i) {
+        if (!gone(si.entries[i].offset, size)) continue;
+        // Metadata only, like a slab move: the lost bytes are never read.
+        const ChunkOwner::Take t = owner_->try_take((s << index_bits_) | i, si.entries[i], now,
+                                                    /*evict_live=*/true, /*second_chance=*/false);
+        if (t == ChunkOwner::Take::kFree) continue;
+        if (t == ChunkOwner::Take::kBusy) {
+          ++d.busy;
+          continue;
+        }
+        free_taken_locked(c, s, i);
+        ++d.dropped;
+      }
+    }
+    c.lock.unlock();
+  }
+  return d;
 }
 
 bool SlabAllocator::tail_time_locked(const ClassState& c, uint32_t* time) const {

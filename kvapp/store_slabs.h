@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 
@@ -129,6 +130,17 @@ class SlabAllocator {
     if (entry(id).refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_entry(id);
   }
 
+  /// Chunks whose bytes are gone (far memory lost every copy of a page under them): true for
+  /// the chunk at arena `offset` of `size` bytes.
+  using ChunkFilter = std::function<bool(uint64_t offset, uint32_t size)>;
+  struct Dropped {
+    uint64_t dropped = 0;  // items unlinked and their chunks freed
+    uint64_t busy = 0;     // matching chunks held right now (read, being written): not dropped
+  };
+  /// Unlinks and frees every item whose chunk `gone` names, live or not, without reading its
+  /// bytes. Takes each class lock in turn; held items are left (count them, and call again).
+  Dropped drop_chunks(const ChunkFilter& gone, int64_t now);
+
   /// Slabs class `cls` holds now (tests).
   uint32_t class_slabs(int cls) const {
     return classes_[cls].slabs.load(std::memory_order_relaxed);
@@ -138,6 +150,8 @@ class SlabAllocator {
 
  private:
   void free_entry(uint32_t id);
+  // Chunk i of slab s, just taken from the owner (kFree, no reference): onto the free list.
+  void free_taken_locked(ClassState& c, uint32_t s, uint32_t i);
   // A free chunk of the class, or kNil. Class lock held.
   uint32_t pop_free_locked(ClassState& c);
   // Gives the class a never-used slab of the arena; kNil when none is left. Class lock held.

@@ -76,6 +76,12 @@ struct PagingOptions {
   std::vector<std::string> memnodes;
   // Copies of each page on distinct nodes; 0: 2 when there are two or more nodes, else 1.
   uint32_t replicas = 0;
+  // How often a dead memory node is dialled again (it comes back empty and is rebuilt from the
+  // other replicas); 0: a dead node stays dead and the far memory goes through no extra layer.
+  uint32_t reconnect_ms = 500;
+  // Share of a node's link that rebuilding it may use (emulated: of link_gbps; verbs: of
+  // 100 Gb/s).
+  double repair_share = 0.5;
   // A file holding the secret shared with the memory node (its memnode.key_file); empty: none.
   // Required by a memnode that has a key (always over TCP).
   std::string key_file;

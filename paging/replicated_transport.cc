@@ -1,8 +1,10 @@
-// Replicated, striped far memory over several memory nodes (see the header).
+// Replicated, striped far memory over several memory nodes, and their recovery (see the header).
 #include "paging/replicated_transport.h"
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdlib>
 #include <limits>
 
 #include "dataplane/log.h"
@@ -11,28 +13,55 @@ namespace fm::paging {
 namespace {
 
 constexpr const char* kTag = "replicas";
-constexpr uint32_t kMaxNodes = 64;  // a child's wr_id carries the node in its low 8 bits
+constexpr uint32_t kMaxNodes = 64;   // a child's wr_id carries the node in its low 8 bits
+constexpr CoreId kRepairCore{1000};  // the recovery thread's queue pairs (seed and logs only)
 
-/// One queue pair per node behind one QueuePair. Owner core only, like its children. Unlike a
-/// single RC queue pair it completes out of post order (the region matches by wr_id).
+uint64_t now_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
+}  // namespace
+
+/// One queue pair per node behind one QueuePair. Owner core only, like its children, except the
+/// mailboxes, through which the recovery thread hands over the queue pair of a node that came
+/// back. Unlike a single RC queue pair it completes out of post order (the region matches by
+/// wr_id).
 class ReplicatedQueuePair final : public QueuePair {
  public:
-  ReplicatedQueuePair(std::vector<Transport*> nodes, std::vector<std::unique_ptr<QueuePair>> qps,
-                      Placement placement, uint64_t pages, uint32_t max_ops,
+  ReplicatedQueuePair(ReplicatedTransport& owner, CoreId core,
+                      std::vector<std::unique_ptr<QueuePair>> qps, uint32_t max_ops,
                       ReplicationCounters& counters)
-      : nodes_(std::move(nodes)),
+      : owner_(owner),
+        core_(core),
         qps_(std::move(qps)),
-        placement_(placement),
-        pages_(pages),
+        mailbox_(new std::atomic<QueuePair*>[qps_.size()]),
+        placement_(owner.placement_),
+        pages_(owner.pages_),
         ops_(max_ops),
         backlog_(qps_.size()),
         counters_(counters) {
+    for (size_t n = 0; n < qps_.size(); ++n) mailbox_[n].store(nullptr);
     free_.reserve(max_ops);
     for (uint32_t i = max_ops; i-- > 0;) free_.push_back(i);
   }
 
+  ~ReplicatedQueuePair() override {
+    owner_.unregister(this);
+    for (size_t n = 0; n < qps_.size(); ++n) delete mailbox_[n].exchange(nullptr);
+  }
+
+  CoreId core() const { return core_; }
+
+  /// Recovery thread, under the owner's lock: node n's queue pair on its new connection.
+  void deliver(uint32_t n, std::unique_ptr<QueuePair> qp) {
+    delete mailbox_[n].exchange(qp.release(), std::memory_order_acq_rel);
+  }
+
   PostResult post(IoOp op, uint64_t remote_offset, void* local, uint32_t len,
                   uint64_t wr_id) override {
+    adopt();
     const uint64_t page = remote_offset / kPageSize;
     const uint64_t in_page = remote_offset % kPageSize;
     if (free_.empty()) return PostResult::kFull;
@@ -50,6 +79,11 @@ class ReplicatedQueuePair final : public QueuePair {
     o.local = local;
     o.len = len;
     if (op == IoOp::kRead) {
+      if (owner_.lost(page)) {  // every copy of it died: never hand out what a new node holds
+        free_.pop_back();
+        finish_lost(slot, o);
+        return PostResult::kOk;
+      }
       const PostResult r = issue_read(slot, o);
       if (r == PostResult::kFull) return PostResult::kFull;  // slot stays free
       free_.pop_back();
@@ -57,13 +91,18 @@ class ReplicatedQueuePair final : public QueuePair {
       return PostResult::kOk;
     }
     free_.pop_back();
+    owner_.write_posted(page);
     // Count the replicas first: a send that fails at once completes (and may finish) the op.
     uint32_t live[kMaxNodes];
     uint32_t nlive = 0;
     for (uint32_t k = 0; k < placement_.replicas; ++k) {
-      if (nodes_[placement_.node_of(page, k)]->alive()) live[nlive++] = k;
+      if (owner_.writable(placement_.node_of(page, k))) live[nlive++] = k;
     }
+    // A node seen rebuilding here has its new queue pair in the mailbox already: take it
+    // before sending, so that no write meant for the new connection goes to the dead one.
+    adopt();
     if (nlive == 0) {
+      owner_.write_done(page, false);
       finish(slot, o, IoStatus::kDisconnected);  // no replica left to hold it
       return PostResult::kOk;
     }
@@ -77,13 +116,17 @@ class ReplicatedQueuePair final : public QueuePair {
   }
 
   uint32_t poll(std::span<Completion> out) override {
+    adopt();
     for (uint32_t n = 0; n < qps_.size(); ++n) drain_backlog(n);
     std::array<Completion, 32> c;
-    for (uint32_t n = 0; n < qps_.size(); ++n) {
-      uint32_t got;
-      while ((got = qps_[n]->poll(c)) > 0) {
-        for (uint32_t i = 0; i < got; ++i) on_child(c[i]);
-        if (got < c.size()) break;
+    for (uint32_t n = 0; n < qps_.size(); ++n) poll_child(*qps_[n], c);
+    for (size_t i = 0; i < draining_.size();) {
+      poll_child(*draining_[i], c);
+      if (draining_[i]->outstanding() == 0) {
+        draining_[i] = std::move(draining_.back());
+        draining_.pop_back();
+      } else {
+        ++i;
       }
     }
     uint32_t k = 0;
@@ -108,6 +151,7 @@ class ReplicatedQueuePair final : public QueuePair {
     IoOp op = IoOp::kRead;
     uint8_t pending = 0;               // child work requests not yet completed
     uint8_t written = 0;               // kWrite: replicas that have it
+    uint8_t sent = 0;                  // kWrite: replicas it went to
     uint64_t tried = 0;                // kRead: nodes already asked (bit per node)
     IoStatus failure = IoStatus::kOk;  // kWrite: the worst child status
   };
@@ -120,6 +164,32 @@ class ReplicatedQueuePair final : public QueuePair {
   };
 
   static uint64_t tag(uint32_t slot, uint32_t node) { return (uint64_t(slot) << 8) | node; }
+
+  void poll_child(QueuePair& q, std::array<Completion, 32>& c) {
+    uint32_t got;
+    while ((got = q.poll(c)) > 0) {
+      for (uint32_t i = 0; i < got; ++i) on_child(c[i]);
+      if (got < c.size()) break;
+    }
+  }
+
+  /// Takes the queue pairs the recovery thread left in the mailboxes. The old ones keep being
+  /// polled until their (failed) requests are all back; what waited in their backlogs was bound
+  /// for a dead connection and fails like it.
+  void adopt() {
+    const uint32_t g = owner_.generation_.load(std::memory_order_acquire);
+    if (g == seen_generation_) return;
+    seen_generation_ = g;
+    for (uint32_t n = 0; n < qps_.size(); ++n) {
+      QueuePair* q = mailbox_[n].exchange(nullptr, std::memory_order_acq_rel);
+      if (q == nullptr) continue;
+      draining_.push_back(std::move(qps_[n]));
+      qps_[n].reset(q);
+      std::deque<Child> stale;
+      stale.swap(backlog_[n]);
+      for (const Child& c : stale) ready_child_failure(c.wr_id);
+    }
+  }
 
   /// Sends to node n's queue pair, or queues behind its backlog when it is full (kept in order).
   void send(uint32_t n, const Child& c) {
@@ -151,14 +221,14 @@ class ReplicatedQueuePair final : public QueuePair {
     on_child(Completion{child_wr, IoStatus::kDisconnected});
   }
 
-  /// The least-loaded live replica of `o` not tried yet (its node; `k_out` its replica index);
-  /// kMaxNodes when none is left.
+  /// The least-loaded readable replica of `o` not tried yet (its node; `k_out` its replica
+  /// index); kMaxNodes when none is left.
   uint32_t pick(const Op& o, uint32_t* k_out) const {
     uint32_t best = kMaxNodes;
     uint64_t best_load = std::numeric_limits<uint64_t>::max();
     for (uint32_t k = 0; k < placement_.replicas; ++k) {
       const uint32_t n = placement_.node_of(o.page, k);
-      if (((o.tried >> n) & 1) || !nodes_[n]->alive()) continue;
+      if (((o.tried >> n) & 1) || !owner_.readable(n)) continue;
       const uint64_t load = qps_[n]->outstanding() + backlog_[n].size();
       if (load < best_load) {
         best = n;
@@ -219,6 +289,7 @@ class ReplicatedQueuePair final : public QueuePair {
       return;
     }
     // A write: done when every replica it went to answered.
+    if (o.sent < 255) ++o.sent;
     if (c.status == IoStatus::kOk) {
       ++o.written;
     } else if (c.status == IoStatus::kRemoteError || o.failure == IoStatus::kOk) {
@@ -234,6 +305,8 @@ class ReplicatedQueuePair final : public QueuePair {
       st = IoStatus::kRemoteError;
     else if (o.written == 0)
       st = IoStatus::kDisconnected;
+    owner_.write_done(
+        o.page, st == IoStatus::kOk && o.written == o.sent && o.in_page == 0 && o.len == kPageSize);
     finish(slot, o, st);
   }
 
@@ -247,8 +320,12 @@ class ReplicatedQueuePair final : public QueuePair {
     finish(slot, o, IoStatus::kDisconnected);
   }
 
-  std::vector<Transport*> nodes_;
+  ReplicatedTransport& owner_;
+  CoreId core_;
   std::vector<std::unique_ptr<QueuePair>> qps_;
+  std::unique_ptr<std::atomic<QueuePair*>[]> mailbox_;
+  std::vector<std::unique_ptr<QueuePair>> draining_;  // replaced children not yet empty
+  uint32_t seen_generation_ = 0;
   Placement placement_;
   uint64_t pages_;
   std::vector<Op> ops_;
@@ -258,7 +335,36 @@ class ReplicatedQueuePair final : public QueuePair {
   ReplicationCounters& counters_;
 };
 
-}  // namespace
+/// The recovery thread's copy pipeline: up to `window` pages in flight, each read from a live
+/// replica into its own buffer and written to the node being rebuilt.
+struct ReplicatedTransport::Repair {
+  struct Slot {
+    bool busy = false;
+    uint64_t page = 0;
+    uint64_t seq = 0;  // the page's write count when its copy began
+  };
+  std::byte* buf = nullptr;
+  std::vector<Slot> slots;
+  std::vector<std::unique_ptr<QueuePair>> qps;  // per node, on conn[n]
+  std::vector<Transport*> conn;
+  std::deque<uint64_t> retry;  // pages to look at again (a write raced the copy, a source died)
+  double tokens = 0;           // pages the rate allows now
+  uint64_t refilled_ns = 0;
+  uint32_t target = UINT32_MAX;  // the node being rebuilt
+  bool registered_everywhere = true;
+
+  /// Forgets every copy under way (a new target, or the target came back once more): the queue
+  /// pairs go too, so that no late completion lands in a reused slot.
+  void reset(uint32_t new_target) {
+    for (auto& s : slots) s.busy = false;
+    for (auto& q : qps) q.reset();
+    conn.assign(conn.size(), nullptr);
+    retry.clear();
+    target = new_target;
+  }
+
+  ~Repair() { std::free(buf); }
+};
 
 bool Placement::some_page_lost(const std::vector<bool>& dead) const {
   for (uint32_t s = 0; s < nodes; ++s) {
@@ -285,8 +391,8 @@ Result<std::unique_ptr<ReplicatedTransport>> ReplicatedTransport::create(
   std::unique_ptr<ReplicatedTransport> t(new ReplicatedTransport());
   t->placement_ = Placement{uint32_t(nodes.size()), replicas};
   t->region_bytes_ = (region_bytes + kPageSize - 1) / kPageSize * kPageSize;
-  const uint64_t pages = t->region_bytes_ / kPageSize;
-  const uint64_t need = t->placement_.lease_bytes(pages);
+  t->pages_ = t->region_bytes_ / kPageSize;
+  const uint64_t need = t->placement_.lease_bytes(t->pages_);
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (nodes[i]->remote_size() < need) {
       return error(Errc::kInvalidArgument,
@@ -296,65 +402,433 @@ Result<std::unique_ptr<ReplicatedTransport>> ReplicatedTransport::create(
     }
   }
   names.resize(nodes.size());
-  t->name_ = std::string(nodes[0]->name()) + " x" + std::to_string(nodes.size()) + " (" +
-             std::to_string(replicas) + (replicas == 1 ? " replica)" : " replicas)");
-  t->nodes_ = std::move(nodes);
-  t->names_ = std::move(names);
+  t->name_ = nodes.size() == 1
+                 ? std::string(nodes[0]->name())
+                 : std::string(nodes[0]->name()) + " x" + std::to_string(nodes.size()) + " (" +
+                       std::to_string(replicas) + (replicas == 1 ? " replica)" : " replicas)");
+  t->node_count_ = uint32_t(nodes.size());
+  t->nodes_.reset(new Node[nodes.size()]);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    t->nodes_[i].name = names[i].empty() ? "#" + std::to_string(i) : names[i];
+    t->nodes_[i].t.store(nodes[i].get());
+    t->owned_.push_back(std::move(nodes[i]));
+  }
+  t->wseq_.reset(new std::atomic<uint64_t>[t->pages_]);
+  t->lost_.reset(new std::atomic<uint8_t>[t->pages_]);
+  for (uint64_t p = 0; p < t->pages_; ++p) {
+    t->wseq_[p].store(0, std::memory_order_relaxed);
+    t->lost_[p].store(0, std::memory_order_relaxed);
+  }
   return t;
 }
 
+ReplicatedTransport::~ReplicatedTransport() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  repair_.reset();  // its queue pairs before the connections they belong to
+}
+
+bool ReplicatedTransport::readable(uint32_t n) const {
+  return NodeState(nodes_[n].state.load(std::memory_order_acquire)) == NodeState::kLive &&
+         nodes_[n].t.load(std::memory_order_acquire)->alive();
+}
+
+bool ReplicatedTransport::writable(uint32_t n) const {
+  return NodeState(nodes_[n].state.load(std::memory_order_acquire)) != NodeState::kDead &&
+         nodes_[n].t.load(std::memory_order_acquire)->alive();
+}
+
+bool ReplicatedTransport::node_alive(uint32_t i) const { return writable(i); }
+
+void ReplicatedTransport::write_done(uint64_t page, bool every_replica_full_page) {
+  // A page written in full to every replica it has holds data again.
+  if (every_replica_full_page && lost_[page].load(std::memory_order_relaxed) != 0 &&
+      lost_[page].exchange(0, std::memory_order_acq_rel) != 0) {
+    pages_lost_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  wseq_[page].fetch_add(1);
+}
+
 Status ReplicatedTransport::register_local(void* base, uint64_t len) {
-  for (auto& n : nodes_) FM_RETURN_IF_ERROR(n->register_local(base, len));
+  for (uint32_t n = 0; n < node_count_; ++n) FM_RETURN_IF_ERROR(node(n).register_local(base, len));
+  local_base_ = base;
+  local_len_ = len;
   return Status::ok();
 }
 
 Result<std::unique_ptr<QueuePair>> ReplicatedTransport::create_queue_pair(CoreId core) {
+  std::lock_guard<std::mutex> g(mu_);
   std::vector<std::unique_ptr<QueuePair>> qps;
-  std::vector<Transport*> raw;
   uint64_t depth = 0;
-  for (auto& n : nodes_) {
-    auto q = n->create_queue_pair(core);
+  for (uint32_t n = 0; n < node_count_; ++n) {
+    auto q = node(n).create_queue_pair(core);
     if (!q) return q.status();
     qps.push_back(std::move(q.value()));
-    raw.push_back(n.get());
     depth += 64;
   }
-  std::lock_guard<std::mutex> g(counters_mu_);
   counters_.push_back(std::make_unique<ReplicationCounters>());
   // Room for every child's queue to be full, plus reads waiting in backlogs.
   const uint32_t max_ops = uint32_t(std::max<uint64_t>(depth, 256));
-  return std::unique_ptr<QueuePair>(new ReplicatedQueuePair(std::move(raw), std::move(qps),
-                                                            placement_, region_bytes_ / kPageSize,
-                                                            max_ops, *counters_.back()));
+  auto* qp = new ReplicatedQueuePair(*this, core, std::move(qps), max_ops, *counters_.back());
+  qps_.push_back(qp);
+  return std::unique_ptr<QueuePair>(qp);
+}
+
+void ReplicatedTransport::unregister(ReplicatedQueuePair* qp) {
+  std::lock_guard<std::mutex> g(mu_);
+  qps_.erase(std::remove(qps_.begin(), qps_.end(), qp), qps_.end());
 }
 
 bool ReplicatedTransport::alive() const {
-  std::vector<bool> dead(nodes_.size());
+  std::vector<bool> dead(node_count_);
   bool any = false;
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    dead[i] = !nodes_[i]->alive();
+  for (uint32_t i = 0; i < node_count_; ++i) {
+    dead[i] = !readable(i);
     any |= dead[i];
   }
   return !any || !placement_.some_page_lost(dead);
 }
 
+std::vector<NodeInfo> ReplicatedTransport::nodes_info() const {
+  std::vector<NodeInfo> v;
+  for (uint32_t i = 0; i < node_count_; ++i) {
+    const Node& n = nodes_[i];
+    NodeInfo info;
+    info.name = n.name;
+    info.state = node_state(i);
+    if (info.state != NodeState::kDead && !n.t.load(std::memory_order_acquire)->alive())
+      info.state = NodeState::kDead;  // not noticed by the recovery thread yet
+    info.deaths = n.deaths.load();
+    info.rejoins = n.rejoins.load();
+    info.repair_pages = n.repair_pages.load();
+    info.repaired = n.repaired.load();
+    info.lost = n.lost.load();
+    info.recopied = n.recopied.load();
+    info.last_repair_ms = n.last_repair_ms.load();
+    v.push_back(std::move(info));
+  }
+  return v;
+}
+
 uint64_t ReplicatedTransport::reads_reissued() const {
-  std::lock_guard<std::mutex> g(counters_mu_);
+  std::lock_guard<std::mutex> g(mu_);
   uint64_t s = 0;
   for (const auto& c : counters_) s += c->reads_reissued.read();
   return s;
 }
 uint64_t ReplicatedTransport::writes_degraded() const {
-  std::lock_guard<std::mutex> g(counters_mu_);
+  std::lock_guard<std::mutex> g(mu_);
   uint64_t s = 0;
   for (const auto& c : counters_) s += c->writes_degraded.read();
   return s;
 }
 uint64_t ReplicatedTransport::reads_lost() const {
-  std::lock_guard<std::mutex> g(counters_mu_);
+  std::lock_guard<std::mutex> g(mu_);
   uint64_t s = 0;
   for (const auto& c : counters_) s += c->reads_lost.read();
   return s;
+}
+
+// ---- Recovery ----
+
+Status ReplicatedTransport::start_recovery(RecoveryOptions opts, bool thread) {
+  if (!opts.connect) return error(Errc::kInvalidArgument, "recovery needs a connect function");
+  if (thread_.joinable()) return error(Errc::kInvalidArgument, "recovery is already running");
+  recovery_ = std::move(opts);
+  if (thread) thread_ = std::thread([this] { recovery_loop(); });
+  return Status::ok();
+}
+
+void ReplicatedTransport::recovery_loop() {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    recovery_step(5);
+    bool rebuilding = false;
+    for (uint32_t n = 0; n < node_count_; ++n)
+      rebuilding |= node_state(n) == NodeState::kRebuilding;
+    // Rebuilding paces itself in small steps; otherwise look again every 10 ms (deaths are
+    // noticed by the connections themselves; this only acts on them).
+    std::this_thread::sleep_for(std::chrono::milliseconds(rebuilding ? 1 : 10));
+  }
+}
+
+void ReplicatedTransport::recovery_step(uint32_t budget_ms) {
+  const uint64_t now = now_ns();
+  for (uint32_t n = 0; n < node_count_; ++n) {
+    Node& node = nodes_[n];
+    const NodeState st = node_state(n);
+    if (st != NodeState::kDead && !node.t.load(std::memory_order_acquire)->alive()) {
+      node.state.store(uint8_t(NodeState::kDead), std::memory_order_release);
+      node.deaths.fetch_add(1);
+      node.next_try_ns = now + uint64_t(recovery_.reconnect_ms) * 1000000;
+      FM_LOG_WARN(kTag, "memory node {} is dead{}", node.name,
+                  st == NodeState::kRebuilding ? " again, before its rebuild finished" : "");
+      continue;
+    }
+    if (st == NodeState::kDead && recovery_.connect && now >= node.next_try_ns) {
+      node.next_try_ns = now + uint64_t(recovery_.reconnect_ms) * 1000000;
+      auto c = recovery_.connect(n);
+      if (!c) {
+        FM_LOG_DEBUG(kTag, "memory node {} not back yet: {}", node.name, c.status().message());
+        continue;
+      }
+      rejoin(n, std::move(c.value()));
+    }
+  }
+  // One node is rebuilt at a time (the lowest-numbered one), so its copies have the pipeline.
+  const uint64_t until = now_ns() + uint64_t(budget_ms) * 1000000;
+  for (uint32_t n = 0; n < node_count_; ++n) {
+    if (node_state(n) != NodeState::kRebuilding) continue;
+    if (!rebuild(n, until)) break;
+    Node& node = nodes_[n];
+    if (pages_lost() > 0) forget_lost();
+    node.last_repair_ms.store((now_ns() - node.repair_started_ns) / 1000000);
+    node.state.store(uint8_t(NodeState::kLive), std::memory_order_release);
+    const uint64_t lost = node.lost.load();
+    FM_LOG_INFO(kTag,
+                "memory node {} rebuilt in {} ms: {} pages copied ({} again, raced by a "
+                "write-back), {} lost (no live copy)",
+                node.name, node.last_repair_ms.load(), node.repaired.load() - lost,
+                node.recopied.load(), lost);
+    break;
+  }
+}
+
+void ReplicatedTransport::set_lost_hook(LostHook hook) {
+  std::lock_guard<std::mutex> g(hook_mu_);
+  lost_hook_ = std::move(hook);
+}
+
+void ReplicatedTransport::forget_lost() {
+  std::lock_guard<std::mutex> g(hook_mu_);
+  if (!lost_hook_) return;
+  const uint64_t before = pages_lost();
+  if (!lost_hook_([this](uint64_t page) { return page < pages_ && lost(page); })) return;
+  // Nothing refers to their old bytes now: they hold whatever the new node has (zeros).
+  for (uint64_t p = 0; p < pages_; ++p) {
+    if (lost_[p].load(std::memory_order_relaxed) != 0 && lost_[p].exchange(0) != 0)
+      pages_lost_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  pages_forgotten_.fetch_add(before, std::memory_order_relaxed);
+  FM_LOG_WARN(kTag, "{} pages had no live copy left; what lived on them was dropped", before);
+}
+
+void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
+  Node& node = nodes_[n];
+  const uint64_t need = placement_.lease_bytes(pages_);
+  if (t->remote_size() < need) {
+    FM_LOG_ERROR(kTag, "memory node {} is back with a lease of {} bytes; {} are needed", node.name,
+                 t->remote_size(), need);
+    return;
+  }
+  if (local_base_ != nullptr) {
+    if (Status s = t->register_local(local_base_, local_len_); !s.is_ok()) {
+      FM_LOG_ERROR(kTag, "memory node {} is back but: {}", node.name, s.message());
+      return;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    std::vector<std::unique_ptr<QueuePair>> fresh;
+    for (ReplicatedQueuePair* qp : qps_) {
+      auto q = t->create_queue_pair(qp->core());
+      if (!q) {
+        FM_LOG_ERROR(kTag, "memory node {} is back but its queue pairs: {}", node.name,
+                     q.status().message());
+        return;
+      }
+      fresh.push_back(std::move(q.value()));
+    }
+    for (size_t i = 0; i < qps_.size(); ++i) qps_[i]->deliver(n, std::move(fresh[i]));
+    node.t.store(t.get(), std::memory_order_release);
+    owned_.push_back(std::move(t));  // the dead connection stays until the end: queue pairs
+                                     // may still drain it
+    // Mailboxes, then the generation, then the state: a core that sees the node rebuilding
+    // sees the generation and takes its queue pair first (ReplicatedQueuePair::post).
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+    uint64_t to_copy = 0;
+    for (uint64_t p = 0; p < pages_; ++p) {
+      const uint32_t k = uint32_t((n + placement_.nodes - p % placement_.nodes) % placement_.nodes);
+      if (k < placement_.replicas && wseq_[p].load(std::memory_order_relaxed) != 0) ++to_copy;
+    }
+    node.repair_pages.store(to_copy);
+    node.repaired.store(0);
+    node.lost.store(0);
+    node.recopied.store(0);
+    node.repair_cursor = 0;
+    node.repair_started_ns = now_ns();
+    if (repair_ && repair_->target == n) repair_->reset(UINT32_MAX);
+    node.rejoins.fetch_add(1);
+    node.state.store(uint8_t(NodeState::kRebuilding), std::memory_order_release);
+  }
+  FM_LOG_INFO(kTag, "memory node {} is back: rebuilding {} pages", node.name,
+              node.repair_pages.load());
+}
+
+bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
+  Node& node = nodes_[n];
+  const uint32_t window = std::max<uint32_t>(1, recovery_.repair_window);
+  if (!repair_) {
+    repair_ = std::make_unique<Repair>();
+    repair_->buf = static_cast<std::byte*>(std::aligned_alloc(kPageSize, window * kPageSize));
+    repair_->slots.resize(window);
+    repair_->qps.resize(node_count_);
+    repair_->conn.assign(node_count_, nullptr);
+    repair_->refilled_ns = now_ns();
+  }
+  Repair& r = *repair_;
+  if (r.target != n) r.reset(n);
+  for (uint32_t i = 0; i < node_count_; ++i) {  // queue pairs on each node's current connection
+    Transport* t = nodes_[i].t.load(std::memory_order_acquire);
+    if (r.conn[i] == t) continue;
+    if (Status s = t->register_local(r.buf, uint64_t(window) * kPageSize); !s.is_ok()) {
+      // Verbs registers one buffer per connection (the frames); copies need a second one.
+      if (r.registered_everywhere) {
+        FM_LOG_ERROR(kTag,
+                     "memory node {}: pages cannot be copied back ({}); it takes writes "
+                     "only",
+                     nodes_[i].name, s.message());
+      }
+      r.registered_everywhere = false;
+    }
+    auto q = t->create_queue_pair(kRepairCore);
+    if (!q) {
+      FM_LOG_ERROR(kTag, "memory node {}: no queue pair to copy pages: {}", nodes_[i].name,
+                   q.status().message());
+      return false;
+    }
+    for (auto& s : r.slots) s.busy = false;  // requests on a replaced queue pair are abandoned
+    r.qps[i] = std::move(q.value());
+    r.conn[i] = t;
+  }
+  if (!r.registered_everywhere) return false;
+  const uint32_t nodes = placement_.nodes;
+  auto k_of = [&](uint64_t p) { return uint32_t((n + nodes - p % nodes) % nodes); };
+  auto tag = [](uint32_t slot, bool write) { return (uint64_t(slot) << 1) | uint64_t(write); };
+  auto settle = [&](uint64_t) { node.repaired.fetch_add(1, std::memory_order_relaxed); };
+  std::array<Completion, 32> c;
+  for (;;) {
+    if (!writable(n)) return false;  // the node died again; the next step notices it
+    bool progress = false;
+    // Completions: a copied page is done if no write-back raced it.
+    for (uint32_t i = 0; i < node_count_; ++i) {
+      if (!r.qps[i]) continue;
+      const uint32_t got = r.qps[i]->poll(c);
+      progress |= got > 0;
+      for (uint32_t j = 0; j < got; ++j) {
+        Repair::Slot& s = r.slots[c[j].wr_id >> 1];
+        if (!s.busy) continue;
+        const bool was_write = (c[j].wr_id & 1) != 0;
+        if (c[j].status != IoStatus::kOk) {
+          s.busy = false;
+          r.retry.push_back(s.page);
+          continue;
+        }
+        if (!was_write) {
+          const uint32_t slot = uint32_t(c[j].wr_id >> 1);
+          const PostResult pr =
+              r.qps[n]->post(IoOp::kWrite, placement_.offset_of(s.page, k_of(s.page)),
+                             r.buf + uint64_t(slot) * kPageSize, kPageSize, tag(slot, true));
+          if (pr != PostResult::kOk) {
+            s.busy = false;
+            r.retry.push_back(s.page);
+          }
+          continue;
+        }
+        s.busy = false;
+        if (wseq_[s.page].load() != s.seq) {
+          r.retry.push_back(s.page);  // a write-back was posted meanwhile: copy it again
+          node.recopied.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          pages_repaired_.fetch_add(1, std::memory_order_relaxed);
+          settle(s.page);
+        }
+      }
+    }
+    // Start copies while the rate and the window allow.
+    const uint64_t now = now_ns();
+    if (recovery_.repair_bytes_per_s > 0) {
+      r.tokens = std::min<double>(window, r.tokens + double(now - r.refilled_ns) * 1e-9 *
+                                                         recovery_.repair_bytes_per_s / kPageSize);
+    } else {
+      r.tokens = window;
+    }
+    r.refilled_ns = now;
+    bool busy = false;
+    for (uint32_t slot = 0; slot < window; ++slot) {
+      Repair::Slot& s = r.slots[slot];
+      if (s.busy) {
+        busy = true;
+        continue;
+      }
+      bool started = false;
+      while (!started && r.tokens >= 1.0) {
+        uint64_t p;
+        if (!r.retry.empty() && (node.repair_cursor >= pages_ || r.retry.size() > window)) {
+          p = r.retry.front();
+          r.retry.pop_front();
+        } else if (node.repair_cursor < pages_) {
+          p = node.repair_cursor++;
+          if (k_of(p) >= placement_.replicas) continue;  // not one of this node's pages
+        } else {
+          break;
+        }
+        const uint64_t seq = wseq_[p].load();
+        if (seq == 0) continue;  // never written: nothing to copy
+        if ((seq >> 32) != (seq & 0xffffffffu)) {
+          r.retry.push_back(p);  // a write-back is in flight: it reaches this node too
+          if (r.retry.size() <= window) break;
+          continue;
+        }
+        uint32_t src = kMaxNodes;
+        uint32_t src_k = 0;
+        for (uint32_t k = 0; k < placement_.replicas; ++k) {
+          const uint32_t m = placement_.node_of(p, k);
+          if (m != n && readable(m)) {
+            src = m;
+            src_k = k;
+            break;
+          }
+        }
+        if (src == kMaxNodes || lost(p)) {
+          // No live copy: the page's data is gone. Its fetches fail until it is written again.
+          if (lost_[p].exchange(1) == 0) {
+            pages_lost_.fetch_add(1, std::memory_order_relaxed);
+            if (wseq_[p].load() != seq && lost_[p].exchange(0) != 0) {
+              pages_lost_.fetch_sub(1, std::memory_order_relaxed);  // written meanwhile
+            } else {
+              node.lost.fetch_add(1, std::memory_order_relaxed);
+            }
+          }
+          settle(p);
+          continue;
+        }
+        s = Repair::Slot{true, p, seq};
+        const PostResult pr =
+            r.qps[src]->post(IoOp::kRead, placement_.offset_of(p, src_k),
+                             r.buf + uint64_t(slot) * kPageSize, kPageSize, tag(slot, false));
+        if (pr != PostResult::kOk) {
+          s.busy = false;
+          r.retry.push_back(p);
+          break;
+        }
+        r.tokens -= 1.0;
+        started = true;
+        busy = true;
+        progress = true;
+      }
+    }
+    if (!busy && r.retry.empty() && node.repair_cursor >= pages_) return true;
+    if (now_ns() >= until_ns) return false;
+    if (busy && !progress) {
+      std::this_thread::sleep_for(std::chrono::microseconds(10));  // copies in flight: a 4 KiB
+                                                                   // page takes microseconds
+    } else if (!busy && r.tokens < 1.0) {
+      // Paced: wait for the next token rather than spin (bounded by the step's budget).
+      const double wait_s = (1.0 - r.tokens) * kPageSize / recovery_.repair_bytes_per_s;
+      const uint64_t wait_ns = std::min<uint64_t>(uint64_t(wait_s * 1e9) + 1, until_ns - now_ns());
+      std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<uint64_t>(wait_ns, 1000000)));
+    }
+  }
 }
 
 }  // namespace fm::paging

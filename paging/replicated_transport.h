@@ -4,17 +4,25 @@
 // re-issued to another replica when its node dies under it, so a node's death costs no request
 // while another replica of each page lives. Implements the Transport seam, so the region does
 // not know it talks to more than one node.
+//
+// Recovery (start_recovery): a thread redials dead nodes. A node that is back (a fresh, empty
+// lease) takes writes at once and reads only once it is rebuilt: every page it should hold is
+// copied from a live replica at a bounded rate, and a page with no live replica left is marked
+// lost, so that its fetches fail (never return zeros or stale bytes) until it is written again.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dataplane/counter.h"
+#include "dataplane/enum_names.h"
 #include "dataplane/ids.h"
 #include "dataplane/result.h"
 #include "paging/transport.h"
@@ -41,12 +49,46 @@ struct Placement {
   bool some_page_lost(const std::vector<bool>& dead) const;
 };
 
+/// A memory node's state as the compute side sees it.
+enum class NodeState : uint8_t {
+  kLive,        // connected and holding every page it should: reads and writes
+  kDead,        // missed heartbeats, closed or failed a work request: neither
+  kRebuilding,  // connected again: takes writes; reads wait until its pages are copied back
+};
+inline constexpr EnumName<NodeState> kNodeStateNames[] = {
+    {"live", NodeState::kLive}, {"dead", NodeState::kDead}, {"rebuilding", NodeState::kRebuilding}};
+static_assert(enum_table_ok(kNodeStateNames));
+
+/// How dead nodes come back (start_recovery).
+struct RecoveryOptions {
+  /// Connects node i again with a fresh lease of the same size. Called on the recovery thread.
+  std::function<Result<std::unique_ptr<Transport>>(uint32_t node)> connect;
+  uint32_t reconnect_ms = 500;    // between attempts to reach a dead node
+  double repair_bytes_per_s = 0;  // re-replication traffic per node's link; 0: unbounded
+  uint32_t repair_window = 16;    // pages being copied at once
+};
+
+/// One node, for dpctl and statistics.
+struct NodeInfo {
+  std::string name;
+  NodeState state = NodeState::kLive;
+  uint64_t deaths = 0;          // times it was declared dead
+  uint64_t rejoins = 0;         // times it was connected again
+  uint64_t repair_pages = 0;    // pages the current (or last) rebuild copies
+  uint64_t repaired = 0;        // of which settled so far (copied, or found lost)
+  uint64_t lost = 0;            // of which had no live copy left
+  uint64_t recopied = 0;        // copies done again because a write-back raced them
+  uint64_t last_repair_ms = 0;  // how long the last finished rebuild took
+};
+
 /// Counters of the replicated transport, any core's view (single writer per queue pair).
 struct ReplicationCounters {
   Counter reads_reissued;   // a fetch whose node died under it, sent to another replica
   Counter writes_degraded;  // a write-back that reached fewer replicas than configured
-  Counter reads_lost;       // a fetch with no live replica left (the page is gone)
+  Counter reads_lost;       // a fetch with no live replica left, or of a lost page
 };
+
+class ReplicatedQueuePair;
 
 class ReplicatedTransport final : public Transport {
  public:
@@ -55,34 +97,106 @@ class ReplicatedTransport final : public Transport {
   static Result<std::unique_ptr<ReplicatedTransport>> create(
       std::vector<std::unique_ptr<Transport>> nodes, std::vector<std::string> names,
       uint32_t replicas, uint64_t region_bytes);
+  ~ReplicatedTransport() override;
 
   const char* name() const override { return name_.c_str(); }
   uint64_t remote_size() const override { return region_bytes_; }
   Status register_local(void* base, uint64_t len) override;
   Result<std::unique_ptr<QueuePair>> create_queue_pair(CoreId core) override;
-  /// While every page has a replica on a live node.
+  /// While every page has a replica on a live (not rebuilding) node.
   bool alive() const override;
 
+  /// Starts the recovery thread (control path, once, after the queue pairs exist): it declares
+  /// nodes dead, redials them every reconnect_ms and rebuilds them. Without it a dead node
+  /// stays dead. `thread` false: no thread; the caller drives recovery_step() (tests).
+  Status start_recovery(RecoveryOptions opts, bool thread = true);
+  /// Who forgets what lived on lost pages (the app), called on the recovery thread when a
+  /// rebuild found pages with no live copy, before the node serves reads. `is_lost(page)`; it
+  /// returns true when nothing refers to those pages' old bytes any more: their fetches then
+  /// succeed again (with what the new node holds). Without one, lost pages fail until written.
+  /// Any thread; an empty function removes it (and waits for a call under way).
+  using LostHook = std::function<bool(const std::function<bool(uint64_t page)>& is_lost)>;
+  void set_lost_hook(LostHook hook);
+
+  /// One pass of what the recovery thread does, for at most `budget_ms` of rebuilding.
+  void recovery_step(uint32_t budget_ms);
+
   const Placement& placement() const { return placement_; }
-  uint32_t node_count() const { return uint32_t(nodes_.size()); }
-  bool node_alive(uint32_t i) const { return nodes_[i]->alive(); }  // any thread
-  const std::string& node_name(uint32_t i) const { return names_[i]; }
-  Transport& node(uint32_t i) { return *nodes_[i]; }
+  uint32_t node_count() const { return node_count_; }
+  /// Connected and not declared dead. Any thread.
+  bool node_alive(uint32_t i) const;
+  NodeState node_state(uint32_t i) const {
+    return NodeState(nodes_[i].state.load(std::memory_order_acquire));
+  }
+  const std::string& node_name(uint32_t i) const { return nodes_[i].name; }
+  /// The node's current connection (replaced when it rejoins). Control path.
+  Transport& node(uint32_t i) { return *nodes_[i].t.load(std::memory_order_acquire); }
+  std::vector<NodeInfo> nodes_info() const;  // any thread
   /// Summed over the queue pairs created so far. Any thread.
   uint64_t reads_reissued() const;
   uint64_t writes_degraded() const;
   uint64_t reads_lost() const;
+  /// Pages whose every replica was lost (until each is written again). Any thread.
+  uint64_t pages_lost() const { return pages_lost_.load(std::memory_order_relaxed); }
+  uint64_t pages_repaired() const { return pages_repaired_.load(std::memory_order_relaxed); }
+  /// Lost pages whose contents the app forgot (set_lost_hook), so they serve again.
+  uint64_t pages_forgotten() const { return pages_forgotten_.load(std::memory_order_relaxed); }
 
  private:
-  ReplicatedTransport() = default;
+  friend class ReplicatedQueuePair;
+  struct Node {
+    std::string name;
+    std::atomic<Transport*> t{nullptr};
+    std::atomic<uint8_t> state{uint8_t(NodeState::kLive)};
+    // Recovery thread writes, any thread reads.
+    std::atomic<uint64_t> deaths{0}, rejoins{0}, repair_pages{0}, repaired{0}, lost{0}, recopied{0},
+        last_repair_ms{0};
+    // Recovery thread only.
+    uint64_t next_try_ns = 0;
+    uint64_t repair_started_ns = 0;
+    uint64_t repair_cursor = 0;  // next page to look at
+  };
+  struct Repair;  // the recovery thread's copy pipeline (replicated_transport.cc)
 
-  std::vector<std::unique_ptr<Transport>> nodes_;
-  std::vector<std::string> names_;
+  ReplicatedTransport() = default;
+  bool readable(uint32_t n) const;  // live and connected
+  bool writable(uint32_t n) const;  // live or rebuilding, and connected
+  // Write accounting per page, for the recovery thread to see writes race its copies: bits
+  // 63..32 count write-backs posted, 31..0 write-backs completed.
+  void write_posted(uint64_t page) { wseq_[page].fetch_add(uint64_t(1) << 32); }
+  void write_done(uint64_t page, bool every_replica_full_page);
+  bool lost(uint64_t page) const { return lost_[page].load(std::memory_order_acquire) != 0; }
+  void unregister(ReplicatedQueuePair* qp);
+  void forget_lost();  // the lost hook, then the lost flags cleared
+  void rejoin(uint32_t n, std::unique_ptr<Transport> t);
+  // Rebuilds node n for up to `until_ns`; true when it is done.
+  bool rebuild(uint32_t n, uint64_t until_ns);
+  void recovery_loop();
+
+  std::unique_ptr<Node[]> nodes_;
+  uint32_t node_count_ = 0;
+  std::vector<std::unique_ptr<Transport>> owned_;  // every connection, current and retired
   Placement placement_;
   uint64_t region_bytes_ = 0;
+  uint64_t pages_ = 0;
   std::string name_;
-  mutable std::mutex counters_mu_;  // create_queue_pair (control path) vs readers (stats)
-  std::vector<std::unique_ptr<ReplicationCounters>> counters_;  // one per queue pair
+  void* local_base_ = nullptr;
+  uint64_t local_len_ = 0;
+  std::unique_ptr<std::atomic<uint64_t>[]> wseq_;
+  std::unique_ptr<std::atomic<uint8_t>[]> lost_;
+  std::atomic<uint64_t> pages_lost_{0}, pages_repaired_{0}, pages_forgotten_{0};
+  std::atomic<uint32_t> generation_{0};  // bumped when a queue pair has a new child to adopt
+
+  mutable std::mutex mu_;  // queue pairs and counters (control path vs stats vs recovery)
+  std::vector<ReplicatedQueuePair*> qps_;
+  std::vector<std::unique_ptr<ReplicationCounters>> counters_;  // one per queue pair, kept
+
+  std::mutex hook_mu_;  // held while the hook runs
+  LostHook lost_hook_;
+  RecoveryOptions recovery_;
+  std::unique_ptr<Repair> repair_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 }  // namespace fm::paging

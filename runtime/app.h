@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "dataplane/ids.h"
@@ -27,8 +28,8 @@ class UdpApp {
   /// Serves one request datagram inside a fiber, `now_unix` seconds. Replies go through
   /// `reply(ctx, datagram)`. May wait at fetch boundaries (in async mode the fiber parks and may
   /// resume on another core): it must not keep per-core state across a far-memory access.
-  virtual void serve(void* state, std::span<const uint8_t> payload, int64_t now_unix,
-                     ReplyFn reply, void* ctx) = 0;
+  virtual void serve(void* state, std::span<const uint8_t> payload, int64_t now_unix, ReplyFn reply,
+                     void* ctx) = 0;
 
   /// Before the request is queued, when sched.predictor is not none: whether serving it will
   /// likely fault (it then waits in the fault-likely queue). `history` is the receiving core's
@@ -41,6 +42,15 @@ class UdpApp {
   /// The app's own statistics (kvserver: memcached's "stats" lines before the runtime's), for
   /// the control socket's `stats`. Control thread; must not block the cores.
   virtual void write_stats(int64_t now_unix, StatSink& out) const = 0;
+
+  /// Far memory lost every copy of some pages (memory nodes died and came back empty): forget
+  /// whatever lives where `gone(offset, len)` is true (kvserver drops those items, counted as
+  /// kv_lost_items). Returns whether the app forgot them; until then fetches of those pages
+  /// fail. The far-memory recovery thread; may sleep, must not fault.
+  virtual bool forget_far(const std::function<bool(uint64_t offset, uint32_t len)>& /*gone*/,
+                          int64_t /*now_unix*/) {
+    return false;
+  }
 };
 
 }  // namespace fm::rt

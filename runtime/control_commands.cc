@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "paging/replicated_transport.h"
+
 namespace fm::rt {
 namespace {
 
@@ -19,16 +21,18 @@ class JsonSink final : public StatSink {
   void stat(std::string_view name, std::string_view value) override {
     out_[std::string(name)] = std::string(value);
   }
-  void stat_signed(std::string_view name, int64_t value) override { out_[std::string(name)] = value; }
+  void stat_signed(std::string_view name, int64_t value) override {
+    out_[std::string(name)] = value;
+  }
 
  private:
   json& out_;
 };
 
 json cores_json(const CoreAllocator& a) {
-  return {{"active", a.active()},   {"min", a.min()},         {"max", a.max()},
-          {"workers", a.workers()}, {"auto", a.automatic()},
-          {"park", enum_name(kParkModeNames, a.park_mode())}};
+  return {{"active", a.active()},  {"min", a.min()},
+          {"max", a.max()},        {"workers", a.workers()},
+          {"auto", a.automatic()}, {"park", enum_name(kParkModeNames, a.park_mode())}};
 }
 
 json sched_json(const sched::Scheduler& s) {
@@ -118,8 +122,8 @@ Result<E> enum_arg(const json& q, const std::string& key, const EnumName<E> (&na
 }
 
 Result<json> set_sched(sched::Scheduler& sched, const json& q) {
-  static const char* kRestart[] = {"dispatch",      "dispatcher", "dispatch_bound",
-                                   "max_in_flight", "queue_depth", "stack_kb",
+  static const char* kRestart[] = {"dispatch",       "dispatcher",      "dispatch_bound",
+                                   "max_in_flight",  "queue_depth",     "stack_kb",
                                    "history_window", "dispatcher_lcore"};
   // Check everything before changing anything.
   std::optional<sched::FaultMode> faults;
@@ -164,6 +168,38 @@ Result<json> set_sched(sched::Scheduler& sched, const json& q) {
   return sched_json(sched);
 }
 
+/// The memory nodes as the compute side sees them: state, deaths, rejoins, rebuild progress.
+json memnodes_json(const ServerParts& parts) {
+  json nodes = json::array();
+  const auto* r = dynamic_cast<const paging::ReplicatedTransport*>(parts.transport);
+  if (r == nullptr) {
+    json out = {{"nodes", nodes}};
+    if (parts.transport != nullptr) {
+      nodes.push_back({{"name", "memnode"}, {"state", parts.transport->alive() ? "live" : "dead"}});
+      out = {{"nodes", nodes}, {"recovery", false}};
+    }
+    return out;
+  }
+  for (const paging::NodeInfo& n : r->nodes_info()) {
+    nodes.push_back({{"name", n.name},
+                     {"state", enum_name(paging::kNodeStateNames, n.state)},
+                     {"deaths", n.deaths},
+                     {"rejoins", n.rejoins},
+                     {"rebuild_pages", n.repair_pages},
+                     {"rebuilt", n.repaired},
+                     {"lost", n.lost},
+                     {"recopied", n.recopied},
+                     {"last_rebuild_ms", n.last_repair_ms}});
+  }
+  return {{"nodes", std::move(nodes)},
+          {"recovery", true},
+          {"replicas", r->placement().replicas},
+          {"pages_repaired", r->pages_repaired()},
+          {"pages_lost", r->pages_lost()},
+          {"reads_reissued", r->reads_reissued()},
+          {"writes_degraded", r->writes_degraded()}};
+}
+
 }  // namespace
 
 void add_control_commands(ControlServer& c, const ControlRefs& r) {
@@ -198,6 +234,9 @@ void add_control_commands(ControlServer& c, const ControlRefs& r) {
         "change faults (sync|async), steal (bool), predictor (none|history|pagetable), "
         "preempt_us while serving; the others need a restart",
         [r](const json& q) { return set_sched(r.sched, q); });
+  c.add("memnodes",
+        "the memory nodes: state (live, dead, rebuilding), deaths, rejoins, rebuild progress",
+        [r](const json&) -> Result<json> { return memnodes_json(r.parts); });
   c.add("decisions", "the last allocation decisions: {\"last\": N}",
         [r](const json& q) -> Result<json> {
           int64_t last = 20;

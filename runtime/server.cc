@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <ctime>
+#include <functional>
 #include <vector>
 
 #include "dataplane/control.h"
@@ -98,27 +100,36 @@ Status open_far_memory(const ServerOptions& o, uint16_t ncores,
     key = *k;
   }
   const uint64_t region_pages = (o.far_bytes + paging::kPageSize - 1) / paging::kPageSize;
-  if (o.paging.memnodes.empty()) {
+  paging::ReplicatedTransport* replicated = nullptr;
+  if (o.paging.memnodes.empty() && o.paging.reconnect_ms == 0) {
     auto t = connect_node(o, o.paging.memnode, "paging.memnode", ncores,
                           region_pages * paging::kPageSize, key);
     if (!t) return t.status();
     transport = std::move(t.value());
   } else {
-    const uint32_t n = uint32_t(o.paging.memnodes.size());
+    // Several nodes, or one that may come back: one ReplicatedTransport.
+    const bool one = o.paging.memnodes.empty();
+    const std::vector<std::string> addrs = one ? std::vector{o.paging.memnode} : o.paging.memnodes;
+    const uint32_t n = uint32_t(addrs.size());
     const uint32_t replicas = o.paging.replicas ? o.paging.replicas : (n >= 2 ? 2 : 1);
     const paging::Placement place{n, replicas};
+    auto what = [one](uint32_t i) {
+      return one ? std::string("paging.memnode") : "paging.memnodes[" + std::to_string(i) + "]";
+    };
     std::vector<std::unique_ptr<paging::Transport>> nodes;
     for (uint32_t i = 0; i < n; ++i) {
-      auto t = connect_node(o, o.paging.memnodes[i], "paging.memnodes[" + std::to_string(i) + "]",
-                            ncores, place.lease_bytes(region_pages), key);
+      auto t = connect_node(o, addrs[i], what(i), ncores, place.lease_bytes(region_pages), key);
       if (!t) return t.status();
       nodes.push_back(std::move(t.value()));
     }
-    auto r = paging::ReplicatedTransport::create(std::move(nodes), o.paging.memnodes, replicas,
+    auto r = paging::ReplicatedTransport::create(std::move(nodes), addrs, replicas,
                                                  region_pages * paging::kPageSize);
     if (!r) return r.status();
-    FM_LOG_INFO("server", "far memory on {} memory nodes, {} cop{} of each page", n, replicas,
-                replicas == 1 ? "y" : "ies");
+    if (!one) {
+      FM_LOG_INFO("server", "far memory on {} memory nodes, {} cop{} of each page", n, replicas,
+                  replicas == 1 ? "y" : "ies");
+    }
+    replicated = r.value().get();
     transport = std::move(r.value());
   }
   const uint64_t pages = o.far_bytes / paging::kPageSize;
@@ -129,6 +140,25 @@ Status open_far_memory(const ServerOptions& o, uint16_t ncores,
                                   o.max_pin_bytes);
   if (!r) return r.status();
   region = std::move(r.value());
+  if (replicated != nullptr && o.paging.reconnect_ms > 0) {
+    // Dead nodes are dialled again (quickly: the recovery thread has others to rebuild) and
+    // rebuilt at paging.repair_share of their link.
+    paging::RecoveryOptions ro;
+    ServerOptions redial = o;
+    redial.paging.connect_timeout_ms = std::min<uint32_t>(o.paging.connect_timeout_ms, 1000);
+    std::vector<std::string> addrs =
+        o.paging.memnodes.empty() ? std::vector{o.paging.memnode} : o.paging.memnodes;
+    const uint64_t lease = replicated->placement().lease_bytes(region_pages);
+    ro.connect = [redial, addrs, ncores, lease, key](uint32_t i) {
+      return connect_node(redial, addrs[i], addrs[i], ncores, lease, key);
+    };
+    ro.reconnect_ms = o.paging.reconnect_ms;
+    const double gbps = o.paging.transport == paging::TransportKind::kEmulated
+                            ? o.paging.emulated.link_gbps
+                            : 100.0;
+    ro.repair_bytes_per_s = o.paging.repair_share * gbps * 1e9 / 8;
+    FM_RETURN_IF_ERROR(replicated->start_recovery(std::move(ro)));
+  }
   return Status::ok();
 }
 
@@ -285,7 +315,22 @@ Status Server::run(UdpApp& app) {
               im.me.ip.to_string(), im.me.udp_port, im.me.mac.to_string(), im.ncores,
               im.alloc->active());
   std::fflush(stderr);
+  auto* replicated = dynamic_cast<paging::ReplicatedTransport*>(im.transport.get());
+  if (replicated != nullptr) {
+    // Pages whose every copy died: the app forgets what lived there, then they serve again.
+    replicated->set_lost_hook([&app](const std::function<bool(uint64_t)>& is_lost) {
+      return app.forget_far(
+          [&is_lost](uint64_t offset, uint32_t len) {
+            const uint64_t last = (offset + std::max<uint32_t>(len, 1) - 1) / paging::kPageSize;
+            for (uint64_t p = offset / paging::kPageSize; p <= last; ++p)
+              if (is_lost(p)) return true;
+            return false;
+          },
+          int64_t(::time(nullptr)));
+    });
+  }
   Status st = run_cores(loop_ptrs);
+  if (replicated != nullptr) replicated->set_lost_hook(nullptr);
   if (im.control) im.control->stop();
   // Every core has stopped polling: the counters are final.
   print_summary(im.parts, stderr);

@@ -80,12 +80,32 @@ constexpr PagingStat kPagingStats[] = {
 
 // The names written by the views below without a table row (switches, gauges, worker state).
 constexpr std::string_view kOtherNames[] = {
-    "sched_fault_mode",      "sched_dispatch",   "sched_steal",           "sched_preempt_us",
-    "sched_predictor",       "sched_in_flight",  "sched_queued",          "sched_fetches",
-    "paging_mode",           "paging_transport", "paging_memnode_alive",  "worker_busy_cycles",
-    "worker_parks",          "worker_wakes",     "worker_handoffs",       "paging_memnodes",
-    "paging_memnodes_alive", "paging_replicas",  "paging_reads_reissued", "paging_writes_degraded",
+    "sched_fault_mode",
+    "sched_dispatch",
+    "sched_steal",
+    "sched_preempt_us",
+    "sched_predictor",
+    "sched_in_flight",
+    "sched_queued",
+    "sched_fetches",
+    "paging_mode",
+    "paging_transport",
+    "paging_memnode_alive",
+    "worker_busy_cycles",
+    "worker_parks",
+    "worker_wakes",
+    "worker_handoffs",
+    "paging_memnodes",
+    "paging_memnodes_alive",
+    "paging_replicas",
+    "paging_reads_reissued",
+    "paging_writes_degraded",
     "paging_reads_lost",
+    "paging_memnodes_rebuilding",
+    "paging_memnode_rejoins",
+    "paging_pages_repaired",
+    "paging_pages_lost",
+    "paging_pages_forgotten",
 };
 
 constexpr bool name_ok(std::string_view n) {
@@ -214,10 +234,19 @@ void write_server_stats(const ServerParts& s, StatSink& out) {
   out.stat("paging_transport", s.transport->name());
   out.stat("paging_memnode_alive", uint64_t{s.transport->alive()});
   if (const auto* r = dynamic_cast<const paging::ReplicatedTransport*>(s.transport)) {
-    uint64_t alive = 0;
-    for (uint32_t i = 0; i < r->node_count(); ++i) alive += r->node_alive(i);
+    uint64_t alive = 0, rebuilding = 0, rejoins = 0;
+    for (const paging::NodeInfo& n : r->nodes_info()) {
+      alive += n.state != paging::NodeState::kDead;
+      rebuilding += n.state == paging::NodeState::kRebuilding;
+      rejoins += n.rejoins;
+    }
     out.stat("paging_memnodes", uint64_t{r->node_count()});
     out.stat("paging_memnodes_alive", alive);
+    out.stat("paging_memnodes_rebuilding", rebuilding);
+    out.stat("paging_memnode_rejoins", rejoins);
+    out.stat("paging_pages_repaired", r->pages_repaired());
+    out.stat("paging_pages_lost", r->pages_lost());
+    out.stat("paging_pages_forgotten", r->pages_forgotten());
     out.stat("paging_replicas", uint64_t{r->placement().replicas});
     out.stat("paging_reads_reissued", r->reads_reissued());
     out.stat("paging_writes_degraded", r->writes_degraded());

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,49 @@ INSTANTIATE_TEST_SUITE_P(Arenas, StoreTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return p.param ? "ReadCopyRetry" : "Local";
                          });
+
+// Far memory lost every copy of some pages: the items on them are dropped (counted), without
+// reading their bytes; the others stay, and the freed chunks are reused.
+TEST_P(StoreTest, DropLostForgetsExactlyTheItemsOnLostPages) {
+  auto s = make_store();
+  const std::string value(300, 'x');
+  std::map<std::string, uint64_t> where;
+  for (int i = 0; i < 200; ++i) {
+    const std::string k = "key" + std::to_string(i);
+    ASSERT_EQ(put(*s, k, value), StoreOutcome::kStored);
+    uint64_t off = 0;
+    uint32_t len = 0;
+    ASSERT_TRUE(s->locate(k, kNow, &off, &len));
+    where[k] = off;
+  }
+  // "Lose" every other 4 KiB page of the arena.
+  auto page_lost = [](uint64_t page) { return page % 2 == 1; };
+  const uint64_t dropped = s->drop_lost(
+      [&](uint64_t off, uint32_t size) {
+        for (uint64_t p = off / 4096; p <= (off + size - 1) / 4096; ++p)
+          if (page_lost(p)) return true;
+        return false;
+      },
+      kNow);
+  EXPECT_GT(dropped, 0u);
+  EXPECT_LT(dropped, 200u);
+  EXPECT_EQ(s->stats().lost_items, dropped);
+  EXPECT_EQ(s->stats().curr_items, 200u - dropped);
+  uint64_t misses = 0;
+  for (const auto& [k, off] : where) {
+    const std::string got = peek(*s, k);
+    if (got == "<miss>") {
+      ++misses;
+      EXPECT_TRUE(page_lost(off / 4096) || page_lost((off + k.size() + value.size() - 1) / 4096))
+          << k;
+    } else {
+      EXPECT_EQ(got, value) << k;
+    }
+  }
+  EXPECT_EQ(misses, dropped);
+  for (int i = 0; i < 200; ++i)
+    ASSERT_EQ(put(*s, "again" + std::to_string(i), value), StoreOutcome::kStored);
+}
 
 TEST(AbsoluteExpiryTest, MemcachedRules) {
   EXPECT_EQ(absolute_expiry(0, kNow), 0);                     // never

@@ -5,9 +5,11 @@
 
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "paging/clock.h"
@@ -300,6 +302,191 @@ TEST(Replicated, ARegionLosesANodeAndNoValue) {
   EXPECT_TRUE((*t)->alive());
   EXPECT_EQ((*t)->reads_lost(), 0u);
   EXPECT_GT((*t)->writes_degraded(), 0u);
+}
+
+// ---- Recovery: a dead node comes back empty and is rebuilt (issue #13, 3) ----
+
+// In-process emulated nodes (latency 0) that tests kill and replace; `connect` hands out a
+// fresh, empty node the way memnode's new lease would be.
+struct RecoveryRig {
+  Placement place;
+  uint64_t pages;
+  EmulatedOptions eo;
+  std::vector<EmulatedTransport*> current;
+  std::unique_ptr<ReplicatedTransport> t;
+  std::unique_ptr<QueuePair> qp;
+  std::map<uint64_t, IoStatus> done;
+  uint64_t next_wr = 1;
+
+  RecoveryRig(uint32_t n, uint32_t replicas, uint64_t pages_, double repair_bytes_per_s = 0)
+      : place{n, replicas}, pages(pages_) {
+    eo.latency_ns = 0;
+    std::vector<std::unique_ptr<Transport>> nodes;
+    for (uint32_t i = 0; i < n; ++i) nodes.push_back(fresh(i));
+    auto r = ReplicatedTransport::create(std::move(nodes), {}, replicas, pages * kPageSize);
+    EXPECT_TRUE(r.is_ok());
+    t = std::move(r.value());
+    qp = std::move(t->create_queue_pair(CoreId{0}).value());
+    RecoveryOptions ro;
+    ro.connect = [this](uint32_t i) -> Result<std::unique_ptr<Transport>> { return fresh(i); };
+    ro.reconnect_ms = 0;
+    ro.repair_bytes_per_s = repair_bytes_per_s;
+    EXPECT_TRUE(t->start_recovery(std::move(ro), /*thread=*/false).is_ok());
+  }
+  std::unique_ptr<Transport> fresh(uint32_t i) {
+    auto e = EmulatedTransport::in_process(eo, place.lease_bytes(pages), tsc_clock());
+    EXPECT_TRUE(e.is_ok());
+    if (current.size() <= i) current.resize(i + 1);
+    current[i] = e->get();
+    return std::unique_ptr<Transport>(std::move(e.value()));
+  }
+  IoStatus io(IoOp op, uint64_t page, void* buf) {
+    const uint64_t wr = next_wr++;
+    PostResult pr;
+    while ((pr = qp->post(op, page * kPageSize, buf, kPageSize, wr)) == PostResult::kFull) poll();
+    EXPECT_EQ(pr, PostResult::kOk);
+    for (int i = 0; i < 1000000; ++i) {
+      if (auto it = done.find(wr); it != done.end()) return it->second;
+      poll();
+    }
+    ADD_FAILURE() << "no completion";
+    return IoStatus::kRemoteError;
+  }
+  void poll() {
+    Completion c[16];
+    const uint32_t n = qp->poll(c);
+    for (uint32_t k = 0; k < n; ++k) done[c[k].wr_id] = c[k].status;
+  }
+  void put(uint64_t page, uint64_t v) {
+    std::vector<uint64_t> b(kPageSize / 8, v);
+    ASSERT_EQ(io(IoOp::kWrite, page, b.data()), IoStatus::kOk) << page;
+  }
+  /// The page's value, or ~0 when the read failed.
+  uint64_t get(uint64_t page) {
+    std::vector<uint64_t> b(kPageSize / 8, 0);
+    if (io(IoOp::kRead, page, b.data()) != IoStatus::kOk) return ~0ull;
+    for (uint64_t w : b) EXPECT_EQ(w, b[0]) << "page " << page << " is torn";
+    return b[0];
+  }
+  /// Steps recovery until every node is live (or `steps` pass).
+  void recover(int steps = 1000) {
+    for (int i = 0; i < steps; ++i) {
+      t->recovery_step(50);
+      bool all = true;
+      for (uint32_t n = 0; n < place.nodes; ++n) all &= t->node_state(n) == NodeState::kLive;
+      if (all) return;
+    }
+    ADD_FAILURE() << "recovery did not finish";
+  }
+};
+
+TEST(Recovery, ADeadNodeComesBackEmptyAndIsRebuiltFromTheOtherReplicas) {
+  RecoveryRig rig(3, 2, 300);
+  for (uint64_t p = 0; p < 300; p += 2) rig.put(p, p * 3 + 1);  // odd pages never written
+  rig.current[1]->kill();
+  rig.t->recovery_step(10);
+  EXPECT_EQ(rig.t->node_state(1), NodeState::kDead);
+  for (uint64_t p = 0; p < 300; p += 2) ASSERT_EQ(rig.get(p), p * 3 + 1) << p;  // from others
+  rig.recover();
+  const std::vector<NodeInfo> info = rig.t->nodes_info();
+  EXPECT_EQ(info[1].deaths, 1u);
+  EXPECT_EQ(info[1].rejoins, 1u);
+  // Node 1 holds replicas of pages p % 3 == 0 (k = 1) and p % 3 == 1 (k = 0): 200 of 300, of
+  // which the 100 even ones were written.
+  EXPECT_EQ(info[1].repair_pages, 100u);
+  EXPECT_EQ(info[1].repaired, 100u);
+  EXPECT_EQ(rig.t->pages_repaired(), 100u);
+  EXPECT_EQ(rig.t->pages_lost(), 0u);
+  // Now node 0 dies: pages on nodes {0, 1} are readable only from the rebuilt node 1.
+  rig.current[0]->kill();
+  rig.t->recovery_step(10);
+  for (uint64_t p = 0; p < 300; ++p) ASSERT_EQ(rig.get(p), p % 2 ? 0 : p * 3 + 1) << p;
+  EXPECT_EQ(rig.t->reads_lost(), 0u);
+}
+
+TEST(Recovery, ARebuildingNodeTakesWritesButServesNoReads) {
+  RecoveryRig rig(2, 2, 64, /*repair_bytes_per_s=*/1.0);  // a page a second: stays rebuilding
+  for (uint64_t p = 0; p < 64; ++p) rig.put(p, 100 + p);
+  rig.current[0]->kill();
+  rig.t->recovery_step(1);  // dead
+  rig.t->recovery_step(1);  // back, rebuilding (one page's worth of rate at most)
+  ASSERT_EQ(rig.t->node_state(0), NodeState::kRebuilding);
+  for (uint64_t p = 0; p < 64; ++p) ASSERT_EQ(rig.get(p), 100 + p) << p;  // node 1 only
+  rig.put(5, 555);                                                        // reaches both
+  rig.current[1]->kill();
+  // Only the rebuilding node is left: it is not read from, so nothing stale is served.
+  EXPECT_EQ(rig.get(6), ~0ull);
+  EXPECT_GE(rig.t->reads_lost(), 1u);
+}
+
+TEST(Recovery, ASingleNodeComesBackAndWhatItHeldIsLostNeverZero) {
+  RecoveryRig rig(1, 1, 32);
+  for (uint64_t p = 0; p < 16; ++p) rig.put(p, 7 + p);
+  rig.current[0]->kill();
+  rig.t->recovery_step(1);
+  EXPECT_EQ(rig.get(3), ~0ull);  // dead: fails
+  rig.recover();
+  EXPECT_EQ(rig.t->pages_lost(), 16u);
+  EXPECT_EQ(rig.t->nodes_info()[0].lost, 16u);
+  EXPECT_EQ(rig.get(3), ~0ull);  // lost: fails rather than read the new node's zeros
+  EXPECT_EQ(rig.get(20), 0u);    // never written: fine
+  rig.put(3, 333);               // written again: holds data again
+  EXPECT_EQ(rig.get(3), 333u);
+  EXPECT_EQ(rig.t->pages_lost(), 15u);
+  EXPECT_TRUE(rig.t->alive());
+}
+
+TEST(Recovery, WhenTheAppForgetsLostPagesTheyServeAgain) {
+  RecoveryRig rig(1, 1, 32);
+  for (uint64_t p = 0; p < 8; ++p) rig.put(p, 7 + p);
+  std::vector<uint64_t> told;
+  rig.t->set_lost_hook([&](const std::function<bool(uint64_t)>& is_lost) {
+    for (uint64_t p = 0; p < 32; ++p)
+      if (is_lost(p)) told.push_back(p);
+    return true;
+  });
+  rig.current[0]->kill();
+  rig.t->recovery_step(1);
+  rig.recover();
+  EXPECT_EQ(told, (std::vector<uint64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(rig.t->pages_lost(), 0u);
+  EXPECT_EQ(rig.t->pages_forgotten(), 8u);
+  EXPECT_EQ(rig.get(3), 0u);  // the new node's bytes: nothing refers to the old ones any more
+  rig.t->set_lost_hook(nullptr);
+}
+
+// Write-backs race the rebuild's copies: a core keeps rewriting pages while another thread
+// rebuilds, slowly. Afterwards the other node dies, so every page is read from the rebuilt node:
+// each holds its last value (a copy never lands over a newer write).
+TEST(Recovery, WritesRacingTheRebuildAreNeverOverwrittenByAnOlderCopy) {
+  const uint64_t pages = 256;
+  RecoveryRig rig(2, 2, pages, /*repair_bytes_per_s=*/40.0 * 1024 * 1024);
+  std::vector<uint64_t> last(pages);
+  for (uint64_t p = 0; p < pages; ++p) rig.put(p, last[p] = p << 20);
+  rig.current[0]->kill();
+  rig.t->recovery_step(1);
+  ASSERT_EQ(rig.t->node_state(0), NodeState::kDead);
+  std::atomic<bool> rebuilt{false};
+  std::thread recovery([&] {
+    for (int i = 0; i < 20000 && !rebuilt; ++i) {
+      rig.t->recovery_step(2);
+      rebuilt = rig.t->node_state(0) == NodeState::kLive;
+    }
+  });
+  uint64_t rng = 12345, writes = 0;
+  while (!rebuilt) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    const uint64_t p = (rng >> 33) % pages;
+    rig.put(p, ++last[p]);
+    ++writes;
+  }
+  recovery.join();
+  ASSERT_TRUE(rebuilt);
+  EXPECT_GT(writes, 0u);
+  RecordProperty("recopied", int(rig.t->nodes_info()[0].recopied));
+  rig.current[1]->kill();
+  rig.t->recovery_step(1);
+  for (uint64_t p = 0; p < pages; ++p) ASSERT_EQ(rig.get(p), last[p]) << p;
 }
 
 }  // namespace

@@ -29,9 +29,11 @@ const Keys kCoresKeys = {"active", "min", "max", "auto"};
 const Keys kSchedKeys = {"faults", "dispatch", "steal", "predictor", "preempt_us"};
 // The per-core statistics of the server's counter registry (runtime/stats.cc) shown in the
 // table; --json prints them all.
-const Keys kPerCoreKeys = {"core",           "lcore",         "state",
-                           "queues",         "sched_in_flight", "sched_queued",
-                           "sched_fetches",  "sched_finished"};
+const Keys kPerCoreKeys = {"core",          "lcore",           "state",
+                           "queues",        "sched_in_flight", "sched_queued",
+                           "sched_fetches", "sched_finished"};
+const Keys kMemnodeKeys = {"name",    "state", "deaths",   "rejoins",        "rebuild_pages",
+                           "rebuilt", "lost",  "recopied", "last_rebuild_ms"};
 const Keys kDecisionKeys = {"t_us", "action", "core", "active", "signal_us", "reason"};
 
 struct Globals {
@@ -244,16 +246,14 @@ int cmd_watch(Session& s, const Globals& g, int interval_ms, int count) {
       cols += fmt::format("  {:>8}", fmt::format("c{}", core));
     }
     if (g.json) {
-      fmt::print(
-          "{}\n",
-          Json{{"t_s", t_s},
-               {"unix_s", std::chrono::duration<double>(
-                              std::chrono::system_clock::now().time_since_epoch()).count()},
-               {"active", active},
-               {"served", total},
-               {"per_core", per_core}}
-              .dump(
-              -1, ' ', false, Json::error_handler_t::replace));
+      fmt::print("{}\n", Json{{"t_s", t_s},
+                              {"unix_s", std::chrono::duration<double>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count()},
+                              {"active", active},
+                              {"served", total},
+                              {"per_core", per_core}}
+                             .dump(-1, ' ', false, Json::error_handler_t::replace));
     } else {
       const std::string h = fmt::format("{:>7}  {:>6}  {:>9}{}", "t_s", "active", "served", cols);
       if (h != header) {
@@ -317,6 +317,9 @@ int run(int argc, char** argv) {
                    "anything else a string")
       ->required();
   sched->require_subcommand(0, 1);
+
+  auto* memnodes =
+      app.add_subcommand("memnodes", "memory nodes: state, deaths, rejoins, rebuild progress");
 
   int last = 20;
   auto* decisions = app.add_subcommand("decisions", "the core allocator's recent decisions");
@@ -403,6 +406,22 @@ int run(int argc, char** argv) {
       } else {
         fmt::print("{}", table(d, kDecisionKeys));
       }
+    });
+  }
+  if (*memnodes) {
+    return simple({{"cmd", "memnodes"}}, [](const Json& r) {
+      const Json& n = member(r, "nodes");
+      if (!n.is_array() || n.empty()) {
+        fmt::print("no memory nodes (local mode)\n");
+        return;
+      }
+      fmt::print("{}", table(n, kMemnodeKeys));
+      Json rest = Json::object();
+      for (const auto& [k, v] : r.items()) {
+        if (k != "nodes") rest[k] = v;
+      }
+      fmt::print("{}", inline_pairs(rest, {}));
+      fmt::print("\n");
     });
   }
   if (*raw) return cmd_raw(s, g, raw_line);
