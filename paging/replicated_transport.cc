@@ -340,9 +340,30 @@ class ReplicatedQueuePair final : public QueuePair {
 struct ReplicatedTransport::Repair {
   struct Slot {
     bool busy = false;
+    uint32_t gen = 0;  // bumped when the slot's copy is abandoned: late completions are ignored
     uint64_t page = 0;
     uint64_t seq = 0;  // the page's write count when its copy began
   };
+  /// wr_id of slot i's READ or WRITE: its generation, index and the op.
+  uint64_t tag(uint32_t i, bool write) const {
+    return (uint64_t(slots[i].gen) << 32) | (uint64_t(i) << 1) | uint64_t(write);
+  }
+  /// The slot a completion names, or null when it is stale (the copy was abandoned).
+  Slot* slot_of(uint64_t wr_id) {
+    const uint32_t i = uint32_t(wr_id & 0xffffffffu) >> 1;
+    if (i >= slots.size()) return nullptr;
+    Slot& s = slots[i];
+    return s.busy && s.gen == uint32_t(wr_id >> 32) ? &s : nullptr;
+  }
+  /// Abandons every copy under way; their pages are looked at again.
+  void abandon() {
+    for (auto& s : slots) {
+      if (!s.busy) continue;
+      s.busy = false;
+      ++s.gen;
+      retry.push_back(s.page);
+    }
+  }
   std::byte* buf = nullptr;
   std::vector<Slot> slots;
   std::vector<std::unique_ptr<QueuePair>> qps;  // per node, on conn[n]
@@ -356,7 +377,10 @@ struct ReplicatedTransport::Repair {
   /// Forgets every copy under way (a new target, or the target came back once more): the queue
   /// pairs go too, so that no late completion lands in a reused slot.
   void reset(uint32_t new_target) {
-    for (auto& s : slots) s.busy = false;
+    for (auto& s : slots) {
+      s.busy = false;
+      ++s.gen;
+    }
     for (auto& q : qps) q.reset();
     conn.assign(conn.size(), nullptr);
     retry.clear();
@@ -680,6 +704,12 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
   for (uint32_t i = 0; i < node_count_; ++i) {  // queue pairs on each node's current connection
     Transport* t = nodes_[i].t.load(std::memory_order_acquire);
     if (r.conn[i] == t) continue;
+    if (!t->alive()) {  // a dead connection serves no copy (a new one replaces it)
+      if (r.qps[i]) r.abandon();
+      r.qps[i].reset();
+      r.conn[i] = t;
+      continue;
+    }
     if (Status s = t->register_local(r.buf, uint64_t(window) * kPageSize); !s.is_ok()) {
       // Verbs registers one buffer per connection (the frames); copies need a second one.
       if (r.registered_everywhere) {
@@ -696,14 +726,13 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
                    q.status().message());
       return false;
     }
-    for (auto& s : r.slots) s.busy = false;  // requests on a replaced queue pair are abandoned
+    r.abandon();  // requests on a replaced queue pair never complete: copy those pages again
     r.qps[i] = std::move(q.value());
     r.conn[i] = t;
   }
   if (!r.registered_everywhere) return false;
   const uint32_t nodes = placement_.nodes;
   auto k_of = [&](uint64_t p) { return uint32_t((n + nodes - p % nodes) % nodes); };
-  auto tag = [](uint32_t slot, bool write) { return (uint64_t(slot) << 1) | uint64_t(write); };
   auto settle = [&](uint64_t) { node.repaired.fetch_add(1, std::memory_order_relaxed); };
   std::array<Completion, 32> c;
   for (;;) {
@@ -715,8 +744,9 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
       const uint32_t got = r.qps[i]->poll(c);
       progress |= got > 0;
       for (uint32_t j = 0; j < got; ++j) {
-        Repair::Slot& s = r.slots[c[j].wr_id >> 1];
-        if (!s.busy) continue;
+        Repair::Slot* sp = r.slot_of(c[j].wr_id);
+        if (sp == nullptr) continue;
+        Repair::Slot& s = *sp;
         const bool was_write = (c[j].wr_id & 1) != 0;
         if (c[j].status != IoStatus::kOk) {
           s.busy = false;
@@ -724,10 +754,10 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
           continue;
         }
         if (!was_write) {
-          const uint32_t slot = uint32_t(c[j].wr_id >> 1);
+          const uint32_t slot = uint32_t(c[j].wr_id & 0xffffffffu) >> 1;
           const PostResult pr =
               r.qps[n]->post(IoOp::kWrite, placement_.offset_of(s.page, k_of(s.page)),
-                             r.buf + uint64_t(slot) * kPageSize, kPageSize, tag(slot, true));
+                             r.buf + uint64_t(slot) * kPageSize, kPageSize, r.tag(slot, true));
           if (pr != PostResult::kOk) {
             s.busy = false;
             r.retry.push_back(s.page);
@@ -783,7 +813,7 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
         uint32_t src_k = 0;
         for (uint32_t k = 0; k < placement_.replicas; ++k) {
           const uint32_t m = placement_.node_of(p, k);
-          if (m != n && readable(m)) {
+          if (m != n && readable(m) && r.qps[m]) {
             src = m;
             src_k = k;
             break;
@@ -802,10 +832,12 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
           settle(p);
           continue;
         }
-        s = Repair::Slot{true, p, seq};
+        s.busy = true;
+        s.page = p;
+        s.seq = seq;
         const PostResult pr =
             r.qps[src]->post(IoOp::kRead, placement_.offset_of(p, src_k),
-                             r.buf + uint64_t(slot) * kPageSize, kPageSize, tag(slot, false));
+                             r.buf + uint64_t(slot) * kPageSize, kPageSize, r.tag(slot, false));
         if (pr != PostResult::kOk) {
           s.busy = false;
           r.retry.push_back(p);

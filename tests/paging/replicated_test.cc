@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "dataplane/sanitizers.h"
 #include "paging/clock.h"
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
@@ -459,6 +460,13 @@ TEST(Recovery, WhenTheAppForgetsLostPagesTheyServeAgain) {
 // rebuilds, slowly. Afterwards the other node dies, so every page is read from the rebuilt node:
 // each holds its last value (a copy never lands over a newer write).
 TEST(Recovery, WritesRacingTheRebuildAreNeverOverwrittenByAnOlderCopy) {
+  if (FM_TSAN) {
+    // The emulated pool stands for remote memory: the rebuild's copy and a write-back move the
+    // same page's bytes at once (the race this test makes happen, whose copy is then thrown
+    // away), which ThreadSanitizer reports as a data race on the pool. The other Recovery tests
+    // run under it.
+    GTEST_SKIP() << "a modelled DMA race on the emulated pool (see the comment)";
+  }
   const uint64_t pages = 256;
   RecoveryRig rig(2, 2, pages, /*repair_bytes_per_s=*/40.0 * 1024 * 1024);
   std::vector<uint64_t> last(pages);
