@@ -100,10 +100,10 @@ TEST(Timeline, StepRatesAndRowFields) {
   const std::string header = csv_header(timeline_fields(row, 1, 0, "x", 0));
   EXPECT_EQ(header,
             "t_ms,offered_rps,achieved_rps,p50_us,p99_us,max_us,timeouts,late_sends,"
-            "target_rps,requests,replies,point,label,unix_s");
+            "target_rps,requests,replies,point,label,unix_s,errors,wrong,misses");
   const std::string csv = csv_row(timeline_fields(row, 1, 0, "x", 1790000000.1234567));
   EXPECT_NE(csv.find(",inf,"), std::string::npos);
-  EXPECT_NE(csv.find(",1790000000.123457"), std::string::npos) << csv;  // microseconds
+  EXPECT_NE(csv.find(",1790000000.123457,"), std::string::npos) << csv;  // microseconds
 }
 
 /// Runs one engine through `p` on `net`; returns its result.

@@ -348,6 +348,10 @@ class Engine {
         ++st.malformed;
         break;
     }
+    if (tl_ && o != ReplyOutcome::kOk) {
+      tl_->on_outcome(s.due, o == ReplyOutcome::kServerError || o == ReplyOutcome::kMalformed,
+                      o == ReplyOutcome::kWrongValue, o == ReplyOutcome::kMiss);
+    }
   }
 
   /// One datagram of a multi-key GET's reply (frame header stripped).

@@ -291,7 +291,7 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--timeline", o.timeline,
                  "write one CSV row per --timeline-ms interval of each measured window: t_ms, "
                  "offered_rps, achieved_rps, p50/p99/max_us of the requests due in it, "
-                 "timeouts, late_sends (not with --requests)")
+                 "timeouts, late_sends, ..., errors, wrong, misses (not with --requests)")
       ->group(out);
   app.add_option("--timeline-ms", o.timeline_ms, "interval of the --timeline rows, in ms")
       ->check(CLI::Range(0.01, 60000.0))

@@ -144,6 +144,9 @@ std::vector<Field> timeline_fields(const TimelineRow& row, double target_rps, ui
   f.push_back(integer("point", point));
   f.push_back(text("label", label));
   f.push_back(text("unix_s", fmt::format("{:.6f}", unix_s)));  // us: numbers keep 3 decimals
+  f.push_back(integer("errors", row.errors));
+  f.push_back(integer("wrong", row.wrong));
+  f.push_back(integer("misses", row.misses));
   return f;
 }
 

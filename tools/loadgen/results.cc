@@ -33,6 +33,9 @@ std::vector<TimelineRow> timeline_rows(const Timeline& t, double hz) {
     r.received = b[i].received;
     r.timeouts = b[i].timeouts;
     r.late = b[i].late;
+    r.errors = b[i].errors;
+    r.wrong = b[i].wrong;
+    r.misses = b[i].misses;
     r.offered_rps = double(r.scheduled) / r.length_s;
     r.achieved_rps = double(r.received) / r.length_s;
     r.latency = summarize_histogram(b[i].latency);

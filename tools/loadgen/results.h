@@ -121,6 +121,7 @@ struct TimelineRow {
   double achieved_rps = 0;  // replies that arrived in the interval, per second
   LatencySummary latency;   // of the requests due in the interval
   uint64_t scheduled = 0, received = 0, timeouts = 0, late = 0;
+  uint64_t errors = 0, wrong = 0, misses = 0;  // replies to requests due in the interval
 };
 
 /// The rows of a (merged) timeline; `hz` converts ticks to seconds.

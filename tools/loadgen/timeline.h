@@ -20,6 +20,9 @@ struct TimelineBucket {
   uint64_t received = 0;      // replies to measured requests that arrived in this interval
   uint64_t timeouts = 0;      // requests due in this interval never answered in time (or unsent)
   uint64_t late = 0;          // requests due in this interval sent late (or never)
+  uint64_t errors = 0;        // of those, answered with an error (SERVER_ERROR, malformed)
+  uint64_t wrong = 0;         // of those, answered with another value than was stored
+  uint64_t misses = 0;        // of those, GETs answered "not found"
   TimelineHistogram latency;  // ns from due time, of requests due in this interval; drops +inf
 
   void merge(const TimelineBucket& o) {
@@ -27,6 +30,9 @@ struct TimelineBucket {
     received += o.received;
     timeouts += o.timeouts;
     late += o.late;
+    errors += o.errors;
+    wrong += o.wrong;
+    misses += o.misses;
     latency.merge(o.latency);
   }
 };
@@ -75,6 +81,14 @@ class Timeline {
     if (TimelineBucket* b = at(due)) {
       ++b->timeouts;
       b->latency.record_infinite();
+    }
+  }
+  /// A reply to a request due at `due` that was an error (`error`), a wrong value or a miss.
+  void on_outcome(uint64_t due, bool error, bool wrong, bool miss) {
+    if (TimelineBucket* b = at(due)) {
+      b->errors += error;
+      b->wrong += wrong;
+      b->misses += miss;
     }
   }
   void on_late(uint64_t due) {
