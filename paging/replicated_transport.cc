@@ -16,6 +16,12 @@ constexpr const char* kTag = "replicas";
 constexpr uint32_t kMaxNodes = 64;   // a child's wr_id carries the node in its low 8 bits
 constexpr CoreId kRepairCore{1000};  // the recovery thread's queue pairs (seed and logs only)
 
+uint64_t unix_ms() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
 uint64_t now_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::steady_clock::now().time_since_epoch())
@@ -528,6 +534,9 @@ std::vector<NodeInfo> ReplicatedTransport::nodes_info() const {
     info.repaired = n.repaired.load();
     info.lost = n.lost.load();
     info.recopied = n.recopied.load();
+    info.died_unix_ms = n.died_unix_ms.load();
+    info.rejoined_unix_ms = n.rejoined_unix_ms.load();
+    info.rebuilt_unix_ms = n.rebuilt_unix_ms.load();
     info.last_repair_ms = n.last_repair_ms.load();
     v.push_back(std::move(info));
   }
@@ -583,6 +592,7 @@ void ReplicatedTransport::recovery_step(uint32_t budget_ms) {
     if (st != NodeState::kDead && !node.t.load(std::memory_order_acquire)->alive()) {
       node.state.store(uint8_t(NodeState::kDead), std::memory_order_release);
       node.deaths.fetch_add(1);
+      node.died_unix_ms.store(unix_ms());
       node.next_try_ns = now + uint64_t(recovery_.reconnect_ms) * 1000000;
       FM_LOG_WARN(kTag, "memory node {} is dead{}", node.name,
                   st == NodeState::kRebuilding ? " again, before its rebuild finished" : "");
@@ -606,6 +616,7 @@ void ReplicatedTransport::recovery_step(uint32_t budget_ms) {
     Node& node = nodes_[n];
     if (pages_lost() > 0) forget_lost();
     node.last_repair_ms.store((now_ns() - node.repair_started_ns) / 1000000);
+    node.rebuilt_unix_ms.store(unix_ms());
     node.state.store(uint8_t(NodeState::kLive), std::memory_order_release);
     const uint64_t lost = node.lost.load();
     FM_LOG_INFO(kTag,
@@ -682,6 +693,7 @@ void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
     node.repair_started_ns = now_ns();
     if (repair_ && repair_->target == n) repair_->reset(UINT32_MAX);
     node.rejoins.fetch_add(1);
+    node.rejoined_unix_ms.store(unix_ms());
     node.state.store(uint8_t(NodeState::kRebuilding), std::memory_order_release);
   }
   FM_LOG_INFO(kTag, "memory node {} is back: rebuilding {} pages", node.name,

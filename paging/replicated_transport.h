@@ -79,6 +79,8 @@ struct NodeInfo {
   uint64_t lost = 0;            // of which had no live copy left
   uint64_t recopied = 0;        // copies done again because a write-back raced them
   uint64_t last_repair_ms = 0;  // how long the last finished rebuild took
+  // Wall-clock times (Unix ms; 0: never) of the last death, rejoin and finished rebuild.
+  uint64_t died_unix_ms = 0, rejoined_unix_ms = 0, rebuilt_unix_ms = 0;
 };
 
 /// Counters of the replicated transport, any core's view (single writer per queue pair).
@@ -150,7 +152,7 @@ class ReplicatedTransport final : public Transport {
     std::atomic<uint8_t> state{uint8_t(NodeState::kLive)};
     // Recovery thread writes, any thread reads.
     std::atomic<uint64_t> deaths{0}, rejoins{0}, repair_pages{0}, repaired{0}, lost{0}, recopied{0},
-        last_repair_ms{0};
+        last_repair_ms{0}, died_unix_ms{0}, rejoined_unix_ms{0}, rebuilt_unix_ms{0};
     // Recovery thread only.
     uint64_t next_try_ns = 0;
     uint64_t repair_started_ns = 0;

@@ -189,7 +189,10 @@ json memnodes_json(const ServerParts& parts) {
                      {"rebuilt", n.repaired},
                      {"lost", n.lost},
                      {"recopied", n.recopied},
-                     {"last_rebuild_ms", n.last_repair_ms}});
+                     {"last_rebuild_ms", n.last_repair_ms},
+                     {"died_unix_ms", n.died_unix_ms},
+                     {"rejoined_unix_ms", n.rejoined_unix_ms},
+                     {"rebuilt_unix_ms", n.rebuilt_unix_ms}});
   }
   return {{"nodes", std::move(nodes)},
           {"recovery", true},

@@ -18,6 +18,9 @@ missing value.
   report.py curves [--bound-us 500] CSV...
                                        curves and peak ratios (tools/bench/kvserver_vs_memcached.sh)
   report.py ceiling CSV...             the loadgen's own ceiling (tools/bench/loadgen_ceiling.sh)
+  report.py striping CSV                capacity with 1, 2, 3 memory nodes (memnode_failure.sh)
+  report.py memnode-failure [--replicas R] OUTDIR
+                                       tools/experiments/memnode_failure.sh's timeline and verdict
   report.py scaling --modes M --cores C [--bound-us 500] [--peak C MODE] scaling.csv
                                        the table of tools/device/scaling.sh, or one run's peak
 
@@ -583,6 +586,112 @@ def scaling(args):
                 print(f"  C={c} {m}: {n_invalid(runs[(c, m)])} of {len(runs[(c, m)])}")
 
 
+
+def striping(args):
+    """Capacity per node count when the link is the bottleneck: the highest offered rate that was
+    answered (drops < 1% of its requests, achieved >= 99% of offered), and its ratio to one node.
+    A capacity whose point or any lower point is INVALID is not a number: the ratio says so."""
+    runs = by_label(load(args.csv))
+    caps = {}
+    for label, rs in runs.items():
+        cap, ok = None, True
+        for r in sorted(rs, key=lambda r: num(r["offered_rps"])):
+            answered = num(r["drops"]) < 0.01 * max(1.0, num(r["all_requests"])) and \
+                num(r["achieved_rps"]) >= 0.99 * num(r["offered_rps"])
+            if not answered:
+                break
+            cap = num(r["achieved_rps"])
+            ok = ok and r["valid"] == "1"
+        caps[label] = (cap, ok)
+        state = "" if ok else f" (INVALID: {n_invalid(rs)} of {len(rs)} points fell behind schedule)"
+        print(f"{label}: answered up to {cap / 1000:.1f}K req/s{state}" if cap else f"{label}: no rate answered")
+    base = caps.get("nodes=1")
+    for label, (cap, ok) in caps.items():
+        if label == "nodes=1" or not cap or not base or not base[0]:
+            continue
+        if ok and base[1]:
+            print(f"{label} / nodes=1 = {cap / base[0]:.2f}x")
+        else:
+            print(f"{label} / nodes=1: not measurable here (INVALID points; indicative {cap / base[0]:.2f}x)")
+
+
+# --- memnode_failure.sh ----------------------------------------------------------------------
+
+def memnode_failure(args):
+    """A timeline in 100 ms rows (from the 10 ms bins) with the kill, the replacement and full
+    redundancy marked; the failure window's p99 against steady state; errors, wrong values and
+    misses; the rebuild. Exits 1 on any wrong value or miss, or any error with replicas >= 2."""
+    out = args.outdir
+    rows = try_load(os.path.join(out, "timeline.csv"))
+    if rows is None:
+        print("memnode failure: no timeline (the loadgen did not run): not measurable here")
+        sys.exit(1)
+    ev = {}
+    with open(os.path.join(out, "events.csv")) as f:
+        for line in f:
+            k, _, v = line.strip().partition(",")
+            ev[k] = float(v) if v else None
+    kill, replace = ev.get("kill"), ev.get("replace")
+    died = rejoined = full = None
+    mn = {}
+    try:
+        with open(os.path.join(out, "memnodes.json")) as f:
+            mn = json.load(f)
+    except (OSError, ValueError):
+        pass
+    for n in mn.get("nodes", []):
+        if n.get("rejoins"):  # the server's own clock (ms) for what it saw
+            died = (n.get("died_unix_ms") or 0) / 1e3 or None
+            rejoined = (n.get("rejoined_unix_ms") or 0) / 1e3 or None
+            full = (n.get("rebuilt_unix_ms") or 0) / 1e3 or None
+    t0 = num(rows[0]["unix_s"])
+
+    def agg(rs):
+        p99 = max((num(r["p99_us"]) for r in rs if num(r["requests"]) > 0), default=0.0)
+        return {k: sum(int(num(r[k])) for r in rs) for k in ("requests", "errors", "wrong", "misses", "timeouts")} | {"p99": p99}
+
+    steady = [num(r["p99_us"]) for r in rows if kill and num(r["unix_s"]) < kill - 0.05 and num(r["requests"]) > 0]
+    window_end = full if full else (kill + 1.0 if kill else None)
+    failing = [r for r in rows if kill and kill <= num(r["unix_s"]) + 0.01 < (window_end or kill) + 0.01]
+    print(f"{'t_ms':>6}  {'requests':>8}  {'p99_us':>8}  {'errors':>6}  {'wrong':>5}  {'misses':>6}  {'timeouts':>8}")
+    marks = [(kill, "kill -9"), (died, "declared dead"), (replace, "replacement started"),
+             (rejoined, "back, rebuilding"), (full, "full redundancy")]
+    for i in range(0, len(rows), 10):
+        chunk = rows[i:i + 10]
+        a = agg(chunk)
+        start, end = num(chunk[0]["unix_s"]), num(chunk[-1]["unix_s"]) + 0.01
+        note = ", ".join(m for t, m in marks if t and start <= t < end)
+        print(f"{(start - t0) * 1e3:6.0f}  {a['requests']:8d}  {fmt_us(a['p99'])}  {a['errors']:6d}  {a['wrong']:5d}  {a['misses']:6d}  {a['timeouts']:8d}  {note}")
+    tot = agg(rows)
+    print(f"totals: {tot['requests']} requests, {tot['errors']} errors, {tot['wrong']} wrong values, "
+          f"{tot['misses']} misses (lost acknowledged writes), {tot['timeouts']} timeouts")
+    if steady and failing:
+        s99 = pct(steady, 0.5)
+        f99s = [num(r["p99_us"]) for r in failing if num(r["requests"]) > 0]
+        f99 = pct(f99s, 0.5)
+        over = sum(1 for v in f99s if v > 2 * s99)
+        print(f"p99 of each 10 ms bin, median: steady state {s99:.1f} us, failure window (kill to "
+              f"full redundancy) {f99:.1f} us = {f99 / s99:.2f}x; worst bin: steady {max(steady):.0f} us, "
+              f"window {max(f99s):.0f} us; window bins over 2x the steady median: {over} of {len(f99s)}"
+              if s99 > 0 else "p99: steady state 0")
+    if died and kill:
+        print(f"declared dead {(died - kill) * 1e3:.0f} ms after the kill")
+    if full and replace and rejoined:
+        print(f"full redundancy {full - kill:.3f} s after the kill: back {(rejoined - replace) * 1e3:.0f} ms "
+              f"after the replacement started, rebuilt {(full - rejoined) * 1e3:.0f} ms later")
+    else:
+        print("full redundancy: not reached")
+    for n in mn.get("nodes", []):
+        if n.get("rejoins"):
+            ms = n.get("last_rebuild_ms", 0)
+            rate = f"{n.get('rebuilt', 0) * 4096 * 8 / (ms * 1e-3) / 1e9:.2f} Gb/s" if ms else "under 1 ms"
+            print(f"rebuild of {n['name']}: {n.get('rebuilt', 0)} pages ({n.get('lost', 0)} lost, "
+                  f"{n.get('recopied', 0)} copied again) in {ms} ms = {rate}")
+    bad = tot["wrong"] > 0 or tot["misses"] > 0 or (args.replicas >= 2 and tot["errors"] > 0)
+    print("verdict: " + ("FAIL (wrong values, lost writes or errors)" if bad else "ok: no wrong value, no lost write" + (", no error" if args.replicas >= 2 else "")))
+    sys.exit(1 if bad else 0)
+
+
 # --- command line -----------------------------------------------------------------------------
 
 def main():
@@ -608,6 +717,8 @@ def main():
     cmd("core-alloc", core_alloc, ("part", {"choices": ["steps", "command", "cpu", "plot"]}), ("outdir", {}))
     cmd("curves", curves, ("csv", {"nargs": "+"}), bound=True)
     cmd("ceiling", ceiling, ("csv", {"nargs": "*"}))
+    cmd("striping", striping, one)
+    cmd("memnode-failure", memnode_failure, ("outdir", {})).add_argument("--replicas", type=int, default=2)
     s = cmd("scaling", scaling, one, bound=True)
     s.add_argument("--modes", default="no-fault sync async")
     s.add_argument("--cores", default="")
