@@ -101,8 +101,9 @@ if has failure; then
   cp "$FM_WORK/failure.stats.json" "$OUTDIR/" 2>/dev/null || true
   for ((i = 0; i < NODES; i++)); do fm_stop "${NODE_PIDS[$i]}" TERM 2; done
   printf 'kill,%s\nreplace,%s\n' "$t_kill" "$t_replace" >"$OUTDIR/events.csv"
-  python3 tools/lib/report.py memnode-failure --replicas "$REPLICAS" "$OUTDIR" | tee -a "$SUMMARY"
-  verdict=${PIPESTATUS[0]}
+  verdict=0
+  python3 tools/lib/report.py memnode-failure --replicas "$REPLICAS" "$OUTDIR" | tee -a "$SUMMARY" ||
+    verdict=$?
 fi
 
 if has striping; then
