@@ -3,22 +3,44 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
+#include "paging/replicated_transport.h"
 #include "sched/fault_wait.h"
 #include "sched/scheduler.h"
 
 namespace fm::paging {
 namespace {
 
+/// How far memory is reached: one emulated node directly, or through the replicated layer
+/// (kvserver's default since issue #13: one node behind it, so that it can be redialled), or
+/// three nodes with two copies of each page.
+enum class Layer { kDirect, kOneNode, kThreeNodesTwoCopies };
+
 struct Setup {
-  Setup(uint32_t latency_ns, uint64_t pages, uint64_t frames) {
+  Setup(uint32_t latency_ns, uint64_t pages, uint64_t frames, Layer layer = Layer::kDirect) {
     EmulatedOptions o;
     o.latency_ns = latency_ns;
     o.link_gbps = latency_ns == 0 ? 1e6 : 100.0;  // no serialization when measuring software
-    transport = std::move(EmulatedTransport::in_process(o, pages * kPageSize, tsc_clock()).value());
-    region = std::move(Region::create(pages * kPageSize, frames, *transport, 1, tsc_clock(), 4096).value());
+    if (layer == Layer::kDirect) {
+      transport =
+          std::move(EmulatedTransport::in_process(o, pages * kPageSize, tsc_clock()).value());
+    } else {
+      const uint32_t n = layer == Layer::kOneNode ? 1 : 3, r = layer == Layer::kOneNode ? 1 : 2;
+      std::vector<std::unique_ptr<Transport>> nodes;
+      for (uint32_t i = 0; i < n; ++i) {
+        nodes.push_back(std::move(
+            EmulatedTransport::in_process(o, Placement{n, r}.lease_bytes(pages), tsc_clock())
+                .value()));
+      }
+      transport = std::move(
+          ReplicatedTransport::create(std::move(nodes), {}, r, pages * kPageSize).value());
+    }
+    region = std::move(
+        Region::create(pages * kPageSize, frames, *transport, 1, tsc_clock(), 4096).value());
     // Make every page backed (written back once), so later misses really fetch.
     PagingCore& c = region->core(CoreId{0});
     for (uint64_t p = 0; p < pages; ++p) {
@@ -31,7 +53,7 @@ struct Setup {
       region->unpin(c, p * kPageSize, 8, b);
     }
   }
-  std::unique_ptr<EmulatedTransport> transport;
+  std::unique_ptr<Transport> transport;
   std::unique_ptr<Region> region;
 };
 
@@ -69,6 +91,21 @@ void BM_MissSoftwareOverhead(benchmark::State& state) {
   state.counters["faults_per_iter"] = double(t.faults) / double(state.iterations());
 }
 BENCHMARK(BM_MissSoftwareOverhead);
+
+// The same misses through the replicated layer: one node (kvserver's default, so that a dead
+// node can be redialled) and three nodes with two copies (each eviction here is clean: reads only).
+void BM_MissSoftwareOverheadOneNodeLayer(benchmark::State& state) {
+  constexpr uint64_t kPages = 4096, kFrames = 1024;
+  Setup s(0, kPages, kFrames, Layer::kOneNode);
+  pin_ring(state, s, kPages);
+}
+BENCHMARK(BM_MissSoftwareOverheadOneNodeLayer);
+void BM_MissSoftwareOverheadThreeNodesTwoCopies(benchmark::State& state) {
+  constexpr uint64_t kPages = 4096, kFrames = 1024;
+  Setup s(0, kPages, kFrames, Layer::kThreeNodesTwoCopies);
+  pin_ring(state, s, kPages);
+}
+BENCHMARK(BM_MissSoftwareOverheadThreeNodesTwoCopies);
 
 void BM_Copy4K(benchmark::State& state) {
   static std::byte src[kPageSize * 64], dst[kPageSize];
@@ -133,7 +170,8 @@ void async_requests(benchmark::State& state, bool resident) {
   }
   const auto t = s.region->totals();
   state.counters["faults_per_iter"] = double(t.faults) / double(state.iterations());
-  state.counters["parks_per_iter"] = double(cs.counters().parks.read()) / double(state.iterations());
+  state.counters["parks_per_iter"] =
+      double(cs.counters().parks.read()) / double(state.iterations());
 }
 void BM_AsyncMissYieldResume(benchmark::State& state) { async_requests(state, false); }
 BENCHMARK(BM_AsyncMissYieldResume);
