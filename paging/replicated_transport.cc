@@ -468,8 +468,6 @@ bool ReplicatedTransport::writable(uint32_t n) const {
          nodes_[n].t.load(std::memory_order_acquire)->alive();
 }
 
-bool ReplicatedTransport::node_alive(uint32_t i) const { return writable(i); }
-
 void ReplicatedTransport::write_done(uint64_t page, bool every_replica_full_page) {
   // A page written in full to every replica it has holds data again.
   if (every_replica_full_page && lost_[page].load(std::memory_order_relaxed) != 0 &&
@@ -543,22 +541,10 @@ std::vector<NodeInfo> ReplicatedTransport::nodes_info() const {
   return v;
 }
 
-uint64_t ReplicatedTransport::reads_reissued() const {
+uint64_t ReplicatedTransport::sum(Counter ReplicationCounters::*which) const {
   std::lock_guard<std::mutex> g(mu_);
   uint64_t s = 0;
-  for (const auto& c : counters_) s += c->reads_reissued.read();
-  return s;
-}
-uint64_t ReplicatedTransport::writes_degraded() const {
-  std::lock_guard<std::mutex> g(mu_);
-  uint64_t s = 0;
-  for (const auto& c : counters_) s += c->writes_degraded.read();
-  return s;
-}
-uint64_t ReplicatedTransport::reads_lost() const {
-  std::lock_guard<std::mutex> g(mu_);
-  uint64_t s = 0;
-  for (const auto& c : counters_) s += c->reads_lost.read();
+  for (const auto& c : counters_) s += ((*c).*which).read();
   return s;
 }
 
@@ -661,6 +647,13 @@ void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
       return;
     }
   }
+  // Progress shown while it rebuilds: its pages written so far (counted outside the lock that
+  // statistics take too).
+  uint64_t to_copy = 0;
+  for (uint64_t p = 0; p < pages_; ++p) {
+    const uint32_t k = uint32_t((n + placement_.nodes - p % placement_.nodes) % placement_.nodes);
+    if (k < placement_.replicas && wseq_[p].load(std::memory_order_relaxed) != 0) ++to_copy;
+  }
   {
     std::lock_guard<std::mutex> g(mu_);
     std::vector<std::unique_ptr<QueuePair>> fresh;
@@ -680,11 +673,6 @@ void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
     // Mailboxes, then the generation, then the state: a core that sees the node rebuilding
     // sees the generation and takes its queue pair first (ReplicatedQueuePair::post).
     generation_.fetch_add(1, std::memory_order_acq_rel);
-    uint64_t to_copy = 0;
-    for (uint64_t p = 0; p < pages_; ++p) {
-      const uint32_t k = uint32_t((n + placement_.nodes - p % placement_.nodes) % placement_.nodes);
-      if (k < placement_.replicas && wseq_[p].load(std::memory_order_relaxed) != 0) ++to_copy;
-    }
     node.repair_pages.store(to_copy);
     node.repaired.store(0);
     node.lost.store(0);

@@ -125,8 +125,6 @@ class ReplicatedTransport final : public Transport {
 
   const Placement& placement() const { return placement_; }
   uint32_t node_count() const { return node_count_; }
-  /// Connected and not declared dead. Any thread.
-  bool node_alive(uint32_t i) const;
   NodeState node_state(uint32_t i) const {
     return NodeState(nodes_[i].state.load(std::memory_order_acquire));
   }
@@ -135,9 +133,9 @@ class ReplicatedTransport final : public Transport {
   Transport& node(uint32_t i) { return *nodes_[i].t.load(std::memory_order_acquire); }
   std::vector<NodeInfo> nodes_info() const;  // any thread
   /// Summed over the queue pairs created so far. Any thread.
-  uint64_t reads_reissued() const;
-  uint64_t writes_degraded() const;
-  uint64_t reads_lost() const;
+  uint64_t reads_reissued() const { return sum(&ReplicationCounters::reads_reissued); }
+  uint64_t writes_degraded() const { return sum(&ReplicationCounters::writes_degraded); }
+  uint64_t reads_lost() const { return sum(&ReplicationCounters::reads_lost); }
   /// Pages whose every replica was lost (until each is written again). Any thread.
   uint64_t pages_lost() const { return pages_lost_.load(std::memory_order_relaxed); }
   uint64_t pages_repaired() const { return pages_repaired_.load(std::memory_order_relaxed); }
@@ -161,8 +159,9 @@ class ReplicatedTransport final : public Transport {
   struct Repair;  // the recovery thread's copy pipeline (replicated_transport.cc)
 
   ReplicatedTransport() = default;
-  bool readable(uint32_t n) const;  // live and connected
-  bool writable(uint32_t n) const;  // live or rebuilding, and connected
+  uint64_t sum(Counter ReplicationCounters::*which) const;  // over every queue pair's
+  bool readable(uint32_t n) const;                          // live and connected
+  bool writable(uint32_t n) const;                          // live or rebuilding, and connected
   // Write accounting per page, for the recovery thread to see writes race its copies: bits
   // 63..32 count write-backs posted, 31..0 write-backs completed.
   void write_posted(uint64_t page) { wseq_[page].fetch_add(uint64_t(1) << 32); }

@@ -172,13 +172,10 @@ Result<json> set_sched(sched::Scheduler& sched, const json& q) {
 json memnodes_json(const ServerParts& parts) {
   json nodes = json::array();
   const auto* r = dynamic_cast<const paging::ReplicatedTransport*>(parts.transport);
-  if (r == nullptr) {
-    json out = {{"nodes", nodes}};
-    if (parts.transport != nullptr) {
-      nodes.push_back({{"name", "memnode"}, {"state", parts.transport->alive() ? "live" : "dead"}});
-      out = {{"nodes", nodes}, {"recovery", false}};
-    }
-    return out;
+  if (r == nullptr) {  // local mode, or one node without recovery
+    if (parts.transport == nullptr) return {{"nodes", nodes}};
+    nodes.push_back({{"name", "memnode"}, {"state", parts.transport->alive() ? "live" : "dead"}});
+    return {{"nodes", std::move(nodes)}, {"recovery", false}};
   }
   for (const paging::NodeInfo& n : r->nodes_info()) {
     nodes.push_back({{"name", n.name},

@@ -74,21 +74,23 @@ class FarE2E : public KvE2E {
 std::string value_for(int i) {
   return std::string(size_t(100 + i % 400), char('a' + i % 26)) + std::to_string(i);
 }
+/// The request that stores `v` under far<i>, and the reply a get of `k` holding `v` gets.
+std::string set_far(int i, const std::string& v) {
+  return "set far" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\n";
+}
+std::string value_reply(const std::string& k, const std::string& v) {
+  return "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n";
+}
 
 TEST_F(FarE2E, ValuesSurvivePagingAndStatsShowFaults) {
   constexpr int kKeys = 20000;  // ~6 MiB of items: far more than the 1.6 MiB of local frames
   for (int i = 0; i < kKeys; ++i) {
     const std::string v = value_for(i);
-    ASSERT_EQ(request("set far" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + "\r\n" +
-                      v + "\r\n"),
-              "STORED\r\n")
-        << i;
+    ASSERT_EQ(request(set_far(i, v)), "STORED\r\n") << i;
   }
   for (int i = 0; i < kKeys; i += 7) {
     const std::string k = "far" + std::to_string(i), v = value_for(i);
-    ASSERT_EQ(request("get " + k + "\r\n"),
-              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
-        << i;
+    ASSERT_EQ(request("get " + k + "\r\n"), value_reply(k, v)) << i;
   }
   EXPECT_GT(stat("paging_faults"), 100u);
   EXPECT_GT(stat("paging_writebacks"), 100u);
@@ -112,7 +114,7 @@ TEST_F(FarE2E, DeadMemoryNodeGivesServerErrorsAndTheServerStaysUp) {
     if (r.rfind("SERVER_ERROR", 0) == 0) {
       ++errors;
     } else {
-      ASSERT_EQ(r, "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n");
+      ASSERT_EQ(r, value_reply(k, v));
       ++hits;
     }
   }
@@ -142,23 +144,18 @@ TEST_F(FarE2E, ARestartedMemoryNodeIsTakenBackAndLostKeysAreDropped) {
     if (r == "END\r\n") {
       ++misses;
     } else {
-      ASSERT_EQ(r, "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n");
+      ASSERT_EQ(r, value_reply(k, v));
       ++hits;
     }
   }
   EXPECT_GT(misses, 0);
   for (int i = 0; i < 20000; i += 13) {
     const std::string v = value_for(i + 2);
-    ASSERT_EQ(request("set far" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + "\r\n" +
-                      v + "\r\n"),
-              "STORED\r\n")
-        << i;
+    ASSERT_EQ(request(set_far(i, v)), "STORED\r\n") << i;
   }
   for (int i = 0; i < 20000; i += 13) {
     const std::string k = "far" + std::to_string(i), v = value_for(i + 2);
-    ASSERT_EQ(request("get " + k + "\r\n"),
-              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
-        << i;
+    ASSERT_EQ(request("get " + k + "\r\n"), value_reply(k, v)) << i;
   }
 }
 
@@ -171,22 +168,15 @@ TEST_F(FarE2E, WithReplicasADeadNodeCostsNoRequest) {
   memnode_pids_[1] = -1;
   for (int i = 1; i < 20000; i += 3) {
     const std::string k = "far" + std::to_string(i), v = value_for(i);
-    ASSERT_EQ(request("get " + k + "\r\n"),
-              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
-        << i;
+    ASSERT_EQ(request("get " + k + "\r\n"), value_reply(k, v)) << i;
   }
   for (int i = 0; i < 20000; i += 5) {
     const std::string v = value_for(i + 1);
-    ASSERT_EQ(request("set far" + std::to_string(i) + " 0 0 " + std::to_string(v.size()) + "\r\n" +
-                      v + "\r\n"),
-              "STORED\r\n")
-        << i;
+    ASSERT_EQ(request(set_far(i, v)), "STORED\r\n") << i;
   }
   for (int i = 0; i < 20000; i += 5) {
     const std::string k = "far" + std::to_string(i), v = value_for(i + 1);
-    ASSERT_EQ(request("get " + k + "\r\n"),
-              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
-        << i;
+    ASSERT_EQ(request("get " + k + "\r\n"), value_reply(k, v)) << i;
   }
   EXPECT_EQ(stat("paging_errors"), 0u);
   EXPECT_EQ(stat("paging_memnode_alive"), 1u);  // every page still has a live copy
@@ -225,9 +215,7 @@ TEST_F(FarE2E, AReplacementNodeIsRebuiltAndThenAnotherMayDie) {
   memnode_pids_[2] = -1;
   for (int i = 0; i < 20000; i += 2) {
     const std::string k = "far" + std::to_string(i), v = value_for(i % 5 == 0 ? i + 1 : i);
-    ASSERT_EQ(request("get " + k + "\r\n"),
-              "VALUE " + k + " 0 " + std::to_string(v.size()) + "\r\n" + v + "\r\nEND\r\n")
-        << i;
+    ASSERT_EQ(request("get " + k + "\r\n"), value_reply(k, v)) << i;
   }
   EXPECT_EQ(stat("paging_errors"), 0u);
   EXPECT_EQ(stat("paging_reads_lost"), 0u);
