@@ -33,6 +33,7 @@ void read_paging(TableReader& r, std::string_view source, Status* err, paging::P
   r.get("replicas", p.replicas, 0, 64);
   r.get("reconnect_ms", p.reconnect_ms, 0, 3'600'000);
   r.get("repair_share", p.repair_share, 0.001, 1.0);
+  r.get("reserve_frames", p.reserve_frames, 0, 1 << 20);
   {
     TableReader e(r.table("emulated"), r.name("emulated"), source, err);
     auto& o = p.emulated;
@@ -75,13 +76,14 @@ std::string paging_to_toml(const paging::PagingOptions& p) {
   return fmt::format(
       "[paging]\nmode = \"{}\"\nlocal_fraction = {}\nlocal_mb = {}\ntransport = \"{}\"\n"
       "memnode = {}\nmemnodes = [{}]\nreplicas = {}\nreconnect_ms = {}\nrepair_share = {}\n"
-      "connect_timeout_ms = {}\nkey_file = {}\n\n"
+      "reserve_frames = {}\nconnect_timeout_ms = {}\nkey_file = {}\n\n"
       "[paging.emulated]\nlatency_ns = {}\n"
       "jitter = \"{}\"\njitter_ns = {}\nlink_gbps = {}\nmax_outstanding = {}\nseed = {}\n\n"
       "[paging.verbs]\ndevice = {}\nib_port = {}\ngid_index = {}\nmax_outstanding = {}\n",
       enum_name(paging::kPagingModeNames, p.mode), p.local_fraction, p.local_mb,
       enum_name(paging::kTransportKindNames, p.transport), toml_quote(p.memnode),
-      quoted_list(p.memnodes), p.replicas, p.reconnect_ms, p.repair_share, p.connect_timeout_ms,
+      quoted_list(p.memnodes), p.replicas, p.reconnect_ms, p.repair_share, p.reserve_frames,
+      p.connect_timeout_ms,
       toml_quote(p.key_file), e.latency_ns, enum_name(paging::kJitterKindNames, e.jitter),
       e.jitter_ns, e.link_gbps, e.max_outstanding, e.seed, toml_quote(p.verbs.device),
       p.verbs.ib_port, p.verbs.gid_index, p.verbs.max_outstanding);

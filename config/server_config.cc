@@ -184,6 +184,7 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
     r.get("dispatch_bound", c.sched.dispatch_bound, 1, 4096);
     r.get_enum("predictor", c.sched.predictor, sched::kPredictorNames);
     r.get("history_window", c.sched.history_window, 0, 1u << 30);
+    r.get("prefetch", c.sched.prefetch);
     r.get("preempt_us", c.sched.preempt_us, 0, 1000000);
     if (r.ok() && c.sched.dispatch == sched::Dispatch::kCentral &&
         c.sched.dispatcher == sched::DispatcherRole::kDedicated) {
@@ -292,12 +293,13 @@ std::string to_toml(const ServerConfig& c) {
   s += fmt::format(
       "\n[sched]\nfaults = \"{}\"\nmax_in_flight = {}\nqueue_depth = {}\nstack_kb = {}\n"
       "steal = {}\ndispatch = \"{}\"\ndispatcher = \"{}\"\ndispatcher_lcore = {}\n"
-      "dispatch_bound = {}\npredictor = \"{}\"\nhistory_window = {}\npreempt_us = {}\n",
+      "dispatch_bound = {}\npredictor = \"{}\"\nhistory_window = {}\nprefetch = {}\n"
+      "preempt_us = {}\n",
       sched::fault_mode_name(c.sched.faults), c.sched.max_in_flight, c.sched.queue_depth,
       c.sched.stack_kb, b(c.sched.steal), sched::dispatch_name(c.sched.dispatch),
       sched::dispatcher_role_name(c.sched.dispatcher), c.sched.dispatcher_lcore,
       c.sched.dispatch_bound, sched::predictor_name(c.sched.predictor), c.sched.history_window,
-      c.sched.preempt_us);
+      b(c.sched.prefetch), c.sched.preempt_us);
   const AllocOptions& a = c.alloc;
   s += fmt::format(
       "\n[alloc]\nmin = {}\nmax = {}\ninitial = {}\nauto = {}\ninterval_us = {}\n"

@@ -46,7 +46,7 @@ void KvServerApp::serve(void* state, std::span<const uint8_t> payload, int64_t n
 }
 
 bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predictor mode,
-                               int64_t now_unix, uint32_t& history) {
+                               int64_t now_unix, uint32_t& history, rt::FarRange* fetch) {
   // Only get/gets are classified; other commands are predicted fault-free.
   if (payload.size() <= kUdpFrameHeaderSize) return false;
   const std::string_view text(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
@@ -54,7 +54,8 @@ bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predicto
   bool fault = false;
   for_each_get_key(text, [&](std::string_view key) {
     if (mode == sched::Predictor::kPageTable) {
-      fault = !store_.likely_resident(key, now_unix);
+      fault = fetch != nullptr ? !store_.likely_resident(key, now_unix, &fetch->offset, &fetch->len)
+                               : !store_.likely_resident(key, now_unix);
       return !fault;  // one non-resident key decides
     }
     const uint64_t h = hash_key(key, history_key_);

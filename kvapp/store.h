@@ -235,11 +235,15 @@ class Store {
   /// item's pages are not resident). A key with no candidate item reads no item bytes: true.
   /// Never faults or waits; takes the key's stripe lock briefly. Any core.
   bool likely_resident(std::string_view key, int64_t now) {
-    if (!arena_->may_fault()) return true;
     uint64_t offset = 0;
     uint32_t len = 0;
-    if (!locate(key, now, &offset, &len)) return true;
-    return arena_->resident(offset, len);
+    return likely_resident(key, now, &offset, &len);
+  }
+  /// The same; when false, [*offset, *offset + *len) is the arena range the read will fetch.
+  bool likely_resident(std::string_view key, int64_t now, uint64_t* offset, uint32_t* len) {
+    if (!arena_->may_fault()) return true;
+    if (!locate(key, now, offset, len)) return true;
+    return arena_->resident(*offset, *len);
   }
 
  private:

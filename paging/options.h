@@ -85,6 +85,11 @@ struct PagingOptions {
   // A file holding the secret shared with the memory node (its memnode.key_file); empty: none.
   // Required by a memnode that has a key (always over TCP).
   std::string key_file;
+  // Free frames each core keeps ready, refilled between polls by a background CLOCK sweep with
+  // pipelined write-backs, so a fault neither sweeps nor waits for a write-back (and prefetch
+  // has frames to fetch into); 0: faults reclaim for themselves. At most an eighth of the
+  // frames go to reserves.
+  uint32_t reserve_frames = 64;
   // How long to wait for the memory node at start (it may still be starting).
   uint32_t connect_timeout_ms = 5000;
   EmulatedOptions emulated;

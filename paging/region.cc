@@ -5,6 +5,7 @@
 //             kFetching (one core is bringing it in), kResident, kEvicting (being written back)
 //   bit 3     dirty (resident only)
 //   bit 4     backed (the memory node holds a copy written by us)
+//   bit 5     prefetched (resident only): fetched ahead of its request, not pinned since
 //   bits 8-31 pin count (resident only)
 //   bits 32-63 frame index (resident / evicting only)
 // Invariants: a page is fetched by exactly the core whose CAS moved it to kFetching; others wait.
@@ -12,7 +13,14 @@
 // never moves and nobody writes a page while it is written back. Frames are owned through
 // frame_page_ (0 free, kClaimed in transition or never used yet, else page + 1). A never-used
 // frame starts as kClaimed and only next_unused_ hands it out, so the CLOCK hand (which takes
-// only frames reading 0) cannot take it between the hand-out and its first use.
+// only frames reading 0) cannot take it between the hand-out and its first use. A core's reserve
+// holds free frames that read kClaimed too: only that core hands them out.
+//
+// Reclaim (paging.reserve_frames): each core keeps a reserve of free frames that poll() refills
+// between requests whenever it is half empty; the refill's CLOCK sweep takes clean pages at once
+// and posts dirty ones' write-backs without waiting (their frames join the reserve when the WRITE
+// completes). A fault takes a reserve frame and sweeps CLOCK itself only when the reserve is
+// empty (counted: direct_reclaims, fault_writebacks).
 #include "paging/region.h"
 
 #include <sys/mman.h>
@@ -31,6 +39,7 @@ constexpr uint64_t kStateMask = 0x7;
 constexpr uint64_t kUnbacked = 0, kRemote = 1, kFetching = 2, kResident = 3, kEvicting = 4;
 constexpr uint64_t kDirty = 1ull << 3;
 constexpr uint64_t kBacked = 1ull << 4;
+constexpr uint64_t kPrefetched = 1ull << 5;
 constexpr uint64_t kPinOne = 1ull << 8;
 constexpr uint64_t kPinMask = 0xFFFFFFull << 8;
 constexpr uint64_t kClaimed = ~0ull;
@@ -82,38 +91,110 @@ struct Region::Bounce {
 PagingCore::PagingCore(Region& region, CoreId id, std::unique_ptr<QueuePair> qp)
     : region_(region), id_(id), qp_(std::move(qp)) {
   hooks_ = sync_wait_hooks(*this);
+  for (uint32_t i = 0; i < kBackgroundSlots; ++i) {
+    slots_[i].io.slot = i;
+    free_slots_[i] = kBackgroundSlots - 1 - i;
+  }
+  free_slot_count_ = kBackgroundSlots;
 }
 
 uint32_t PagingCore::poll() {
   std::array<Completion, 16> c;
   const uint32_t n = qp_->poll(c);
-  if (n == 0) return 0;
-  const uint64_t now = region_.clock().now();
-  for (uint32_t i = 0; i < n; ++i) {
-    auto* io = reinterpret_cast<IoWait*>(c[i].wr_id);
-    io->status = c[i].status;
-    const double ns = region_.clock().to_ns(now - io->posted_at);
-    size_t b = 0;
-    while (b + 1 < PagingCounters::kLatencyBuckets && ns >= double(1ull << (b + 7))) ++b;
-    counters_.fetch_latency[b].add();
-    // Whoever publishes `done` lets the waiter return and free `io`: nothing touches it after.
-    if (io->waiter != nullptr && hooks_.on_complete != nullptr) {
-      hooks_.on_complete(hooks_.ctx, *io);
-    } else {
-      io->done.store(true, std::memory_order_release);
+  if (n != 0) {
+    const uint64_t now = region_.clock().now();
+    for (uint32_t i = 0; i < n; ++i) {
+      auto* io = reinterpret_cast<IoWait*>(c[i].wr_id);
+      io->status = c[i].status;
+      const auto ns = uint64_t(region_.clock().to_ns(now - io->posted_at));
+      const size_t b = std::min(LatencyBuckets::index(ns), kLatencyBucketCount - 1);
+      (io->op == IoOp::kRead ? counters_.read_latency : counters_.write_latency)[b].add();
+      if (io->on_done != nullptr) {
+        io->on_done(*this, *io);
+      } else if (io->waiter != nullptr && hooks_.on_complete != nullptr) {
+        // Whoever publishes `done` lets the waiter return and free `io`: nothing touches it after.
+        hooks_.on_complete(hooks_.ctx, *io);
+      } else {
+        io->done.store(true, std::memory_order_release);
+      }
     }
+  }
+  if (reserve_target_ != 0 && 2 * (reserve_count() + writebacks_in_flight_) <= reserve_target_ &&
+      !refilling_) {
+    region_.refill(*this);
   }
   return n;
 }
 
-PostResult PagingCore::post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io) {
+PostResult PagingCore::try_post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io) {
+  io.op = op;
   io.posted_at = region_.clock().now();
+  return qp_->post(op, remote, local, len, reinterpret_cast<uint64_t>(&io));
+}
+
+PostResult PagingCore::post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io) {
   for (;;) {
-    const PostResult r = qp_->post(op, remote, local, len, reinterpret_cast<uint64_t>(&io));
+    const PostResult r = try_post(op, remote, local, len, io);
     if (r != PostResult::kFull) return r;
     counters_.full_retries.add();
     poll();
   }
+}
+
+PagingCore::Background* PagingCore::take_slot() {
+  if (free_slot_count_ == 0) return nullptr;
+  Background* b = &slots_[free_slots_[--free_slot_count_]];
+  b->io.status = IoStatus::kOk;
+  return b;
+}
+
+void PagingCore::free_slot(Background* b) { free_slots_[free_slot_count_++] = b->io.slot; }
+
+void PagingCore::push_reserve(uint32_t frame) {
+  const uint32_t n = reserve_count();
+  reserve_[n] = frame;
+  reserve_count_.store(n + 1, std::memory_order_relaxed);
+}
+
+uint32_t PagingCore::pop_reserve() {
+  const uint32_t n = reserve_count() - 1;
+  reserve_count_.store(n, std::memory_order_relaxed);
+  return reserve_[n];
+}
+
+void PagingCore::writeback_done(PagingCore& core, IoWait& io) {
+  Background& b = core.slots_[io.slot];
+  Region& r = core.region_;
+  --core.writebacks_in_flight_;
+  if (io.status == IoStatus::kOk) {
+    r.table_[b.page].store(kRemote | kBacked, std::memory_order_release);
+    core.counters_.writebacks.add();
+    core.counters_.bytes_written.add(kPageSize);
+    core.counters_.evictions.add();
+    r.install_frame(core, b.frame);
+  } else {
+    // The memory node cannot take it: the page stays here rather than lose its data.
+    r.frame_page_[b.frame].store(b.page + 1, std::memory_order_release);
+    r.table_[b.page].store(b.old_word, std::memory_order_release);
+  }
+  core.free_slot(&b);
+}
+
+void PagingCore::prefetch_done(PagingCore& core, IoWait& io) {
+  Background& b = core.slots_[io.slot];
+  Region& r = core.region_;
+  --core.prefetches_in_flight_;
+  if (io.status == IoStatus::kOk) {
+    r.frame_page_[b.frame].store(b.page + 1, std::memory_order_release);
+    r.frame_ref_[b.frame].store(1, std::memory_order_relaxed);
+    r.table_[b.page].store(resident_word(b.frame, 0, false, true) | kPrefetched,
+                           std::memory_order_release);
+    core.counters_.bytes_read.add(kPageSize);
+  } else {
+    r.table_[b.page].store(b.old_word, std::memory_order_release);  // a pin fetches it again
+    r.install_frame(core, b.frame);
+  }
+  core.free_slot(&b);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,6 +277,102 @@ bool Region::resident(uint64_t offset) const {
   return state_of(table_[offset / kPageSize].load(std::memory_order_relaxed)) == kResident;
 }
 
+bool Region::fetching(uint64_t offset, uint32_t len) const {
+  const uint64_t last = (offset + std::max<uint32_t>(len, 1) - 1) / kPageSize;
+  for (uint64_t p = offset / kPageSize; p <= last; ++p) {
+    if (state_of(table_[p].load(std::memory_order_acquire)) == kFetching) return true;
+  }
+  return false;
+}
+
+uint32_t Region::set_reserve(uint32_t frames) {
+  const uint64_t most = frames_ / (8 * cores_.size());
+  const auto per_core = uint32_t(std::min<uint64_t>(frames, most));
+  for (auto& c : cores_) {
+    c->reserve_.assign(per_core, 0);
+    c->reserve_target_ = per_core;
+  }
+  return per_core;
+}
+
+uint32_t Region::prefetch(PagingCore& core, uint64_t offset, uint32_t len) {
+  if (core.reserve_target_ == 0) return 0;  // prefetch only takes reserve frames: never sweeps
+  const uint64_t last = (offset + std::max<uint32_t>(len, 1) - 1) / kPageSize;
+  uint32_t posted = 0;
+  for (uint64_t p = offset / kPageSize; p <= last; ++p) {
+    std::atomic<uint64_t>& e = table_[p];
+    uint64_t w = e.load(std::memory_order_acquire);
+    // Resident, in flight, or never written back (a pin zero-fills it): nothing to fetch.
+    if (state_of(w) != kRemote) continue;
+    if (core.reserve_count() == 0 || core.free_slot_count_ == 0) {
+      core.counters_.prefetch_no_frame.add();
+      break;
+    }
+    if (!e.compare_exchange_strong(w, kFetching | kBacked, std::memory_order_acq_rel)) continue;
+    PagingCore::Background* b = core.take_slot();
+    b->page = p;
+    b->old_word = w;
+    b->frame = core.pop_reserve();
+    b->io.on_done = &PagingCore::prefetch_done;
+    if (core.try_post(IoOp::kRead, remote_base_ + p * kPageSize, frame_addr(b->frame), kPageSize,
+                      b->io) != PostResult::kOk) {
+      e.store(w, std::memory_order_release);
+      install_frame(core, b->frame);
+      core.free_slot(b);
+      core.counters_.prefetch_no_frame.add();
+      break;
+    }
+    ++core.prefetches_in_flight_;
+    core.counters_.prefetches.add();
+    ++posted;
+  }
+  return posted;
+}
+
+void Region::install_frame(PagingCore& core, uint32_t frame) {
+  if (core.reserve_count() < core.reserve_target_) {
+    core.push_reserve(frame);  // stays kClaimed: this core hands it out
+  } else {
+    frame_page_[frame].store(0, std::memory_order_release);
+  }
+}
+
+void Region::refill(PagingCore& core) {
+  core.refilling_ = true;
+  core.counters_.reclaim_sweeps.add();
+  uint32_t want = core.reserve_target_ - core.reserve_count() - core.writebacks_in_flight_;
+  while (want > 0 && next_unused_.load(std::memory_order_relaxed) < frames_) {
+    const uint64_t u = next_unused_.fetch_add(1, std::memory_order_relaxed);
+    if (u >= frames_) break;
+    if (fresh_frame_hook_ != nullptr) fresh_frame_hook_(fresh_frame_arg_, uint32_t(u));
+    core.push_reserve(uint32_t(u));
+    --want;
+  }
+  // A bounded sweep: a few frames per one wanted (CLOCK finds one in ~2 when a fifth is hot),
+  // so one refill never holds the core for long; the next poll goes on where this one stopped.
+  const uint64_t budget = 4 * uint64_t(want) + 16;
+  for (uint64_t i = 0; i < budget && want > 0; ++i) {
+    const uint64_t h = hand_.fetch_add(1, std::memory_order_relaxed) % frames_;
+    uint64_t pg = frame_page_[h].load(std::memory_order_acquire);
+    if (pg == 0) {
+      if (frame_page_[h].compare_exchange_strong(pg, kClaimed, std::memory_order_acq_rel)) {
+        core.push_reserve(uint32_t(h));
+        --want;
+      }
+      continue;
+    }
+    if (pg == kClaimed) continue;
+    if (frame_ref_[h].exchange(0, std::memory_order_relaxed) != 0) continue;
+    bool posted = false, stop = false;
+    if (evict_for(core, uint32_t(h), pg - 1, true, &posted, &stop)) {
+      if (!posted) core.push_reserve(uint32_t(h));  // clean: free now
+      --want;
+    }
+    if (stop) break;  // every slot busy, the queue pair full, or the memory node gone
+  }
+  core.refilling_ = false;
+}
+
 std::byte* Region::pin(PagingCore& core, uint64_t offset, uint32_t len, PinAccess access) {
   current_core() = &core;
   if (len == 0) len = 1;
@@ -276,11 +453,12 @@ std::byte* Region::try_pin(PagingCore& core, uint64_t offset, uint32_t len, PinA
   std::atomic<uint64_t>& e = table_[page];
   uint64_t w = e.load(std::memory_order_acquire);
   while (state_of(w) == kResident && pins_of(w) < (kPinMask >> 8)) {
-    uint64_t nw = w + kPinOne;
+    uint64_t nw = (w + kPinOne) & ~kPrefetched;
     if (access != PinAccess::kRead) nw |= kDirty;
     if (e.compare_exchange_weak(w, nw, std::memory_order_acq_rel)) {
       frame_ref_[frame_of(w)].store(1, std::memory_order_relaxed);
       core.counters().pins.add();
+      if (w & kPrefetched) core.counters().prefetch_used.add();
       return frame_addr(frame_of(w)) + offset % kPageSize;
     }
   }
@@ -363,11 +541,12 @@ std::byte* Region::pin_page(uint64_t page, PinAccess access, bool whole_page, Pi
           cur().wait_other();
           continue;
         }
-        uint64_t nw = w + kPinOne;
+        uint64_t nw = (w + kPinOne) & ~kPrefetched;
         if (access != PinAccess::kRead) nw |= kDirty;
         if (e.compare_exchange_weak(w, nw, std::memory_order_acq_rel)) {
           frame_ref_[frame_of(w)].store(1, std::memory_order_relaxed);
           cur().counters().pins.add();
+          if (w & kPrefetched) cur().counters().prefetch_used.add();
           return frame_addr(frame_of(w));
         }
         continue;
@@ -439,6 +618,11 @@ Region::PinFail Region::fault(uint64_t page, uint64_t old, PinAccess access, boo
 }
 
 Region::PinFail Region::take_frame(uint32_t* frame_out) {
+  if (PagingCore& c = cur(); c.reserve_count() != 0) {
+    *frame_out = c.pop_reserve();
+    c.counters_.reserve_takes.add();
+    return PinFail::kNone;
+  }
   if (next_unused_.load(std::memory_order_relaxed) < frames_) {
     // Already kClaimed since create(): this fetch_add alone makes it ours.
     const uint64_t u = next_unused_.fetch_add(1, std::memory_order_relaxed);
@@ -450,6 +634,7 @@ Region::PinFail Region::take_frame(uint32_t* frame_out) {
   }
   // CLOCK: clear reference bits on the first pass, take an unpinned unreferenced frame. Two
   // passes at most: the caller then waits for pins to go and asks again.
+  if (cur().reserve_target_ != 0) cur().counters_.direct_reclaims.add();
   bool write_failed = false;
   for (uint64_t i = 0; i < 2 * frames_; ++i) {
     const uint64_t h = hand_.fetch_add(1, std::memory_order_relaxed) % frames_;
@@ -463,7 +648,8 @@ Region::PinFail Region::take_frame(uint32_t* frame_out) {
     }
     if (pg == kClaimed) continue;
     if (frame_ref_[h].exchange(0, std::memory_order_relaxed) != 0) continue;
-    if (evict(uint32_t(h), pg - 1, &write_failed)) {
+    bool posted = false;
+    if (evict_for(cur(), uint32_t(h), pg - 1, false, &posted, &write_failed)) {
       *frame_out = uint32_t(h);
       return PinFail::kNone;
     }
@@ -476,16 +662,43 @@ Region::PinFail Region::take_frame(uint32_t* frame_out) {
   return PinFail::kNoFrame;
 }
 
-bool Region::evict(uint32_t f, uint64_t page, bool* write_failed) {
+bool Region::evict_for(PagingCore& core, uint32_t f, uint64_t page, bool background,
+                       bool* posted, bool* write_failed) {
   std::atomic<uint64_t>& e = table_[page];
   uint64_t w = e.load(std::memory_order_acquire);
   if (state_of(w) != kResident || frame_of(w) != f || pins_of(w) != 0) return false;
+  PagingCore::Background* b = nullptr;
+  if ((w & kDirty) && background && (b = core.take_slot()) == nullptr) {
+    *write_failed = true;  // every slot in flight: the refill stops here
+    return false;
+  }
   if (!e.compare_exchange_strong(w, (w & ~kStateMask) | kEvicting, std::memory_order_acq_rel)) {
+    if (b != nullptr) core.free_slot(b);
     return false;
   }
   frame_page_[f].store(kClaimed, std::memory_order_relaxed);
+  if (w & kPrefetched) core.counters_.prefetch_wasted.add();
   bool backed = (w & kBacked) != 0;
+  if (b != nullptr) {
+    b->page = page;
+    b->old_word = w;
+    b->frame = f;
+    b->io.on_done = &PagingCore::writeback_done;
+    if (core.try_post(IoOp::kWrite, remote_base_ + page * kPageSize, frame_addr(f), kPageSize,
+                      b->io) != PostResult::kOk) {
+      core.free_slot(b);
+      frame_page_[f].store(page + 1, std::memory_order_release);
+      e.store(w, std::memory_order_release);
+      *write_failed = true;
+      return false;
+    }
+    ++core.writebacks_in_flight_;
+    core.counters_.reclaim_writebacks.add();
+    *posted = true;
+    return true;
+  }
   if (w & kDirty) {
+    cur().counters_.fault_writebacks.add();
     IoWait io;
     const PostResult r =
         cur().post(IoOp::kWrite, remote_base_ + page * kPageSize, frame_addr(f), kPageSize, io);
@@ -522,7 +735,20 @@ PagingTotals Region::totals() const {
     t.bytes_read += k.bytes_read.read();
     t.bytes_written += k.bytes_written.read();
     t.full_retries += k.full_retries.read();
-    for (size_t i = 0; i < t.fetch_latency.size(); ++i) t.fetch_latency[i] += k.fetch_latency[i].read();
+    t.reserve_takes += k.reserve_takes.read();
+    t.direct_reclaims += k.direct_reclaims.read();
+    t.fault_writebacks += k.fault_writebacks.read();
+    t.reclaim_sweeps += k.reclaim_sweeps.read();
+    t.reclaim_writebacks += k.reclaim_writebacks.read();
+    t.prefetches += k.prefetches.read();
+    t.prefetch_used += k.prefetch_used.read();
+    t.prefetch_wasted += k.prefetch_wasted.read();
+    t.prefetch_no_frame += k.prefetch_no_frame.read();
+    for (size_t i = 0; i < kLatencyBucketCount; ++i) {
+      t.read_latency[i] += k.read_latency[i].read();
+      t.write_latency[i] += k.write_latency[i].read();
+    }
+    t.reserved += c->reserve_count();
   }
   t.frames = frames_;
   t.pages = pages_;
@@ -537,6 +763,15 @@ PagingTotals Region::totals() const {
 std::string Region::check_quiescent() const {
   const uint64_t used = std::min<uint64_t>(next_unused_.load(std::memory_order_acquire), frames_);
   std::vector<uint64_t> holder(frames_, ~0ull);  // frame -> the page the table says it holds
+  std::vector<bool> reserved(frames_, false);
+  for (const auto& c : cores_) {
+    if (c->background_in_flight() != 0) return "a write-back or prefetch is still in flight";
+    for (uint32_t i = 0; i < c->reserve_count(); ++i) {
+      const uint32_t f = c->reserve_[i];
+      if (f >= used || reserved[f]) return fmt::format("frame {} is in a reserve twice or unused", f);
+      reserved[f] = true;
+    }
+  }
   for (uint64_t p = 0; p < pages_; ++p) {
     const uint64_t w = table_[p].load(std::memory_order_acquire);
     const uint64_t st = state_of(w);
@@ -559,7 +794,12 @@ std::string Region::check_quiescent() const {
       if (pg != kClaimed) return fmt::format("never-used frame {} owned ({})", f, pg);
       continue;
     }
-    if (pg == kClaimed) return fmt::format("frame {} left claimed", f);
+    if (pg == kClaimed) {
+      if (!reserved[f]) return fmt::format("frame {} left claimed", f);
+      if (holder[f] != ~0ull) return fmt::format("reserve frame {} holds page {}", f, holder[f]);
+      continue;
+    }
+    if (reserved[f]) return fmt::format("reserve frame {} is owned ({})", f, pg);
     if (pg == 0) {
       if (holder[f] != ~0ull) return fmt::format("free frame {} holds page {}", f, holder[f]);
       continue;
@@ -573,6 +813,23 @@ std::string Region::check_quiescent() const {
     if (b->in_use.load(std::memory_order_acquire)) return "a bounce buffer is still in use";
   }
   return {};
+}
+
+}  // namespace fm::paging
+
+namespace fm::paging {
+
+uint64_t latency_percentile(const std::array<uint64_t, kLatencyBucketCount>& h, double q) {
+  uint64_t total = 0;
+  for (uint64_t c : h) total += c;
+  if (total == 0) return 0;
+  const uint64_t rank = std::max<uint64_t>(1, uint64_t(q * double(total) + 0.5));
+  uint64_t seen = 0;
+  for (size_t i = 0; i < h.size(); ++i) {
+    seen += h[i];
+    if (seen >= rank) return LatencyBuckets::upper(i);
+  }
+  return LatencyBuckets::upper(h.size() - 1);
 }
 
 }  // namespace fm::paging

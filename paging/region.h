@@ -12,6 +12,7 @@
 
 #include "dataplane/counter.h"
 #include "dataplane/ids.h"
+#include "dataplane/log_linear.h"
 #include "dataplane/result.h"
 #include "paging/clock.h"
 #include "paging/transport.h"
@@ -19,6 +20,8 @@
 namespace fm::paging {
 
 using fm::kPageSize;
+
+class PagingCore;
 
 /// How a pinned range will be used.
 enum class PinAccess : uint8_t {
@@ -32,8 +35,13 @@ enum class PinAccess : uint8_t {
 struct IoWait {
   std::atomic<bool> done{false};
   IoStatus status = IoStatus::kOk;
-  uint64_t posted_at = 0;  // clock ticks, for the fetch latency histogram
+  IoOp op = IoOp::kRead;   // which latency histogram the completion goes to
+  uint64_t posted_at = 0;  // clock ticks, for the latency histograms
   void* waiter = nullptr;  // the scheduler's handle of a parked fiber (async mode)
+  // Set on the region's own requests (background write-backs, prefetches): the completion
+  // poller calls it instead of publishing `done`; `slot` names the request in its core's table.
+  void (*on_done)(PagingCore& core, IoWait& io) = nullptr;
+  uint32_t slot = 0;
 };
 
 /// How a core waits at a fetch boundary. The default (sync) busy-polls the completion queue —
@@ -48,6 +56,11 @@ struct WaitHooks {
   void* ctx = nullptr;
 };
 
+/// Transfer latencies: 32 buckets per power of two (a bucket spans < 6.25% of its values),
+/// exact below 32 ns, everything from 2^32 ns (4.3 s) up in the last bucket.
+using LatencyBuckets = LogLinear<5>;
+constexpr size_t kLatencyBucketCount = LatencyBuckets::buckets(32);
+
 /// Per-core paging counters (single writer: the owning core).
 struct PagingCounters {
   Counter pins;            // pin() calls that hit a resident page (fast path)
@@ -61,8 +74,19 @@ struct PagingCounters {
   Counter bounce_waits;    // multi-page pins that waited for a free bounce buffer
   Counter bytes_read, bytes_written;
   Counter full_retries;    // posts refused with kFull and retried
-  static constexpr size_t kLatencyBuckets = 24;  // fetch latency: bucket i < 2^(i+7) ns
-  std::array<Counter, kLatencyBuckets> fetch_latency;
+  // Reclaim (paging.reserve_frames): where faults got their frames.
+  Counter reserve_takes;     // frames a fault took from its core's reserve
+  Counter direct_reclaims;   // faults that found the reserve empty and swept CLOCK themselves
+  Counter fault_writebacks;  // write-backs a fault (or a prefetch's sweep) waited for
+  Counter reclaim_sweeps;    // background refills of the reserve
+  Counter reclaim_writebacks;  // write-backs posted by them (pipelined, nobody waits)
+  // Prefetch at dispatch: READs posted before the request ran.
+  Counter prefetches;        // pages whose READ was posted ahead of the request
+  Counter prefetch_used;     // prefetched pages pinned before they were evicted again
+  Counter prefetch_wasted;   // prefetched pages evicted before any pin (wasted fetches)
+  Counter prefetch_no_frame;  // prefetches skipped: the reserve was empty or no slot was free
+  std::array<Counter, kLatencyBucketCount> read_latency;   // READ post -> completion polled
+  std::array<Counter, kLatencyBucketCount> write_latency;  // WRITE post -> completion polled
 };
 
 class Region;
@@ -72,13 +96,21 @@ class PagingCore {
  public:
   PagingCore(Region& region, CoreId id, std::unique_ptr<QueuePair> qp);
 
-  /// Polls the completion queue and completes the IoWaits it names. Returns completions seen.
+  /// Polls the completion queue and completes the IoWaits it names; then, when this core's
+  /// frame reserve is at or below half its size, refills it (one bounded CLOCK sweep, dirty
+  /// victims written back without waiting). Returns completions seen.
   uint32_t poll();
   /// Poller hook for CoreLoop: `arg` is a PagingCore*.
   static uint32_t poll_hook(void* arg) { return static_cast<PagingCore*>(arg)->poll(); }
 
   /// Posts one request, polling while the queue pair is full. kDead when the node is gone.
   PostResult post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io);
+  /// Posts once: kFull is returned, not waited out (the background paths never wait).
+  PostResult try_post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io);
+
+  /// Frames in this core's reserve now, and write-backs and prefetches it has in flight.
+  uint32_t reserve_size() const { return reserve_count(); }
+  uint32_t background_in_flight() const { return writebacks_in_flight_ + prefetches_in_flight_; }
 
   /// Waits for `io` with this core's hooks (sync: spin on poll()).
   void wait(IoWait& io) { hooks_.wait_io(hooks_.ctx, io); }
@@ -88,23 +120,59 @@ class PagingCore {
   const PagingCounters& counters() const { return counters_; }
   PagingCounters& counters() { return counters_; }
   CoreId id() const { return id_; }
+  Region& region() { return region_; }
 
  private:
+  friend class Region;
+  // A write-back or prefetch the region posted for itself: the frame and the page's entry word
+  // before, to restore when the transfer fails.
+  struct Background {
+    IoWait io;
+    uint64_t page = 0;
+    uint64_t old_word = 0;
+    uint32_t frame = 0;
+  };
+  static constexpr uint32_t kBackgroundSlots = 32;
+  Background* take_slot();
+  void free_slot(Background* b);
+  static void writeback_done(PagingCore& core, IoWait& io);
+  // The reserve: owner only, but its size is read by statistics.
+  uint32_t reserve_count() const { return reserve_count_.load(std::memory_order_relaxed); }
+  void push_reserve(uint32_t frame);
+  uint32_t pop_reserve();
+  static void prefetch_done(PagingCore& core, IoWait& io);
+
   Region& region_;
   CoreId id_;
   std::unique_ptr<QueuePair> qp_;
   WaitHooks hooks_;
   PagingCounters counters_;
+  // Free frames owned by this core (frame_page_ reads kClaimed): faults take from here first.
+  std::vector<uint32_t> reserve_;
+  std::atomic<uint32_t> reserve_count_{0};
+  uint32_t reserve_target_ = 0;  // 0: no reserve (faults sweep CLOCK themselves)
+  bool refilling_ = false;       // poll() is reached again from inside a refill's sweep
+  std::array<Background, kBackgroundSlots> slots_;
+  std::array<uint32_t, kBackgroundSlots> free_slots_;
+  uint32_t free_slot_count_ = 0;
+  uint32_t writebacks_in_flight_ = 0;
+  uint32_t prefetches_in_flight_ = 0;
 };
 
 /// Totals over every core, for statistics.
 struct PagingTotals {
   uint64_t pins = 0, faults = 0, zero_fills = 0, shared_waits = 0, evictions = 0, writebacks = 0,
            errors = 0, frame_waits = 0, bounce_waits = 0, bytes_read = 0, bytes_written = 0,
-           full_retries = 0;
-  std::array<uint64_t, PagingCounters::kLatencyBuckets> fetch_latency{};
-  uint64_t frames = 0, pages = 0, resident = 0;
+           full_retries = 0, reserve_takes = 0, direct_reclaims = 0, fault_writebacks = 0,
+           reclaim_sweeps = 0, reclaim_writebacks = 0, prefetches = 0, prefetch_used = 0,
+           prefetch_wasted = 0, prefetch_no_frame = 0;
+  std::array<uint64_t, kLatencyBucketCount> read_latency{};
+  std::array<uint64_t, kLatencyBucketCount> write_latency{};
+  uint64_t frames = 0, pages = 0, resident = 0, reserved = 0;
 };
+
+/// The value at quantile q of a latency histogram (the bucket's upper edge, ns); 0 when empty.
+uint64_t latency_percentile(const std::array<uint64_t, kLatencyBucketCount>& h, double q);
 
 /// The far region [0, bytes) backed by the memory node's pool at [remote_base, +bytes), with
 /// `frames` local 4 KiB frames. Thread-safe: any core pins any page; a page is fetched once even
@@ -139,6 +207,20 @@ class Region {
 
   /// True if the page holding `offset` is resident (the fault predictor asks). Any core.
   bool resident(uint64_t offset) const;
+  /// True while a page of [offset, offset+len) is being fetched (by a fault or a prefetch).
+  bool fetching(uint64_t offset, uint32_t len) const;
+
+  /// Prefetch at dispatch: posts, on `core`'s queue pair, a READ for each page of
+  /// [offset, offset+len) that is remote, into a frame of `core`'s reserve. Never waits and never
+  /// sweeps: a page with no reserve frame or slot left is skipped (counted). The page is
+  /// resident, unpinned and clean when its READ completes (in core.poll()). Returns the READs
+  /// posted. Owner of `core` only.
+  uint32_t prefetch(PagingCore& core, uint64_t offset, uint32_t len);
+
+  /// Keeps `frames` free frames per core, refilled between polls (0: off, faults sweep CLOCK
+  /// themselves). Clamped so every reserve together holds at most an eighth of the frames.
+  /// Control path, before serving. Returns the size per core in effect.
+  uint32_t set_reserve(uint32_t frames);
 
   PagingCore& core(CoreId id) { return *cores_[to_int(id)]; }
   uint16_t core_count() const { return uint16_t(cores_.size()); }
@@ -154,8 +236,9 @@ class Region {
   uint32_t wait_limit_ms() const { return wait_limit_ms_; }
 
   /// Checks the page table at rest (no pin, fetch or eviction under way; the caller stops every
-  /// core first): every page settled and unpinned, resident pages and their frames a
-  /// bijection, every bounce buffer free. Returns the first violation, or an empty string.
+  /// core first and polls each until background_in_flight() is 0): every page settled and
+  /// unpinned, resident pages and their frames a bijection, reserve frames owned by nobody
+  /// else, every bounce buffer free. Returns the first violation, or an empty string.
   std::string check_quiescent() const;
 
   /// Tests only: called after a never-used frame was handed out, before it is used.
@@ -181,8 +264,16 @@ class Region {
   // kNoFrame: every frame pinned or in transition this time; kUnavailable: none free and a
   // dirty page's write-back failed (the memory node is gone).
   PinFail take_frame(uint32_t* frame_out);
-  // True if `frame` was taken from `page`; *write_failed when its write-back failed.
-  bool evict(uint32_t frame, uint64_t page, bool* write_failed);
+  // The reserve's refill: one CLOCK sweep of at most a few times the deficit, clean victims
+  // straight into the reserve, dirty ones written back in the background.
+  void refill(PagingCore& core);
+  // Takes `frame` from the unpinned resident `page` if it is still unreferenced; false if a pin
+  // or another core got there first. Dirty pages are written back: with `background` on
+  // `core`'s slot (then *posted is set and the frame joins the reserve on completion), else
+  // waited for.
+  bool evict_for(PagingCore& core, uint32_t frame, uint64_t page, bool background, bool* posted,
+                 bool* write_failed);
+  void install_frame(PagingCore& core, uint32_t frame);
   std::byte* frame_addr(uint32_t f) const { return frames_base_ + uint64_t(f) * kPageSize; }
 
   struct Bounce;

@@ -17,6 +17,12 @@ namespace fm::rt {
 using ReplyFn = void (*)(void* ctx, std::span<const uint8_t> datagram);
 
 /// A request/response app over UDP (kvserver: memcached's UDP text protocol).
+/// A byte range of the far region a request will read (prefetch at dispatch).
+struct FarRange {
+  uint64_t offset = 0;
+  uint32_t len = 0;
+};
+
 class UdpApp {
  public:
   virtual ~UdpApp() = default;
@@ -31,11 +37,13 @@ class UdpApp {
   virtual void serve(void* state, std::span<const uint8_t> payload, int64_t now_unix, ReplyFn reply,
                      void* ctx) = 0;
 
-  /// Before the request is queued, when sched.predictor is not none: whether serving it will
-  /// likely fault (it then waits in the fault-likely queue). `history` is the receiving core's
-  /// private count for the history predictor. Owner core; must not block or fault.
+  /// Before the request is queued, when sched.predictor is not none or sched.prefetch is on:
+  /// whether serving it will likely fault (it then waits in the fault-likely queue). `history`
+  /// is the receiving core's private count for the history predictor. With `fetch` set (the
+  /// page-table predictor, for prefetch at dispatch) a request predicted to fault also names
+  /// the far range it will read first there. Owner core; must not block or fault.
   virtual bool likely_fault(std::span<const uint8_t> /*payload*/, sched::Predictor /*mode*/,
-                            int64_t /*now_unix*/, uint32_t& /*history*/) {
+                            int64_t /*now_unix*/, uint32_t& /*history*/, FarRange* /*fetch*/) {
     return false;
   }
 

@@ -40,6 +40,7 @@ json sched_json(const sched::Scheduler& s) {
   return {{"faults", sched::fault_mode_name(s.faults())},
           {"steal", s.steal()},
           {"predictor", sched::predictor_name(s.predictor())},
+          {"prefetch", s.prefetch()},
           {"preempt_us", s.preempt_us()},
           {"dispatch", sched::dispatch_name(o.dispatch)},
           {"dispatcher", sched::dispatcher_role_name(o.dispatcher)},
@@ -129,6 +130,7 @@ Result<json> set_sched(sched::Scheduler& sched, const json& q) {
   std::optional<sched::FaultMode> faults;
   std::optional<sched::Predictor> predictor;
   std::optional<bool> steal;
+  std::optional<bool> prefetch;
   std::optional<uint32_t> preempt;
   for (auto it = q.begin(); it != q.end(); ++it) {
     const std::string& k = it.key();
@@ -152,18 +154,24 @@ Result<json> set_sched(sched::Scheduler& sched, const json& q) {
       auto v = control_bool_arg(q, k);
       if (!v) return v.status();
       steal = *v;
+    } else if (k == "prefetch") {
+      auto v = control_bool_arg(q, k);
+      if (!v) return v.status();
+      prefetch = *v;
     } else if (k == "preempt_us") {
       auto v = control_int_arg(q, k, 0, 1000000);
       if (!v) return v.status();
       preempt = uint32_t(*v);
     } else {
       return error(Errc::kInvalidArgument,
-                   "unknown scheduler option \"" + k + "\" (faults, steal, predictor, preempt_us)");
+                   "unknown scheduler option \"" + k +
+                       "\" (faults, steal, predictor, prefetch, preempt_us)");
     }
   }
   if (faults) sched.set_faults(*faults);
   if (predictor) sched.set_predictor(*predictor);
   if (steal) sched.set_steal(*steal);
+  if (prefetch) sched.set_prefetch(*prefetch);
   if (preempt) sched.set_preempt_us(*preempt);
   return sched_json(sched);
 }
@@ -232,6 +240,7 @@ void add_control_commands(ControlServer& c, const ControlRefs& r) {
         [r](const json&) -> Result<json> { return sched_json(r.sched); });
   c.add("sched.set",
         "change faults (sync|async), steal (bool), predictor (none|history|pagetable), "
+        "prefetch (bool), "
         "preempt_us while serving; the others need a restart",
         [r](const json& q) { return set_sched(r.sched, q); });
   c.add("memnodes",

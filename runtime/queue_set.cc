@@ -73,10 +73,46 @@ void ServerQueueSet::on_udp(net::Stack&, const net::UdpPeer& from,
   std::memcpy(r->bytes, &h, sizeof(h));
   std::memcpy(r->bytes + sizeof(h), payload.data(), payload.size());
   r->len = uint32_t(sizeof(h) + payload.size());
-  const sched::Predictor mode = ctx_.sched->parent().predictor();
+  const sched::Scheduler& sc = ctx_.sched->parent();
+  const bool prefetch = ctx_.paging != nullptr && sc.prefetch();
+  const sched::Predictor mode = prefetch ? sched::Predictor::kPageTable : sc.predictor();
+  FarRange fetch;
   r->likely_fault = mode != sched::Predictor::kNone &&
-                    app_.likely_fault(payload, mode, clock_.now(), history_local_);
+                    app_.likely_fault(payload, mode, clock_.now(), history_local_,
+                                      prefetch ? &fetch : nullptr);
+  if (prefetch && r->likely_fault && hold(r, fetch)) return;
   ctx_.sched->submit(r);  // a full queue drops and counts
+}
+
+bool ServerQueueSet::hold(sched::Request* r, const FarRange& range) {
+  paging::Region& region = ctx_.paging->region();
+  region.prefetch(*ctx_.paging, range.offset, range.len);
+  // In flight by this prefetch or by another request's fault: either way it is worth waiting
+  // apart for. Nothing in flight (no reserve frame, or the page is back already): run it.
+  if (!region.fetching(range.offset, range.len)) return false;
+  if (held_count_ == kMaxHeld) {
+    counters_.prefetch_overflow.add();
+    return false;
+  }
+  held_[held_count_++] = Held{r, range};
+  counters_.prefetch_held.add();
+  return true;
+}
+
+void ServerQueueSet::release_held() {
+  const paging::Region& region = ctx_.paging->region();
+  uint32_t kept = 0;
+  for (uint32_t i = 0; i < held_count_; ++i) {
+    const Held& h = held_[i];
+    if (region.fetching(h.range.offset, h.range.len)) {
+      held_[kept++] = h;
+      continue;
+    }
+    // Its pages are resident now (or their fetch failed: the request's pin reports it).
+    h.request->likely_fault = false;
+    ctx_.sched->submit(h.request);
+  }
+  held_count_ = kept;
 }
 
 uint32_t ServerQueueSet::poll() {
@@ -84,6 +120,7 @@ uint32_t ServerQueueSet::poll() {
   paging::current_core() = ctx_.paging;
   uint32_t work = ctx_.stack->poll();
   if (ctx_.paging) work += ctx_.paging->poll();
+  if (held_count_ != 0) release_held();
   work += ctx_.sched->poll();
   ctx_.stack->flush();
   return work;

@@ -2,6 +2,7 @@
 // run queues, polled together by whichever worker owns the set (Shenango-style).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 
@@ -56,6 +57,12 @@ class ServerQueueSet final : public net::UdpHandler, public QueueSet {
   CoreParts parts() const;
 
  private:
+  // Prefetch at dispatch: posts the READs of `range` and keeps `r` apart while any page of it
+  // is in flight. False when nothing is in flight or no room is left (queue it as usual).
+  bool hold(sched::Request* r, const FarRange& range);
+  // Queues, as fault-free, the held requests whose pages have landed (in arrival order).
+  void release_held();
+
   struct Context {
     net::Stack* stack = nullptr;
     paging::PagingCore* paging = nullptr;
@@ -72,6 +79,13 @@ class ServerQueueSet final : public net::UdpHandler, public QueueSet {
   sched::PredictorCounters predictions_;
   CoarseClock clock_;
   SetCounters counters_;
+  struct Held {
+    sched::Request* request;
+    FarRange range;
+  };
+  static constexpr uint32_t kMaxHeld = 64;
+  std::array<Held, kMaxHeld> held_;
+  uint32_t held_count_ = 0;
 };
 
 }  // namespace fm::rt

@@ -140,6 +140,11 @@ Status open_far_memory(const ServerOptions& o, uint16_t ncores,
                                   o.max_pin_bytes);
   if (!r) return r.status();
   region = std::move(r.value());
+  const uint32_t reserve = region->set_reserve(o.paging.reserve_frames);
+  if (reserve != o.paging.reserve_frames) {
+    FM_LOG_INFO(kTag, "paging.reserve_frames: {} per core (at most an eighth of {} frames)",
+                reserve, region->frame_count());
+  }
   if (replicated != nullptr && o.paging.reconnect_ms > 0) {
     // Dead nodes are dialled again (quickly: the recovery thread has others to rebuild) and
     // rebuilt at paging.repair_share of their link.

@@ -32,6 +32,8 @@ constexpr CoreStat kCoreStats[] = {
     {"sched_dropped", [](const CoreParts& c) { return c.sched->counters().dropped.read(); }},
     {"sched_no_request", [](const CoreParts& c) { return c.set->no_request.read(); }},
     {"sched_oversize", [](const CoreParts& c) { return c.set->oversize.read(); }},
+    {"sched_prefetch_held", [](const CoreParts& c) { return c.set->prefetch_held.read(); }},
+    {"sched_prefetch_overflow", [](const CoreParts& c) { return c.set->prefetch_overflow.read(); }},
     {"sched_started", [](const CoreParts& c) { return c.sched->counters().started.read(); }},
     {"sched_finished", [](const CoreParts& c) { return c.sched->counters().finished.read(); }},
     {"sched_parks", [](const CoreParts& c) { return c.sched->counters().parks.read(); }},
@@ -72,10 +74,29 @@ constexpr PagingStat kPagingStats[] = {
     {"paging_bytes_read", [](const paging::PagingTotals& t) { return t.bytes_read; }},
     {"paging_bytes_written", [](const paging::PagingTotals& t) { return t.bytes_written; }},
     {"paging_qp_full_retries", [](const paging::PagingTotals& t) { return t.full_retries; }},
-    {"paging_fetch_p50_ns",
-     [](const paging::PagingTotals& t) { return fetch_latency_percentile(t, 0.5); }},
-    {"paging_fetch_p99_ns",
-     [](const paging::PagingTotals& t) { return fetch_latency_percentile(t, 0.99); }},
+    {"paging_reserve_frames", [](const paging::PagingTotals& t) { return t.reserved; }},
+    {"paging_reserve_takes", [](const paging::PagingTotals& t) { return t.reserve_takes; }},
+    {"paging_direct_reclaims", [](const paging::PagingTotals& t) { return t.direct_reclaims; }},
+    {"paging_fault_writebacks", [](const paging::PagingTotals& t) { return t.fault_writebacks; }},
+    {"paging_reclaim_sweeps", [](const paging::PagingTotals& t) { return t.reclaim_sweeps; }},
+    {"paging_reclaim_writebacks",
+     [](const paging::PagingTotals& t) { return t.reclaim_writebacks; }},
+    {"paging_prefetches", [](const paging::PagingTotals& t) { return t.prefetches; }},
+    {"paging_prefetch_used", [](const paging::PagingTotals& t) { return t.prefetch_used; }},
+    {"paging_prefetch_wasted", [](const paging::PagingTotals& t) { return t.prefetch_wasted; }},
+    {"paging_prefetch_no_frame", [](const paging::PagingTotals& t) { return t.prefetch_no_frame; }},
+    // Transfer latencies (post to completion polled) from 32 buckets per power of two: each is
+    // its bucket's upper edge, within 6.25% of the true value.
+    {"paging_read_p50_ns",
+     [](const paging::PagingTotals& t) { return paging::latency_percentile(t.read_latency, 0.5); }},
+    {"paging_read_p99_ns",
+     [](const paging::PagingTotals& t) { return paging::latency_percentile(t.read_latency, 0.99); }},
+    {"paging_read_p999_ns",
+     [](const paging::PagingTotals& t) { return paging::latency_percentile(t.read_latency, 0.999); }},
+    {"paging_write_p50_ns",
+     [](const paging::PagingTotals& t) { return paging::latency_percentile(t.write_latency, 0.5); }},
+    {"paging_write_p99_ns",
+     [](const paging::PagingTotals& t) { return paging::latency_percentile(t.write_latency, 0.99); }},
 };
 
 // The names written by the views below without a table row (switches, gauges, worker state).
@@ -85,6 +106,7 @@ constexpr std::string_view kOtherNames[] = {
     "sched_steal",
     "sched_preempt_us",
     "sched_predictor",
+    "sched_prefetch",
     "sched_in_flight",
     "sched_queued",
     "sched_fetches",
@@ -190,19 +212,6 @@ class SummarySink final : public StatSink {
 std::span<const CoreStat> core_stats() { return kCoreStats; }
 std::span<const PagingStat> paging_stats() { return kPagingStats; }
 
-uint64_t fetch_latency_percentile(const paging::PagingTotals& t, double q) {
-  uint64_t total = 0;
-  for (uint64_t c : t.fetch_latency) total += c;
-  if (total == 0) return 0;
-  const uint64_t rank = uint64_t(q * double(total) + 0.5);
-  uint64_t seen = 0;
-  for (size_t i = 0; i < t.fetch_latency.size(); ++i) {
-    seen += t.fetch_latency[i];
-    if (seen >= rank) return 1ull << (i + 7);
-  }
-  return 1ull << (t.fetch_latency.size() + 6);
-}
-
 void write_server_stats(const ServerParts& s, StatSink& out) {
   const sched::Scheduler& sc = *s.scheduler;
   out.stat("sched_fault_mode", sched::fault_mode_name(sc.faults()));
@@ -210,6 +219,7 @@ void write_server_stats(const ServerParts& s, StatSink& out) {
   out.stat("sched_steal", uint64_t{sc.steal()});
   out.stat("sched_preempt_us", uint64_t{sc.preempt_us()});
   out.stat("sched_predictor", sched::predictor_name(sc.predictor()));
+  out.stat("sched_prefetch", uint64_t{sc.prefetch()});
   // The one summing loop: every core statistic is the sum of its per-core values.
   for (const CoreStat& st : kCoreStats) {
     uint64_t v = 0;

@@ -25,6 +25,8 @@ namespace fm::rt {
 struct SetCounters {
   Counter no_request;  // no free request buffer: the datagram was dropped
   Counter oversize;    // a datagram larger than a request buffer (not with a 1500-byte MTU)
+  Counter prefetch_held;      // requests that waited apart for READs posted at dispatch
+  Counter prefetch_overflow;  // requests with READs in flight queued as fault-likely: no room
 };
 
 /// What one core's statistics are read from: its queue set's parts. Pointers stay valid for
@@ -62,9 +64,6 @@ struct ServerParts {
   const paging::Region* region = nullptr;        // null in local mode
   const paging::Transport* transport = nullptr;  // null in local mode
 };
-
-/// Fetch latency percentile from the region's log2 histogram (upper bucket edge, ns).
-uint64_t fetch_latency_percentile(const paging::PagingTotals& t, double q);
 
 /// The server-wide view: the scheduler's switches, every core statistic summed over cores, the
 /// queue gauges, and far memory's state and totals. What memcached's "stats" prints after the

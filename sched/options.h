@@ -72,6 +72,10 @@ struct SchedOptions {
   uint32_t dispatch_bound = 2;
   // Fault predictor; fault-likely requests wait in a queue of their own.
   Predictor predictor = Predictor::kNone;
+  // Prefetch at dispatch: a request whose item the page table shows is not resident gets its
+  // READs posted as it arrives (into frames of the paging reserve) and waits apart until they
+  // land, then queues as fault-free. Classifies with the page table whatever `predictor` says.
+  bool prefetch = false;
   // history predictor: how many recent key accesses count as "likely resident" (0: derived from
   // the local memory size by the app).
   uint32_t history_window = 0;

@@ -270,6 +270,7 @@ Scheduler::Scheduler(const SchedOptions& opts)
       steal_(opts.steal),
       faults_(opts.faults),
       predictor_(opts.predictor),
+      prefetch_(opts.prefetch),
       central_("central", pow2_at_least(uint64_t(opts.queue_depth) + 1), RingMode::kMpSc),
       central_likely_fault_("central-lf", pow2_at_least(uint64_t(opts.queue_depth) + 1),
                             RingMode::kMpSc) {

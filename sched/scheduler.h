@@ -193,6 +193,8 @@ class Scheduler {
   FaultMode faults() const { return faults_.load(std::memory_order_relaxed); }
   void set_predictor(Predictor p) { predictor_.store(p, std::memory_order_relaxed); }
   Predictor predictor() const { return predictor_.load(std::memory_order_relaxed); }
+  void set_prefetch(bool on) { prefetch_.store(on, std::memory_order_relaxed); }
+  bool prefetch() const { return prefetch_.load(std::memory_order_relaxed); }
   void set_preempt_us(uint32_t us);
   uint32_t preempt_us() const { return preempt_us_.load(std::memory_order_relaxed); }
   /// The quantum in TSC cycles (0: off).
@@ -206,6 +208,7 @@ class Scheduler {
   std::atomic<bool> steal_;
   std::atomic<FaultMode> faults_;
   std::atomic<Predictor> predictor_;
+  std::atomic<bool> prefetch_;
   std::atomic<uint32_t> preempt_us_{0};
   std::atomic<uint64_t> preempt_cycles_{0};
   std::vector<std::unique_ptr<CoreScheduler>> cores_;

@@ -3,10 +3,11 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cstdint>
 #include <limits>
 #include <vector>
+
+#include "dataplane/log_linear.h"
 
 namespace fm::loadgen {
 
@@ -18,10 +19,11 @@ template <int SubBits, int MaxBits, class Count>
 class LogLinearHistogram {
  public:
   static_assert(SubBits >= 2 && SubBits < MaxBits && MaxBits <= 64);
+  using Buckets = LogLinear<SubBits>;
   static constexpr int kSubBits = SubBits;
-  static constexpr uint64_t kSub = 1ull << kSubBits;
+  static constexpr uint64_t kSub = Buckets::kSub;
   static constexpr int kGroups = MaxBits - kSubBits + 1;
-  static constexpr double kRelativeError = 2.0 / double(kSub);
+  static constexpr double kRelativeError = Buckets::kRelativeError;
   static constexpr uint64_t kMaxValue = MaxBits == 64 ? ~0ull : (1ull << (MaxBits % 64)) - 1;
 
   LogLinearHistogram() : counts_(size_t(kGroups) * kSub, 0) {}
@@ -68,20 +70,8 @@ class LogLinearHistogram {
     return max_;
   }
 
-  /// Bucket of v: exact below kSub; above, the top kSubBits bits of v (a value in
-  /// [kSub/2, kSub)) in group `shift`, so a bucket spans < 1/(kSub/2) of its values.
-  static size_t index(uint64_t v) {
-    if (v < kSub) return size_t(v);
-    const int shift = (63 - std::countl_zero(v)) - kSubBits + 1;
-    return size_t(shift) * kSub + size_t(v >> shift);
-  }
-
-  /// Largest value that lands in bucket i.
-  static uint64_t upper(size_t i) {
-    const size_t shift = i / kSub;
-    const uint64_t bucket = i % kSub;
-    return ((bucket + 1) << shift) - 1;
-  }
+  static size_t index(uint64_t v) { return Buckets::index(v); }
+  static uint64_t upper(size_t i) { return Buckets::upper(i); }
 
  private:
   std::vector<Count> counts_;
