@@ -289,6 +289,7 @@ uint32_t Region::set_reserve(uint32_t frames) {
   const uint64_t most = frames_ / (8 * cores_.size());
   const auto per_core = uint32_t(std::min<uint64_t>(frames, most));
   for (auto& c : cores_) {
+    while (c->reserve_count() != 0) frame_page_[c->pop_reserve()].store(0, std::memory_order_release);
     c->reserve_.assign(per_core, 0);
     c->reserve_target_ = per_core;
   }

@@ -219,7 +219,8 @@ class Region {
 
   /// Keeps `frames` free frames per core, refilled between polls (0: off, faults sweep CLOCK
   /// themselves). Clamped so every reserve together holds at most an eighth of the frames.
-  /// Control path, before serving. Returns the size per core in effect.
+  /// Control path, while no core polls (frames of an earlier reserve become free). Returns the
+  /// size per core in effect.
   uint32_t set_reserve(uint32_t frames);
 
   PagingCore& core(CoreId id) { return *cores_[to_int(id)]; }

@@ -118,6 +118,23 @@ void BM_Copy4K(benchmark::State& state) {
 }
 BENCHMARK(BM_Copy4K);
 
+// The emulated DMA as the miss benchmarks see it: a page of a 16 MiB pool into a frame of a
+// 4 MiB frame pool, both rings far larger than the cache (a miss's copy is rarely warm). The
+// async miss benchmarks minus this (twice with write-backs) is the fault's CPU cost alone.
+void BM_Copy4KCold(benchmark::State& state) {
+  constexpr uint64_t kPages = 4096, kFrames = 1024;
+  std::vector<std::byte> pool(kPages * kPageSize, std::byte{1}), frames(kFrames * kPageSize);
+  uint64_t i = 0;
+  for (auto _ : state) {
+    // Strides that are coprime with both rings: every pair (page, frame) in turn.
+    std::memcpy(frames.data() + (i * 7 % kFrames) * kPageSize,
+                pool.data() + (i * 13 % kPages) * kPageSize, kPageSize);
+    ++i;
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK(BM_Copy4KCold);
+
 // A whole synchronous fault at the default model (3.3 us + 4 KiB at 100 Gb/s = 3.63 us).
 void BM_SyncFaultAt3300ns(benchmark::State& state) {
   constexpr uint64_t kPages = 2048, kFrames = 512;
@@ -134,19 +151,26 @@ struct AsyncBench : sched::App {
   Region* region = nullptr;
   uint64_t pages = 0, next = 0;
   bool resident = false;  // always the same (resident) page: the request path without a miss
+  bool write = false;     // dirty every page: each eviction writes it back
   void serve(sched::Fiber&, sched::Request&) override {
     PagingCore& c = *current_core();
     const uint64_t off = resident ? 5 * kPageSize : (next++ % pages) * kPageSize;
-    std::byte* b = region->pin(c, off, 8, PinAccess::kRead);
+    std::byte* b = region->pin(c, off, 8, write ? PinAccess::kWrite : PinAccess::kRead);
+    if (write) std::memset(b, 1, 8);
     benchmark::DoNotOptimize(b);
     region->unpin(*current_core(), off, 8, b);
   }
 };
 
-void async_requests(benchmark::State& state, bool resident) {
+// `reserve`: paging.reserve_frames (kvserver's default 64; 0 = every fault sweeps and writes
+// back for itself).
+void async_requests(benchmark::State& state, bool resident, bool write = false,
+                    uint32_t reserve = 0) {
   constexpr uint64_t kPages = 4096, kFrames = 1024;
   Setup s(0, kPages, kFrames);
+  s.region->set_reserve(reserve);
   AsyncBench app;
+  app.write = write;
   app.region = s.region.get();
   app.pages = kPages;
   app.resident = resident;
@@ -169,9 +193,11 @@ void async_requests(benchmark::State& state, bool resident) {
     }
   }
   const auto t = s.region->totals();
-  state.counters["faults_per_iter"] = double(t.faults) / double(state.iterations());
-  state.counters["parks_per_iter"] =
-      double(cs.counters().parks.read()) / double(state.iterations());
+  const double n = double(state.iterations());
+  state.counters["faults_per_iter"] = double(t.faults) / n;
+  state.counters["parks_per_iter"] = double(cs.counters().parks.read()) / n;
+  state.counters["writebacks_per_iter"] = double(t.writebacks) / n;
+  state.counters["direct_reclaims_per_iter"] = double(t.direct_reclaims) / n;
 }
 void BM_AsyncMissYieldResume(benchmark::State& state) { async_requests(state, false); }
 BENCHMARK(BM_AsyncMissYieldResume);
@@ -180,6 +206,17 @@ BENCHMARK(BM_AsyncMissYieldResume);
 // resume), copy included.
 void BM_AsyncRequestResident(benchmark::State& state) { async_requests(state, true); }
 BENCHMARK(BM_AsyncRequestResident);
+// Every request dirties the page it misses on, so every eviction writes a page back: the whole
+// amortized cost of a fault (victim, write-back, READ, park, wake) with the emulated copies
+// (two BM_Copy4K: the READ's and the WRITE's). Without a reserve each fault sweeps and waits for
+// its victim's write-back; with kvserver's default reserve of 64 frames, the refill between
+// requests does both in batches and the fault takes a free frame.
+void BM_AsyncMissDirtyNoReserve(benchmark::State& state) { async_requests(state, false, true, 0); }
+BENCHMARK(BM_AsyncMissDirtyNoReserve);
+void BM_AsyncMissDirtyReserve64(benchmark::State& state) { async_requests(state, false, true, 64); }
+BENCHMARK(BM_AsyncMissDirtyReserve64);
+void BM_AsyncMissCleanReserve64(benchmark::State& state) { async_requests(state, false, false, 64); }
+BENCHMARK(BM_AsyncMissCleanReserve64);
 
 }  // namespace
 }  // namespace fm::paging

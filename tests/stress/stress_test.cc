@@ -189,6 +189,9 @@ class StressSet : public QueueSet {
         Origin* origin = &origin_;
         std::memcpy(r->bytes + 16, &origin, sizeof(origin));
         r->len = 24;
+        // Sometimes the slot's pages are prefetched first (only into reserve frames, when the
+        // round has a reserve): its fiber may then find them in flight and wait for them.
+        if (rng_() % 2 == 0) pc_.region().prefetch(pc_, slot_offset(slot), slot_bytes(slot));
         if (cs_.submit(r)) generated_.fetch_add(1, std::memory_order_relaxed);
         ++work;
       }
@@ -241,6 +244,8 @@ void round(World& w, uint16_t cores, sched::Dispatch dispatch, double seconds, s
            RoundResult* out) {
   StressApp app;
   app.w = &w;
+  // Rounds with and without a frame reserve (background reclaim, and prefetches into it).
+  w.region->set_reserve(rng() % 3 == 0 ? 0 : 8);
   sched::SchedOptions so;
   so.faults = rng() % 2 ? sched::FaultMode::kAsync : sched::FaultMode::kSync;
   so.max_in_flight = 16;
@@ -312,6 +317,13 @@ void round(World& w, uint16_t cores, sched::Dispatch dispatch, double seconds, s
   }
   stop.store(true);
   for (auto& t : threads) t.join();
+  // Background write-backs and prefetches still in flight land now (this thread owns every
+  // paging core once the workers are gone).
+  const auto settle_end = Clock::now() + 10s;
+  for (uint16_t i = 0; i < cores; ++i) {
+    paging::PagingCore& pc = w.region->core(CoreId{i});
+    while (pc.background_in_flight() != 0 && Clock::now() < settle_end) pc.poll();
+  }
   out->served = app.served.load();
   for (uint16_t i = 0; i < cores; ++i) {
     const sched::SchedCounters& c = sched->core(CoreId{i}).counters();
@@ -366,20 +378,27 @@ TEST(Stress, FarMemoryUnderStealingModeFlipsAndCoreChangesKeepsEveryValue) {
     if (std::string bad = check(p, s, w.version[s].load(), len); !bad.empty()) w.report(bad);
     w.region->unpin(w.region->core(CoreId{0}), slot_offset(s), len, p);
   }
+  const auto settle_end = Clock::now() + 10s;
+  while (w.region->core(CoreId{0}).background_in_flight() != 0 && Clock::now() < settle_end)
+    w.region->core(CoreId{0}).poll();
   EXPECT_EQ(w.region->check_quiescent(), "");
   const paging::PagingTotals t = w.region->totals();
   std::printf(
       "stress: %d rounds, %.0f s, %u threads, seed %lu: %lu requests (%lu reads, %lu writes, %lu "
       "multi-page) verified; %lu mode flips, %lu core changes, %lu steals, %lu parks, %lu lock "
       "yields; paging: %lu faults, %lu evictions, %lu write-backs, %lu shared waits, %lu frame "
-      "waits, %lu bounce waits, %lu full retries, %lu errors\n",
+      "waits, %lu bounce waits, %lu full retries, %lu errors; reserve: %lu takes, %lu direct "
+      "reclaims, %lu background write-backs; %lu prefetches (%lu used, %lu wasted)\n",
       rounds, seconds, cores, (unsigned long)seed, (unsigned long)total.served,
       (unsigned long)w.reads.load(), (unsigned long)w.writes.load(),
       (unsigned long)w.multi_page.load(), (unsigned long)total.flips,
       (unsigned long)total.core_changes, (unsigned long)total.steals, (unsigned long)total.parks,
       (unsigned long)w.lock_yields.load(), (unsigned long)t.faults, (unsigned long)t.evictions,
       (unsigned long)t.writebacks, (unsigned long)t.shared_waits, (unsigned long)t.frame_waits,
-      (unsigned long)t.bounce_waits, (unsigned long)t.full_retries, (unsigned long)t.errors);
+      (unsigned long)t.bounce_waits, (unsigned long)t.full_retries, (unsigned long)t.errors,
+      (unsigned long)t.reserve_takes, (unsigned long)t.direct_reclaims,
+      (unsigned long)t.reclaim_writebacks, (unsigned long)t.prefetches,
+      (unsigned long)t.prefetch_used, (unsigned long)t.prefetch_wasted);
   for (const auto& f : w.findings) ADD_FAILURE() << f;
   EXPECT_EQ(w.far_errors.load(), 0u);
   EXPECT_EQ(t.errors, 0u);
