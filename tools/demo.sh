@@ -226,7 +226,8 @@ echo "demo: $line"
 if [ "${TABLE1:-1}" = 1 ]; then
   echo
   echo "demo: Table 1 (tools/experiments/table1.sh ${TABLE1_RATE:-100000} 2)"
-  SKIP_SETUP=1 IDLE_BACKOFF=${IDLE_BACKOFF:-false} tools/experiments/table1.sh "${TABLE1_RATE:-100000}" 2 ||
+  SKIP_SETUP=1 IDLE_BACKOFF=${IDLE_BACKOFF:-false} TRIALS=${TRIALS:-1} CAPACITY_RATES=${CAPACITY_RATES:-none} \
+    tools/experiments/table1.sh "${TABLE1_RATE:-100000}" 2 ||
     echo "demo: Table 1 ended with status $? (not part of the verdict)"
   echo
   verdict 0 "$line"

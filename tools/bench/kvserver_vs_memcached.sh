@@ -36,7 +36,7 @@ command -v memcached >/dev/null || { echo "bench: stock memcached is not install
 mkdir -p "$OUT"
 rm -f "$OUT"/*.csv
 fm_workdir bench
-fm_machine_info >"$FM_WORK/machine.txt"
+{ fm_machine_info; fm_build_info; } >"$FM_WORK/machine.txt"
 
 COMMON=(--keys "$KEYS" --value-size "$VALUE_SIZE" --get-ratio "$GET_RATIO" --duration "$DURATION"
         --warmup "$WARMUP" --stop-p99-us "$STOP_P99_US" --retries "$RETRIES" --lcores "$LOADGEN_CPU")
@@ -96,6 +96,8 @@ fm_stop "$MC_PID"
   echo "           ${MC_CMD[*]}"
   echo
   python3 tools/lib/report.py curves --bound-us "$P99_BOUND_US" "${kv_csvs[@]}" "$OUT/memcached.csv"
+  echo
+  fm_noise_floor "$LOADGEN_CPU"
 } | tee "$OUT/summary.txt"
 plot_csvs=()
 for c in "${kv_csvs[@]}" "$OUT/memcached.csv"; do [ -s "$c" ] && plot_csvs+=("$c"); done

@@ -22,7 +22,7 @@ fm_build "$FM_LOADGEN" "$FM_REFLECTOR" "$FM_ENGINE_BENCH"
 mkdir -p "$OUT"
 rm -f "$OUT"/trial*.csv
 fm_workdir ceiling
-fm_machine_info >"$FM_WORK/machine.txt"
+{ fm_machine_info; fm_build_info; } >"$FM_WORK/machine.txt"
 CMD=()
 csvs=()
 for t in $(seq "$TRIALS"); do

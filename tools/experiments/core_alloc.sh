@@ -100,4 +100,5 @@ done
 python3 tools/lib/report.py core-alloc cpu "$OUTDIR" | tee -a "$SUMMARY"
 fi
 has steps && python3 tools/lib/report.py core-alloc plot "$OUTDIR" | tee -a "$SUMMARY"
+fm_record >>"$SUMMARY"
 echo "core_alloc: results in $OUTDIR"

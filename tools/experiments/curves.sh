@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Latency-vs-load curves of every mode on one plot, to saturation: no-fault (all local), sync
 # (FCFS, busy-wait faults) and async (park at the fetch), 20% local memory, open-loop GETs of
-# 128 B values. Saves results/curves-<date>.{csv,png}.
+# 128 B values. Saves results/curves-<date>.{csv,png,txt} (.txt: each mode's peak by
+# tools/lib/report.py's rule, the command, machine, build and noise floor).
 #   tools/experiments/curves.sh [RATES] [DURATION_S]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,5 +30,9 @@ for c in "${csvs[@]}"; do fm_append_csv "$c" "$OUT.csv"; done
 [ -s "$OUT.csv" ] || { echo "$(basename "$0" .sh): no run produced a row" >&2; exit 1; }
 python3 tools/loadgen/plot.py -o "$OUT.png" --percentiles p50,p99 --bound-us 500 \
   --title "kvserver, 20% local memory, 3.3 us fetches: no-fault vs sync vs async" "$OUT.csv" || true
-python3 tools/lib/report.py peaks --bound-us 500 --who curves "$OUT.csv"
-echo "curves: $OUT.csv $OUT.png"
+{
+  echo "curves: IDLE_BACKOFF=${IDLE_BACKOFF:-true} tools/experiments/curves.sh $RATES $DURATION ($KEYS keys)"
+  python3 tools/lib/report.py peaks --bound-us 500 --who curves "$OUT.csv"
+  fm_record
+} | tee "$OUT.txt"
+echo "curves: $OUT.csv $OUT.png $OUT.txt"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sensitivity to the fetch latency: latency-vs-throughput curves of kvserver at 20% local memory
 # with 1, 3.3 and 10 us fetches (the emulated transport's latency_ns), sync and async side by side,
-# and each curve's peak at p99 <= 500 us. Saves results/fetch-latency-<date>.{csv,png}.
+# and each curve's peak at p99 <= 500 us (tools/lib/report.py's rule). Saves
+# results/fetch-latency-<date>.{csv,png,txt} (.txt: peaks, ratios, command, machine, build, noise
+# floor).
 #   tools/experiments/fetch_latency.sh [RATES] [DURATION_S]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,6 +33,10 @@ for lat in $LATENCIES; do
 done
 for c in "${csvs[@]}"; do fm_append_csv "$c" "$OUT.csv"; done
 [ -s "$OUT.csv" ] || { echo "$(basename "$0" .sh): no run produced a row" >&2; exit 1; }
-python3 tools/lib/report.py fetch-latency --bound-us 500 "$OUT.csv"
+{
+  echo "fetch_latency: LATENCIES=\"$LATENCIES\" MODES=\"$MODES\" IDLE_BACKOFF=${IDLE_BACKOFF:-true} tools/experiments/fetch_latency.sh $RATES $DURATION"
+  python3 tools/lib/report.py fetch-latency --bound-us 500 "$OUT.csv"
+  fm_record
+} | tee "$OUT.txt"
 python3 tools/loadgen/plot.py -o "$OUT.png" --title "kvserver at 20% local memory: fetch latency" "$OUT.csv" >/dev/null 2>&1 && echo "fetch_latency: plot $OUT.png" || true
 echo "fetch_latency: rows in $OUT.csv"

@@ -2,7 +2,8 @@
 # Far-memory sensitivity to local memory: latency-vs-throughput curves of kvserver with 100%,
 # 50%, 20% and 10% of its item memory local, in one fault mode (sync by default: the FCFS
 # busy-wait baseline), open-loop GETs of 128 B values over the whole working set. Saves
-# results/local-fraction-<mode>-<date>.{csv,png}.
+# results/local-fraction-<mode>-<date>.{csv,png,txt} (.txt: every point, each fraction's peak at
+# p99 <= 500 us by tools/lib/report.py's rule, the command, machine, build and noise floor).
 #   tools/experiments/local_fraction.sh [sync|async] [RATES] [DURATION_S]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,5 +33,10 @@ done
 for c in "${csvs[@]}"; do fm_append_csv "$c" "$OUT.csv"; done
 [ -s "$OUT.csv" ] || { echo "$(basename "$0" .sh): no run produced a row" >&2; exit 1; }
 python3 tools/loadgen/plot.py -o "$OUT.png" --title "kvserver, $MODE faults, local memory share" "$OUT.csv" || true
-python3 tools/lib/report.py points "$OUT.csv"
-echo "local_fraction: $OUT.csv $OUT.png"
+{
+  echo "local_fraction: FRACTIONS=\"$FRACTIONS\" IDLE_BACKOFF=${IDLE_BACKOFF:-true} tools/experiments/local_fraction.sh $MODE $RATES $DURATION"
+  python3 tools/lib/report.py points "$OUT.csv"
+  python3 tools/lib/report.py peaks --bound-us 500 --who "local_fraction $MODE" "$OUT.csv"
+  fm_record
+} | tee "$OUT.txt"
+echo "local_fraction: $OUT.csv $OUT.png $OUT.txt"

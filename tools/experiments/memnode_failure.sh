@@ -120,8 +120,7 @@ if has striping; then
   done
   python3 tools/lib/report.py striping "$OUTDIR/striping.csv" | tee -a "$SUMMARY"
 fi
-# The machine's noise floor (stalls of a tight loop on the loadgen's CPU), for every result.
-${FM_ENV[@]+"${FM_ENV[@]}"} "$FM_ENGINE_BENCH" --cpu "${EXP_LOADGEN_LCORES%% *}" --hiccups 2 --rates 10000 \
-  --duration 0.05 2>/dev/null | grep '^noise floor' | tee -a "$SUMMARY" || true
-fm_machine_info >>"$SUMMARY"
+# The machine, the build and its noise floor (stalls of a tight loop on the loadgen's CPU), for
+# every result.
+fm_record | tee -a "$SUMMARY" | grep '^noise floor\|^build' || true
 exit "${verdict:-0}"

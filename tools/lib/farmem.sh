@@ -4,7 +4,12 @@
 # the machine's description. Sourced (bash) from the repository root; changes no folder.
 #
 # Knobs (environment), read when sourced unless said otherwise:
-#   FARMEM_BUILD (build)   the build folder the programs come from
+#   FARMEM_BUILD (build)   the build folder the programs come from (build/ is meson
+#                          debugoptimized: -O2 with FM_DCHECKs on)
+#   FARMEM_RELEASE=1       measure an optimized build without debug checks instead: FARMEM_BUILD
+#                          defaults to build-release, which fm_build configures (once) as meson
+#                          --buildtype=release (-O3, NDEBUG: FM_DCHECKs off), tests off. Every
+#                          result file says which build it used (fm_build_info)
 #   FARMEM_BUNDLE          a device bundle (tools/device/bundle.sh: bin/, lib/) instead: its
 #                          programs run with LD_LIBRARY_PATH=bundle/lib, given to them alone
 #   NO_BUILD=1             fm_build does not run tools/build.sh (nor does SKIP_SETUP=1)
@@ -80,6 +85,7 @@ fm_pmds() {
   done
 }
 
+[ "${FARMEM_RELEASE:-0}" = 1 ] && export FARMEM_BUILD=${FARMEM_BUILD:-build-release}
 if [ -n "${FARMEM_BUNDLE:-}" ]; then
   fm_programs "$FARMEM_BUNDLE/bin" "$FARMEM_BUNDLE/lib"
 else
@@ -95,10 +101,17 @@ fm_setup() {
 }
 
 # fm_build PROGRAM...: tools/build.sh (in FARMEM_BUILD) unless NO_BUILD or SKIP_SETUP is set or
-# the programs come from a bundle; then fails with a line when a PROGRAM is missing.
+# the programs come from a bundle; then fails with a line when a PROGRAM is missing. With
+# FARMEM_RELEASE=1 a folder not yet configured is set up as a release build first (tools/build.sh
+# would make it debugoptimized).
 fm_build() {
   local p
-  if [ -z "${NO_BUILD:-}${SKIP_SETUP:-}${FARMEM_BUNDLE:-}" ]; then "$FM_ROOT/tools/build.sh" >/dev/null; fi
+  if [ -z "${NO_BUILD:-}${SKIP_SETUP:-}${FARMEM_BUNDLE:-}" ]; then
+    if [ "${FARMEM_RELEASE:-0}" = 1 ] && [ ! -f "$FM_ROOT/$FARMEM_BUILD/build.ninja" ]; then
+      (cd "$FM_ROOT" && meson setup "$FARMEM_BUILD" --buildtype=release -Dtests=disabled >/dev/null)
+    fi
+    "$FM_ROOT/tools/build.sh" >/dev/null
+  fi
   for p in "$@"; do
     [ -x "$p" ] || { echo "$p is missing (build first: tools/build.sh)" >&2; exit 1; }
   done
@@ -281,10 +294,11 @@ TOML
 # or async (far memory, 64 MiB region, LOCAL_FRACTION (0.2) local, fetch latency LATENCY_NS
 # (3300) from this run's memnode), optionally with scheduler variants appended with '+':
 # sync+pagetable, async+history, async+central, sync+preempt (PREEMPT_US, 5 us quantum),
-# async+nosteal. ITEM_SIZE_MAX, when set, bounds far modes' items (the many-core runs set 65536:
+# async+nosteal, async+prefetch (sched.prefetch), async+noreserve (paging.reserve_frames = 0:
+# faults reclaim for themselves, the old path). ITEM_SIZE_MAX, when set, bounds far modes' items (the many-core runs set 65536:
 # 20% of 64 MiB holds too few frames to pin a 1 MiB item on each of 11 cores).
 fm_mode_toml() {
-  local base=${1%%+*} extra="" v parts=()
+  local base=${1%%+*} extra="" paging_extra="" v parts=()
   if [ "$base" = no-fault ]; then
     printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "local"\n'
     return
@@ -296,12 +310,15 @@ fm_mode_toml() {
       central) extra+="dispatch = \"central\"\n" ;;
       preempt) extra+="preempt_us = ${PREEMPT_US:-5}\n" ;;
       nosteal) extra+="steal = false\n" ;;
+      prefetch) extra+="prefetch = true\n" ;;
+      noreserve) paging_extra+="reserve_frames = 0\n" ;;
       *) echo "fm_mode_toml: unknown variant '$v' in '$1'" >&2; return 1 ;;
     esac
   done
   printf '[kv]\nmemory_mb = 64\n'
   [ -n "${ITEM_SIZE_MAX:-}" ] && printf 'item_size_max = %s\n' "$ITEM_SIZE_MAX"
   printf '[paging]\nmode = "far"\nlocal_fraction = %s\nmemnode = "unix:%s"\n' "${2:-${LOCAL_FRACTION:-0.2}}" "$FM_MNSOCK"
+  printf '%b' "$paging_extra"
   printf '[paging.emulated]\nlatency_ns = %s\n[sched]\nfaults = "%s"\n' "${LATENCY_NS:-3300}" "$base"
   printf '%b' "$extra"
 }
@@ -451,4 +468,44 @@ fm_machine_info() {
   echo "--- hugepages 2M: nr $(cat $hp/nr_hugepages 2>/dev/null) free $(cat $hp/free_hugepages 2>/dev/null) resv $(cat $hp/resv_hugepages 2>/dev/null)"
   echo "--- cpufreq governor: $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo n/a)"
   echo "--- cmdline: $(cat /proc/cmdline)"
+}
+
+# fm_build_info: one line: where the programs come from and how they were built (the build
+# folder's meson buildtype and whether NDEBUG turns FM_DCHECKs off; a bundle's MANIFEST line).
+fm_build_info() {
+  local opts=$FM_BIN/meson-info/intro-buildoptions.json
+  if [ -n "$FM_LIB" ]; then
+    echo "build: bundle $FM_BIN ($(grep -m1 '^bundle made' "$FM_BIN/../MANIFEST" 2>/dev/null || echo 'no MANIFEST'); its build type is that of the folder it was made from)"
+  elif [ -f "$opts" ]; then
+    python3 - "$opts" "$FM_BIN" <<'PY'
+import json, sys
+o = {x["name"]: x["value"] for x in json.load(open(sys.argv[1]))}
+bt, nd = o.get("buildtype"), o.get("b_ndebug")
+off = nd == "true" or (nd == "if-release" and bt == "release")
+print(f"build: {sys.argv[2]}/ meson buildtype={bt} b_ndebug={nd}: debug checks (FM_DCHECK) "
+      f"{'off' if off else 'ON'}, sanitizers {o.get('b_sanitize', 'none')}"
+      + ("" if off else " (not a measurement build: FARMEM_RELEASE=1, tools/lib/farmem.sh)"))
+PY
+  else
+    echo "build: $FM_BIN (no meson-info: build type unknown)"
+  fi
+}
+
+# fm_noise_floor [CPU]: this machine's noise floor on CPU (EXP_LOADGEN_LCORES's first, else 0):
+# the share of 2 s a tight TSC loop lost in stalls > 10 us (engine_bench --hiccups 2), one line.
+fm_noise_floor() {
+  local cpu=${1:-${EXP_LOADGEN_LCORES:-0}} line
+  cpu=${cpu%% *}
+  line=$(${FM_ENV[@]+"${FM_ENV[@]}"} "$FM_ENGINE_BENCH" --cpu "$cpu" --hiccups 2 --rates 10000 \
+    --duration 0.05 2>/dev/null | grep '^noise floor' || true)
+  echo "${line:-noise floor: not measured ($FM_ENGINE_BENCH did not run)} (CPU $cpu, $(date -u +%H:%M:%SZ))"
+}
+
+# fm_record [CPU]: the lines every result file ends with: the machine (fm_machine_info), the
+# build (fm_build_info), the priority, and the noise floor on CPU measured now (fm_noise_floor).
+fm_record() {
+  fm_machine_info
+  fm_build_info
+  echo "priority: $([ "$FM_NICE_VALUE" != 0 ] && echo "nice $FM_NICE_VALUE in its own autogroup" || echo "normal (PRIO=0 or not root)")"
+  fm_noise_floor "${1:-}"
 }

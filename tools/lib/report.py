@@ -5,7 +5,8 @@ plain text; a value that cannot be measured (no CSV, every point INVALID, no val
 the bound, an infinite p99) is "not measurable here" with the reason, never a ratio against a
 missing value.
 
-  report.py table1 CSV                 the paper's Table 1 (tools/experiments/table1.sh)
+  report.py table1 [--capacity CSV] [--bound-us B] CSV
+                                       the paper's Table 1 (tools/experiments/table1.sh)
   report.py bimodal CSV                short and long requests' latencies (bimodal.sh)
   report.py points CSV                 one line per point (local_fraction.sh)
   report.py peaks [--bound-us 500] [--who curves] CSV
@@ -24,9 +25,17 @@ missing value.
   report.py scaling --modes M --cores C [--bound-us 500] [--peak C MODE] scaling.csv
                                        the table of tools/device/scaling.sh, or one run's peak
 
-Peaks (peaks, fetch-latency, curves, scaling): the highest achieved rate among VALID points
-whose p99 is within the bound (a p99 within the bound also means < 1% drops, since drops are
-infinite latency) and whose achieved rate is above 0.
+Every peak and capacity (peaks, fetch-latency, curves, scaling, ceiling, striping, table1's Tput)
+follows one rule: the highest offered rate such that that point and every lower-rate point of
+the same run passed. A point passes when it is VALID (the loadgen kept its schedule), >= 99% of
+its requests were answered (replies / requests; achieved / offered where a CSV has no counts),
+and, where a bound applies, its p99 is within it. So an INVALID point never counts, and it ends
+the run's peak: the peak below it is printed as a lower bound (">= 450K"), with the point that
+ended it and how many passing points above it were not counted. A run whose lowest point failed
+has no peak ("not measurable here: its lowest point ... was INVALID"). A peak is a value (no
+">=") only when a VALID point above it failed: the run reached saturation. Ratios of two peaks
+are values only when both are; with one lower bound they are bounds (">=", "<="), with two
+"not measurable here". Peaks are offered rates; the achieved rate at the peak is printed too.
 """
 import argparse
 import csv
@@ -88,14 +97,110 @@ def within(r, bound_us, p99="p99_us"):
     return r["valid"] == "1" and num(r[p99]) <= bound_us
 
 
-def peak_row(rows, bound_us, achieved="achieved_rps", p99="p99_us"):
-    """The point of the peak (see the module's doc), or None."""
-    best = None
+def answered_share(r, achieved="achieved_rps"):
+    """The share of a point's requests that were answered: replies / requests where the CSV has
+    them (loadgen CSVs), else achieved / offered (tools/device/scaling.sh's scaling.csv)."""
+    req, rep = num(r.get("all_requests")), num(r.get("all_replies"))
+    if req > 0 and rep >= 0:
+        return rep / req
+    off = num(r.get("offered_rps"))
+    return num(r.get(achieved)) / off if off > 0 else math.nan
+
+
+def fails(r, bound_us=None, achieved="achieved_rps", p99="p99_us"):
+    """Why a point did not pass, in plain words; "" when it passed (see the module's doc)."""
+    if r["valid"] != "1":
+        return f"INVALID: {r.get('invalid_reason') or 'see the CSV'}"
+    share = answered_share(r, achieved)
+    if not share >= 0.99:
+        return f"{100 * share:.1f}% of its requests answered (< 99%)"
+    if bound_us is not None and not num(r[p99]) <= bound_us:
+        return f"p99 {fmt_us(num(r[p99]))} us over {bound_us:g} us"
+    return ""
+
+
+class Capacity:
+    """A run's capacity by the rule of the module's doc. row: the point of the capacity (None:
+    no rate passed); stop: the lowest point that failed (None: every point passed, the sweep did
+    not reach saturation); why: stop's reason; above: points above stop that passed (not counted)."""
+
+    def __init__(self, row, stop, why, above):
+        self.row, self.stop, self.why, self.above = row, stop, why, above
+
+    def rate(self):
+        """The capacity in req/s (the offered rate of its point), or None."""
+        return num(self.row["offered_rps"]) if self.row is not None else None
+
+    def exact(self):
+        """True when a VALID point above it failed: the run reached saturation, the capacity is a
+        value; False when it is only a lower bound (the sweep stopped first, or an INVALID point
+        came next and says nothing about the server)."""
+        return self.row is not None and self.stop is not None and self.stop["valid"] == "1"
+
+    def invalid_stop(self):
+        return self.stop is not None and self.stop["valid"] != "1"
+
+    def note(self):
+        """Why the capacity is what it is, one clause."""
+        if self.stop is None:
+            return ("no points" if self.row is None else
+                    "every point passed: the sweep did not reach saturation")
+        at = f"{num(self.stop['offered_rps']):.0f} req/s"
+        if self.row is None:
+            head = f"its lowest point ({at}) failed: {self.why}"
+        elif self.invalid_stop():
+            head = f"the next point ({at}) was INVALID, so the capacity above it is not known"
+        else:
+            head = f"the next point ({at}) failed: {self.why}"
+        if self.above:
+            head += f"; {self.above} passing point(s) above it not counted"
+        return head
+
+    def text(self):
+        """'450K' (a value), '>= 450K' (a lower bound), or None (not measurable)."""
+        if self.row is None:
+            return None
+        return f"{'' if self.exact() else '>= '}{self.rate() / 1000:.0f}K"
+
+
+def capacity(rows, bound_us=None, achieved="achieved_rps", p99="p99_us"):
+    """The Capacity of one run's points (any order): the highest offered rate such that every
+    point at it and at every lower rate passed (fails() is "")."""
+    by_rate = {}
     for r in rows:
-        if within(r, bound_us, p99) and num(r[achieved]) > 0:
-            if best is None or num(r[achieved]) > num(best[achieved]):
-                best = r
-    return best
+        by_rate.setdefault(num(r["offered_rps"]), []).append(r)
+    rates = sorted(by_rate)
+    best = None
+    for i, rate in enumerate(rates):
+        bad = [(r, fails(r, bound_us, achieved, p99)) for r in by_rate[rate]]
+        bad = [(r, why) for r, why in bad if why]
+        if bad:
+            above = sum(1 for hi in rates[i + 1:] for r in by_rate[hi]
+                        if not fails(r, bound_us, achieved, p99))
+            return Capacity(best, bad[0][0], bad[0][1], above)
+        best = max(by_rate[rate], key=lambda r: num(r[achieved]))
+    return Capacity(best, None, "", 0)
+
+
+def ratio_text(a, b):
+    """a / b of two Capacity values: '2.57x', '>= 2.57x' (a is a lower bound), '<= 2.57x' (b is),
+    or None with the reason when both are only lower bounds or one is missing."""
+    if a.row is None or b.row is None:
+        return None, "a side has no capacity"
+    r = a.rate() / b.rate()
+    if a.exact() and b.exact():
+        return f"{r:.2f}x", ""
+    if b.exact():
+        return f">= {r:.2f}x", ""
+    if a.exact():
+        return f"<= {r:.2f}x", ""
+    return None, f"both are lower bounds ({r:.2f}x between them)"
+
+
+def bound_note(caps, labels):
+    """' (X's capacity is only a lower bound)' for those of labels whose Capacity is not exact."""
+    lower = [l for l in labels if caps[l].row is not None and not caps[l].exact()]
+    return f" ({' and '.join(lower)}: only a lower bound)" if lower else ""
 
 
 def n_invalid(rows):
@@ -104,45 +209,105 @@ def n_invalid(rows):
 
 # --- tools/experiments ------------------------------------------------------------------------
 
-def table1(args):
-    """Throughput and latencies in ms as the paper's Table 1, plus p99.9 and drops. The closing line
-    compares each row's p99 with the first row's; a row whose p99 does not measure the server (its
-    point is INVALID, or more than 1% of requests were lost, so p99 is infinite) is "not
-    measurable here" with the reason."""
-    rows = read_rows(args.csv)
-    cols = ["Tput", "Avg", "Min", "P50", "P95", "P99", "P99.9", "Max", "drops", "valid"]
-    print(f"{'':17}" + "".join(f"{c:>9}" for c in cols))
+def runs_of(rows):
+    """{label: [[rows of one loadgen run], ...]}: a run is a label and the loadgen's start
+    timestamp (each run of a script is its own loadgen command), in the order they appear."""
+    out = {}
     for r in rows:
-        def ms(k):
-            return float(r[k]) / 1000.0
-        tput = float(r["all_achieved_rps"])
-        vals = [f"{tput/1000:.0f}K", f"{ms('all_mean_us'):.3f}", f"{ms('all_min_us'):.3f}",
-                f"{ms('all_p50_us'):.3f}", f"{ms('all_p95_us'):.3f}", f"{ms('all_p99_us'):.3f}",
-                f"{ms('all_p999_us'):.3f}", f"{ms('all_max_us'):.3f}", r["drops"], r["valid"]]
-        print(f"{r['label']:17}" + "".join(f"{v:>9}" for v in vals))
+        runs = out.setdefault(r["label"], {})
+        runs.setdefault(r.get("timestamp", ""), []).append(r)
+    return {label: list(runs.values()) for label, runs in out.items()}
 
-    def p99_or_why(r):
-        """(p99 in us, "") when the row measures the server; else (None, why not)."""
+
+def table1(args):
+    """The paper's Table 1: per mode the throughput (achieved capacity, from table1.sh's sweep to
+    saturation, --capacity CSV) and the latencies in ms at the one offered load of CSV, plus
+    p99.9 and drops. Where a mode ran in several interleaved trials (table1.sh TRIALS), the
+    latency columns are the medians over its VALID trials and a line gives each p99's median
+    (range). The closing line compares each row's p99 with the first row's; a row whose p99 does
+    not measure the server (every trial INVALID, or more than 1% of requests lost, so p99 is
+    infinite) is "not measurable here" with the reason."""
+    rows = read_rows(args.csv)
+    trials = {label: [rs[0] for rs in runs] for label, runs in runs_of(rows).items()}
+    caps = {}
+    if args.capacity:
+        cap_rows = try_load(args.capacity) or []
+        for label, runs in runs_of(cap_rows).items():
+            caps[label] = [capacity(rs, args.bound_us, "all_achieved_rps", "all_p99_us") for rs in runs]
+
+    def tput(label):
+        """The Tput cell: the median capacity over the label's sweeps, '>=' when any is a bound."""
+        got = [c for c in caps.get(label, []) if c.row is not None]
+        if not got:
+            return "n/m" if label in caps else "-"
+        med, _, _ = median_range([c.rate() for c in got])
+        exact = all(c.exact() for c in got) and len(got) == len(caps[label])
+        return f"{'' if exact else '>='}{med / 1000:.0f}K"
+
+    def measured(rs):
+        """The trials whose p99 measures the server (VALID, finite, > 0)."""
+        return [r for r in rs if r["valid"] == "1" and 0 < num(r["all_p99_us"]) < math.inf]
+
+    cols = ["Tput", "Load", "Avg", "Min", "P50", "P95", "P99", "P99.9", "Max", "drops", "valid"]
+    print(f"{'':17}" + "".join(f"{c:>9}" for c in cols))
+    for label, rs in trials.items():
+        use = measured(rs) or rs  # every trial INVALID: show them, the valid column says so
+
+        def ms(k):
+            return median_range([num(r[k]) for r in use])[0] / 1000.0
+        ok = sum(1 for r in rs if r["valid"] == "1")
+        drops = median_range([num(r["drops"]) for r in use])[0]
+        vals = [tput(label), f"{num(rs[0]['offered_rps']) / 1000:.0f}K", f"{ms('all_mean_us'):.3f}",
+                f"{ms('all_min_us'):.3f}", f"{ms('all_p50_us'):.3f}", f"{ms('all_p95_us'):.3f}",
+                f"{ms('all_p99_us'):.3f}", f"{ms('all_p999_us'):.3f}", f"{ms('all_max_us'):.3f}",
+                f"{drops:.0f}", rs[0]["valid"] if len(rs) == 1 else f"{ok}/{len(rs)}"]
+        print(f"{label:17}" + "".join(f"{v:>9}" for v in vals))
+    bound = f", p99 <= {args.bound_us:g} us" if args.bound_us is not None else ""
+    if not caps:
+        print("Tput: not measured in this run (no capacity sweep: tools/experiments/table1.sh "
+              "CAPACITY_RATES); Load is the offered rate of the latency columns, not a capacity")
+    else:
+        print(f"Tput = achieved capacity: the highest offered rate such that it and every lower rate "
+              f"of a sweep passed (VALID, >= 99% answered{bound}); '>=': a lower bound; n/m: not "
+              f"measurable. Load: the offered rate of the latency columns.")
+        for label in trials:
+            for i, c in enumerate(caps.get(label, [])):
+                print(f"  {label} sweep {i + 1}: {c.text() or 'not measurable here'} ({c.note()})")
+    if any(len(rs) > 1 for rs in trials.values()):
+        parts = []
+        for label, rs in trials.items():
+            got = measured(rs)
+            if got:
+                med, lo, hi = median_range([num(r["all_p99_us"]) for r in got])
+                parts.append(f"{label} {med:.1f} ({lo:.1f}-{hi:.1f}) us over {len(got)} of {len(rs)}")
+            else:
+                parts.append(f"{label}: no valid trial of {len(rs)}")
+        print("p99, median (range) of the VALID trials: " + "; ".join(parts))
+
+    def p99_or_why(label):
+        """(median p99 in us, "") when the mode's trials measure the server; else (None, why not)."""
+        rs = trials[label]
+        got = measured(rs)
+        if got:
+            return median_range([num(r["all_p99_us"]) for r in got])[0], ""
+        r = rs[0]
         if r["valid"] != "1":
             return None, f"INVALID: {r.get('invalid_reason') or 'see the CSV'}"
-        p99 = float(r["all_p99_us"])
-        if not math.isfinite(p99):
+        if not math.isfinite(num(r["all_p99_us"])):
             return None, f"p99 infinite: {r['drops']} of {r['all_requests']} requests lost"
-        if p99 <= 0:
-            return None, "no latency recorded"
-        return p99, ""
+        return None, "no latency recorded"
 
-    if len(rows) > 1:
-        base = rows[0]
-        base_p99, base_why = p99_or_why(base)
+    if len(trials) > 1:
+        labels = list(trials)
+        base_p99, base_why = p99_or_why(labels[0])
         if base_p99 is None:
-            print(f"p99 relative to the first row: not measurable here ({base['label']}: {base_why})")
+            print(f"p99 relative to the first row: not measurable here ({labels[0]}: {base_why})")
         else:
             parts = []
-            for r in rows:
-                p99, why = p99_or_why(r)
-                parts.append(f"{r['label']} {p99 / base_p99:.2f}x" if p99 is not None
-                             else f"{r['label']} not measurable here ({why})")
+            for label in labels:
+                p99, why = p99_or_why(label)
+                parts.append(f"{label} {p99 / base_p99:.2f}x" if p99 is not None
+                             else f"{label} not measurable here ({why})")
             print("p99 relative to the first row: " + ", ".join(parts))
 
 
@@ -169,57 +334,67 @@ def points(args):
 
 
 def experiment_peaks(rows, bound_us):
-    """{label: (peak req/s or None, why not)} over the experiments' all_* columns."""
-    out = {}
-    for label, rs in by_label(rows).items():
-        best = peak_row(rs, bound_us, "all_achieved_rps", "all_p99_us")
-        if best is not None:
-            out[label] = (float(best["all_achieved_rps"]), "")
-            continue
-        bad = n_invalid(rs)
-        behind = f"{bad} of {len(rs)} points INVALID: the loadgen fell behind" if bad else ""
-        out[label] = (None, behind)
-    return out
+    """{label: Capacity at the bound} over the experiments' all_* columns."""
+    return {label: capacity(rs, bound_us, "all_achieved_rps", "all_p99_us")
+            for label, rs in by_label(rows).items()}
+
+
+def peak_line(cap):
+    """'450K req/s (achieved 449K; why)' or 'not measurable here (why)'."""
+    if cap.row is None:
+        return f"not measurable here ({cap.note()})"
+    ach = num(cap.row.get("all_achieved_rps", cap.row.get("achieved_rps")))
+    return f"{cap.text()} req/s (achieved {ach / 1000:.0f}K; {cap.note()})"
 
 
 def peaks(args):
-    for label, (peak, behind) in experiment_peaks(read_rows(args.csv), args.bound_us).items():
-        if peak is not None:
-            print(f"{args.who}: {label}: peak {peak/1000:.0f}K req/s at p99 <= {args.bound_us:g} us (valid points)")
-        else:
-            print(f"{args.who}: {label}: peak not measurable here (no valid point with p99 <= "
-                  f"{args.bound_us:g} us{'; ' + behind if behind else ''})")
+    for label, cap in experiment_peaks(read_rows(args.csv), args.bound_us).items():
+        print(f"{args.who}: {label}: peak at p99 <= {args.bound_us:g} us: {peak_line(cap)}")
 
 
 def fetch_latency(args):
     rows = read_rows(args.csv)
     groups = by_label(rows)
-    found = experiment_peaks(rows, args.bound_us)
-    peak = {label: p for label, (p, _) in found.items() if p is not None}
+    caps = experiment_peaks(rows, args.bound_us)
 
-    def why(label):
-        if label not in groups:
-            return f"{label}: not run"
-        bad = n_invalid(groups[label])
-        behind = f", {bad} of {len(groups[label])} INVALID (the loadgen fell behind)" if bad else ""
-        return f"{label}: no valid point with p99 <= {args.bound_us:g} us{behind}"
-
-    print(f"peak throughput at p99 <= {args.bound_us:g} us (valid points):")
+    print(f"peak throughput at p99 <= {args.bound_us:g} us (the highest rate that passed with every "
+          "lower one):")
     for label in groups:
-        if label in peak:
-            print(f"  {label:16} {peak[label] / 1000:8.0f}K")
-        else:
-            print(f"  {label:16} not measurable here ({why(label)})")
+        print(f"  {label:16} {peak_line(caps[label])}")
     # Labels are MODE-LATENCYns (fetch_latency.sh); others have no async/sync pair.
     lats = sorted({l.split("-", 1)[1] for l in groups if "-" in l and l.endswith("ns")},
                   key=lambda s: int(s[:-2]) if s[:-2].isdigit() else 0)
     for lat in lats:
         s, a = "sync-" + lat, "async-" + lat
-        if s in peak and a in peak:
-            print(f"  async/sync at {lat}: {peak[a] / peak[s]:.2f}x")
-        elif s in groups or a in groups:
-            missing = "; ".join(why(l) for l in (a, s) if l not in peak)
+        if s not in caps or a not in caps:
+            missing = "; ".join(f"{l}: not run" for l in (a, s) if l not in caps)
             print(f"  async/sync at {lat}: not measurable here ({missing})")
+            continue
+        ratio, why = ratio_text(caps[a], caps[s])
+        if ratio is None:
+            why = "; ".join(f"{l}: {caps[l].note()}" for l in (a, s) if caps[l].row is None) or why
+            print(f"  async/sync at {lat}: not measurable here ({why})")
+        else:
+            print(f"  async/sync at {lat}: {ratio}{bound_note(caps, (a, s))}")
+
+
+def paging(name, s):
+    """Where far mode's faults got their frames and data: reclaim and prefetch counters."""
+    if s.get("paging_mode") != "far" or "paging_reserve_takes" not in s:
+        return
+    faults = s["paging_faults"]
+    line = (f"{name}: {faults} faults (READ p50 {s['paging_read_p50_ns']} ns, p99 "
+            f"{s['paging_read_p99_ns']} ns), {s['paging_writebacks']} write-backs "
+            f"({s['paging_reclaim_writebacks']} in the background); faults that swept CLOCK "
+            f"themselves {s['paging_direct_reclaims']}, waited for a write-back "
+            f"{s['paging_fault_writebacks']}")
+    if s.get("sched_prefetch") == 1:
+        used, wasted = s["paging_prefetch_used"], s["paging_prefetch_wasted"]
+        line += (f"; prefetched {s['paging_prefetches']} pages ({used} used, {wasted} evicted "
+                 f"unused, {s['paging_prefetch_no_frame']} skipped: no frame), "
+                 f"{s['sched_prefetch_held']} requests waited apart "
+                 f"({s['sched_prefetch_overflow']} did not fit)")
+    print(line)
 
 
 def predictor(args):
@@ -228,6 +403,7 @@ def predictor(args):
             s = json.load(f)["server"]
     except (OSError, ValueError, KeyError):
         return
+    paging(args.name, s)
     if s.get("sched_predictor", "none") == "none":
         return
     tp, fp = s["predictor_fault_faulted"], s["predictor_fault_clean"]
@@ -429,7 +605,7 @@ def why_no_peak(rows, bound_us):
 def curves(args):
     """Each run's curve (offered, achieved, p50/p99/p99.9, drops, validity) and its peak at the p99
     bound; with two or more runs, the ratio of each run's peak to the last run's."""
-    peaks_ = []  # (label, peak req/s or None, why not)
+    peaks_ = []  # (label, Capacity or None: no rows)
     for path in args.csv:
         rows = try_load(path)
         if rows is None:
@@ -437,58 +613,79 @@ def curves(args):
             why = f"no rows in {path}: the loadgen or the server did not run"
             print(f"{label}: not measured ({why})")
             print()
-            peaks_.append((label, None, why))
+            peaks_.append((label, None))
             continue
         label = rows[0].get("label") or path
         print(f"{label} ({path}; {rows[0].get('backend')}, server {rows[0].get('server')}):")
         print(f"  {'offered':>10} {'achieved':>10} {'p50':>8} {'p99':>8} {'p99.9':>8} {'drops':>7} "
               f"{'on-time':>8}  valid")
-        for r in rows:
+        cap = capacity(rows, args.bound_us)
+        for r in sorted(rows, key=lambda r: num(r["offered_rps"])):
             valid = r["valid"] == "1"
             mark = "  <= bound" if within(r, args.bound_us) else ""
+            if r is cap.row:
+                mark += "  <- peak"
+            elif r is cap.stop:
+                mark += "  <- first failed"
             print(f"  {num(r['offered_rps']):>10.0f} {num(r['achieved_rps']):>10.0f} "
                   f"{fmt_us(num(r['p50_us'])):>8} {fmt_us(num(r['p99_us'])):>8} "
                   f"{fmt_us(num(r['p999_us'])):>8} {r['drops']:>7} "
                   f"{num(r['adherence_pct']):>7.2f}%  {'ok' if valid else 'INVALID'}{mark}")
-        best = peak_row(rows, args.bound_us)
-        if best is None:
-            why = why_no_peak(rows, args.bound_us)
+        if cap.row is None:
+            why = why_no_peak(rows, args.bound_us) if cap.stop is None else cap.note()
             print(f"  peak at p99 <= {args.bound_us:g} us: not measurable here ({why})")
-            peaks_.append((label, None, why))
         else:
-            print(f"  peak at p99 <= {args.bound_us:g} us: {num(best['achieved_rps']):.0f} req/s "
-                  f"(offered {num(best['offered_rps']):.0f}, p99 {fmt_us(num(best['p99_us']))} us)")
-            peaks_.append((label, num(best["achieved_rps"]), ""))
+            best = cap.row
+            print(f"  peak at p99 <= {args.bound_us:g} us: {'' if cap.exact() else '>= '}"
+                  f"{num(best['offered_rps']):.0f} req/s offered, {num(best['achieved_rps']):.0f} "
+                  f"achieved (p99 {fmt_us(num(best['p99_us']))} us; {cap.note()})")
+        peaks_.append((label, cap))
         print()
     if len(peaks_) >= 2:
-        base_label, base, base_why = peaks_[-1]
-        for label, peak, why in peaks_[:-1]:
+        base_label, base = peaks_[-1]
+        for label, cap in peaks_[:-1]:
             name = f"ratio of peak throughput at p99 <= {args.bound_us:g} us: {label} / {base_label}"
-            if peak is None or base is None:
-                missing = [(label, why)] if peak is None else []
-                if base is None:
-                    missing.append((base_label, base_why))
-                print(f"{name}: not measurable here (" + "; ".join(f"{l}: {w}" for l, w in missing) + ")")
+            if cap is None or base is None or cap.row is None or base.row is None:
+                missing = [(l, c) for l, c in ((label, cap), (base_label, base))
+                           if c is None or c.row is None]
+                print(f"{name}: not measurable here (" + "; ".join(
+                    f"{l}: {'no rows: the loadgen or the server did not run' if c is None else c.note()}"
+                    for l, c in missing) + ")")
+                continue
+            ratio, why = ratio_text(cap, base)
+            if ratio is None:
+                print(f"{name}: not measurable here ({why})")
             else:
-                print(f"{name} = {peak / base:.1f}x ({peak:.0f} / {base:.0f} req/s)")
+                print(f"{name} = {ratio} ({cap.rate():.0f} / {base.rate():.0f} req/s offered)"
+                      f"{bound_note({label: cap, base_label: base}, (label, base_label))}")
+
+
+def median_range(values):
+    """'2.5M (1.5M-2.5M)'-style text pieces: (median, lowest, highest) of a non-empty list."""
+    v = sorted(values)
+    n = len(v)
+    med = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+    return med, v[0], v[-1]
 
 
 def ceiling(args):
-    """Per offered rate, in how many trials the point was VALID and achieved >= 99% of the offered
-    rate; the highest rate that passed in a majority of trials, and in any trial; and the highest
-    rate whose requests were answered at >= 99% of the offered rate at all."""
+    """Per offered rate, in how many trials the point passed (VALID, >= 99% of its requests
+    answered); each trial's capacity by the rule of the module's doc, and their median and range;
+    the highest rate such that it and every lower rate passed in a majority of trials; and the
+    highest rate whose requests were answered at >= 99% of the offered rate at all."""
     by_rate = {}
+    trials = []
     for path in args.csv:
-        for r in load(path):
-            rate = num(r["offered_rps"])
-            ok = r["valid"] == "1" and num(r["achieved_rps"]) >= 0.99 * rate
-            by_rate.setdefault(rate, []).append((ok, r))
-    trials = len(args.csv)
+        rows = load(path)
+        trials.append((path, capacity(rows)))
+        for r in rows:
+            by_rate.setdefault(num(r["offered_rps"]), []).append((not fails(r), r))
     if not by_rate:
         print("ceiling: not measurable here (no trial produced a CSV: the loadgen or the reflector did not run)")
         return
     print(f"  {'offered':>10}  passed  {'achieved (best)':>15} {'on-time (best)':>15} {'p99 (best)':>10}")
-    majority = any_pass = keeps_up = 0.0
+    majority = keeps_up = 0.0
+    majority_broken = None
     for rate in sorted(by_rate):
         res = by_rate[rate]
         passed = sum(1 for ok, _ in res if ok)
@@ -497,24 +694,33 @@ def ceiling(args):
         best = max(res, key=lambda x: num(x[1]["adherence_pct"]))[1]
         print(f"  {rate:>10.0f}  {passed}/{len(res)}   {num(best['achieved_rps']):>15.0f} "
               f"{num(best['adherence_pct']):>14.2f}% {fmt_us(num(best['p99_us'])):>10}")
-        if passed * 2 > len(res):
-            majority = max(majority, rate)
-        if passed:
-            any_pass = max(any_pass, rate)
-    # A rate of 0 here means none qualified: say why rather than print "0 req/s".
-    every = [r for res in by_rate.values() for _, r in res]
-    if any(r["valid"] == "1" for r in every):
-        none_passed = "not measurable here (no valid point had >= 99% of its offered rate answered)"
+        if majority_broken is None:
+            if passed * 2 > len(res):
+                majority = rate
+            else:
+                majority_broken = rate
+    print("ceiling per trial (the highest rate that passed with every lower rate of that trial):")
+    for path, cap in trials:
+        print(f"  {path}: {cap.text() + ' req/s' if cap.row is not None else 'not measurable here'} "
+              f"({cap.note()})")
+    got = [cap.rate() for _, cap in trials if cap.row is not None]
+    if got:
+        med, lo, hi = median_range(got)
+        lower = sum(1 for _, cap in trials if cap.row is not None and not cap.exact())
+        print(f"ceiling, median (range) of the {len(got)} of {len(trials)} trials that have one: "
+              f"{med:.0f} ({lo:.0f}-{hi:.0f}) req/s per core"
+              + (f"; {lower} of them only lower bounds" if lower else ""))
     else:
-        best_on_time = max(num(r["adherence_pct"]) for r in every)
-        none_passed = (f"not measurable here (every point INVALID: the best on-time share was "
-                       f"{best_on_time:.2f}%, below --min-adherence on this machine)")
-
-    def rate_or_why(v, why):
-        return f"{v:.0f} req/s per core" if v > 0 else why
-
-    print(f"ceiling (passed in a majority of {trials} trials): {rate_or_why(majority, none_passed)}")
-    print(f"ceiling (passed in at least one trial):           {rate_or_why(any_pass, none_passed)}")
+        print("ceiling: not measurable here (no trial passed its lowest rate: the loadgen fell "
+              "behind its schedule on this machine)")
+    if majority > 0:
+        tail = (f"; at {majority_broken:.0f} a majority did not pass" if majority_broken is not None
+                else "; every rate passed in a majority (not saturated)")
+        print(f"ceiling (it and every lower rate passed in a majority of {len(trials)} trials): "
+              f"{majority:.0f} req/s per core{tail}")
+    else:
+        print(f"ceiling (it and every lower rate passed in a majority of {len(trials)} trials): "
+              f"not measurable here (the lowest rate, {min(by_rate):.0f}, did not pass in a majority)")
     kept = f"{keeps_up:.0f} req/s" if keeps_up > 0 else "not measurable here (no rate had >= 99% answered)"
     print(f"throughput kept up (>= 99% of offered answered, on-time share aside): {kept}")
 
@@ -523,27 +729,21 @@ def ceiling(args):
 
 def scaling(args):
     """scaling.csv (machine,cores,mode,offered_rps,achieved_rps,p50_us,p99_us,p999_us,valid): per
-    core count and mode the peak with its p99, async/sync, speed-up over the smallest core count,
-    INVALID points per run. With --peak C MODE only that run's peak, as an integer (0: none)."""
+    core count and mode the peak (the rule of the module's doc; the sweeps of one run merged by
+    rate) with its p99, async/sync, speed-up over the smallest core count, INVALID points per run
+    and the point that ended each peak. With --peak C MODE only that run's peak, as an integer
+    (0: none)."""
     rows = read_rows(args.csv)
     runs = {}
     for r in rows:
         runs.setdefault((int(r["cores"]), r["mode"]), []).append(r)
-    peak = {}
-    for key, rs in runs.items():
-        best = peak_row(rs, args.bound_us)
-        if best is not None:
-            peak[key] = best
+    caps = {key: capacity(rs, args.bound_us) for key, rs in runs.items()}
+    peak = {key: cap for key, cap in caps.items() if cap.row is not None}
     if args.peak:
-        best = peak.get((int(args.peak[0]), args.peak[1]))
-        print(int(num(best["achieved_rps"])) if best else 0)
+        cap = peak.get((int(args.peak[0]), args.peak[1]))
+        print(int(cap.rate()) if cap else 0)
         return
     modes, cores = args.modes.split(), [int(c) for c in args.cores.split()]
-
-    def saturated(key):
-        """A point above the peak's offered rate crossed the bound."""
-        off = num(peak[key]["offered_rps"])
-        return any(not num(r["p99_us"]) <= args.bound_us and num(r["offered_rps"]) > off for r in runs[key])
 
     print(f"{'cores':>5}" + "".join(f" {m + ' (p99 us)':>22}" for m in modes) + f" {'async/sync':>10}")
     for c in cores:
@@ -555,14 +755,12 @@ def scaling(args):
             elif k not in peak:
                 s = "-"
             else:
-                s = (f"{'' if saturated(k) else '>='}{int(num(peak[k]['achieved_rps']))} "
-                     f"({num(peak[k]['p99_us']):.0f})")
+                s = (f"{'' if peak[k].exact() else '>='}{int(peak[k].rate())} "
+                     f"({num(peak[k].row['p99_us']):.0f})")
             line += f" {s:>22}"
         ks, ka = (c, "sync"), (c, "async")
-        if ks in peak and ka in peak:
-            line += f" {num(peak[ka]['achieved_rps']) / num(peak[ks]['achieved_rps']):>9.2f}x"
-        else:
-            line += f" {'-':>10}"
+        ratio = ratio_text(peak[ka], peak[ks])[0] if ks in peak and ka in peak else None
+        line += f" {ratio or '-':>10}"
         print(line)
     print()
     print("speed-up over the smallest core count (peak / peak at that count), and peak per core:")
@@ -574,10 +772,17 @@ def scaling(args):
             if k not in peak:
                 line += f"  C={c}: -"
                 continue
-            p = num(peak[k]["achieved_rps"])
+            p = peak[k].rate()
             base = base or p
             line += f"  C={c}: {p / base:.2f}x {int(p / c / 1000)}k/core"
         print(line)
+    print()
+    print("peak = the highest offered rate such that it and every lower rate of the run passed (VALID,")
+    print(f">= 99% answered, p99 <= {args.bound_us:g} us); '>=': a lower bound. What ended each peak:")
+    for c in cores:
+        for m in modes:
+            if (c, m) in runs:
+                print(f"  C={c} {m}: {caps[(c, m)].note()}")
     print()
     print("INVALID points (loadgen behind schedule) per run:")
     for c in cores:
@@ -586,33 +791,40 @@ def scaling(args):
                 print(f"  C={c} {m}: {n_invalid(runs[(c, m)])} of {len(runs[(c, m)])}")
 
 
-
 def striping(args):
-    """Capacity per node count when the link is the bottleneck: the highest offered rate that was
-    answered (drops < 1% of its requests, achieved >= 99% of offered), and its ratio to one node.
-    A capacity whose point or any lower point is INVALID is not a number: the ratio says so."""
+    """Capacity per node count when the link is the bottleneck (the rule of the module's doc, no
+    latency bound: VALID and >= 99% answered) and its ratio to one node. Where INVALID points
+    leave no capacity, the highest rate answered regardless of validity is printed as indicative
+    only, never as a ratio."""
     runs = by_label(load(args.csv))
     caps = {}
     for label, rs in runs.items():
-        cap, ok = None, True
+        cap = capacity(rs)
+        caps[label] = cap
+        # Validity aside: the highest rate below which every point was answered (indicative).
+        loose = None
         for r in sorted(rs, key=lambda r: num(r["offered_rps"])):
-            answered = num(r["drops"]) < 0.01 * max(1.0, num(r["all_requests"])) and \
-                num(r["achieved_rps"]) >= 0.99 * num(r["offered_rps"])
-            if not answered:
+            if not (answered_share(r) >= 0.99 and num(r["achieved_rps"]) >= 0.99 * num(r["offered_rps"])):
                 break
-            cap = num(r["achieved_rps"])
-            ok = ok and r["valid"] == "1"
-        caps[label] = (cap, ok)
-        state = "" if ok else f" (INVALID: {n_invalid(rs)} of {len(rs)} points fell behind schedule)"
-        print(f"{label}: answered up to {cap / 1000:.1f}K req/s{state}" if cap else f"{label}: no rate answered")
-    base = caps.get("nodes=1")
-    for label, (cap, ok) in caps.items():
-        if label == "nodes=1" or not cap or not base or not base[0]:
-            continue
-        if ok and base[1]:
-            print(f"{label} / nodes=1 = {cap / base[0]:.2f}x")
+            loose = num(r["achieved_rps"])
+        state = f" (INVALID: {n_invalid(rs)} of {len(rs)} points fell behind schedule)" if n_invalid(rs) else ""
+        if cap.row is not None:
+            print(f"{label}: capacity {cap.text()} req/s ({cap.note()}){state}")
         else:
-            print(f"{label} / nodes=1: not measurable here (INVALID points; indicative {cap / base[0]:.2f}x)")
+            print(f"{label}: capacity not measurable here ({cap.note()})")
+        if loose and (cap.row is None or loose > num(cap.row["achieved_rps"])):
+            print(f"  indicative only, validity aside: answered up to {loose / 1000:.1f}K req/s{state}")
+    base = caps.get("nodes=1")
+    for label, cap in caps.items():
+        if label == "nodes=1" or base is None:
+            continue
+        ratio, why = ratio_text(cap, base)
+        if ratio is None:
+            why = "; ".join(f"{l}: {c.note()}" for l, c in (("nodes=1", base), (label, cap))
+                            if c.row is None) or why
+            print(f"{label} / nodes=1: not measurable here ({why})")
+        else:
+            print(f"{label} / nodes=1 = {ratio}{bound_note(caps, (label, 'nodes=1'))}")
 
 
 # --- memnode_failure.sh ----------------------------------------------------------------------
@@ -708,7 +920,10 @@ def main():
         return p
 
     one = ("csv", {})
-    cmd("table1", table1, one)
+    t1 = cmd("table1", table1, one)
+    t1.add_argument("--capacity", help="the CSV of table1.sh's sweeps to saturation (Tput)")
+    t1.add_argument("--bound-us", type=float, default=None,
+                    help="a p99 bound for the capacity (default: none, VALID and >= 99%% answered)")
     cmd("bimodal", bimodal, one)
     cmd("points", points, one)
     cmd("peaks", peaks, one, bound=True).add_argument("--who", default="curves")
