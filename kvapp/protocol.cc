@@ -118,6 +118,11 @@ Protocol::Protocol(Store& store, SessionCounters& counters, const StatsHook* hoo
 
 bool looks_like_reply(std::span<const uint8_t> text) {
   const auto* p = reinterpret_cast<const char*>(text.data());
+  // Every reply word below is upper case or digits, every command lower case: one byte tells
+  // the requests apart before any word is compared.
+  if (text.empty() || !((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= '0' && p[0] <= '9'))) {
+    return false;
+  }
   size_t n = 0;
   while (n < text.size() && p[n] != ' ' && p[n] != '\r' && p[n] != '\n') ++n;
   const std::string_view word(p, n);
@@ -214,16 +219,22 @@ Protocol::Flow Protocol::execute_line(std::string_view line, const char* data, c
   const Flow next{data, false};
   const Flow stop{end, true};
   counters_.add(Stat::kCommands);
-  const Tokens t(line);
-  const Command cmd = t.n == 0 ? Command::kUnknown : parse_command(t.v[0]);
+  size_t pos = 0;
+  const std::string_view name = next_token(line, &pos);
+  const Command cmd = name.empty() ? Command::kUnknown : parse_command(name);
   counters_.add_command(cmd);
 
-  const bool is_get = cmd == Command::kGet || cmd == Command::kGets || cmd == Command::kGat ||
-                      cmd == Command::kGats;
+  // A get reads its arguments from the line itself (its keys are not bounded by kMaxTokens, nor
+  // its line by kMaxLineLength): it needs no Tokens.
+  if (cmd == Command::kGet || cmd == Command::kGets || cmd == Command::kGat ||
+      cmd == Command::kGats) {
+    return do_get(cmd, line, pos, now, out) ? next : stop;
+  }
+  const Tokens t(line);
   const bool is_storage = cmd == Command::kSet || cmd == Command::kAdd ||
                           cmd == Command::kReplace || cmd == Command::kAppend ||
                           cmd == Command::kPrepend || cmd == Command::kCas;
-  if (line.size() > kMaxLineLength && !is_get) {
+  if (line.size() > kMaxLineLength) {
     counters_.add(Stat::kLinesTooLong);
     if (!client_error(false, out, "CLIENT_ERROR line too long\r\n")) return stop;
     return is_storage ? skip_declared_block(t, data, end) : next;
@@ -235,8 +246,7 @@ Protocol::Flow Protocol::execute_line(std::string_view line, const char* data, c
     case Command::kGets:
     case Command::kGat:
     case Command::kGats:
-      ok = do_get(cmd, t, line, now, out);
-      break;
+      break;  // served above
     case Command::kSet:
     case Command::kAdd:
     case Command::kReplace:
@@ -386,29 +396,29 @@ Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* da
 }
 
 // get|gets <key>*  /  gat|gats <exptime> <key>*
-bool Protocol::do_get(Command cmd, const Tokens& t, std::string_view line, int64_t now,
+bool Protocol::do_get(Command cmd, std::string_view line, size_t pos, int64_t now,
                       ReplyBuffer& out) {
-  if (t.n < 2) {
+  // The first argument: a key, or the exptime of gat/gats.
+  std::string_view arg = next_token(line, &pos);
+  if (arg.empty()) {
     counters_.add(Stat::kUnknownCommands);
     return reply(out, "ERROR\r\n");
   }
   const bool touch = cmd == Command::kGat || cmd == Command::kGats;
   const bool with_cas = cmd == Command::kGets || cmd == Command::kGats;
-  // Keys are read from the line itself: a get's key list is not bounded by kMaxTokens.
-  size_t pos = static_cast<size_t>(t.v[0].data() + t.v[0].size() - line.data());
   int64_t new_expiry = 0;
   if (touch) {
     int32_t exptime = 0;
-    if (!parse_i32(t.v[1], &exptime)) {
+    if (!parse_i32(arg, &exptime)) {
       return client_error(false, out, "CLIENT_ERROR invalid exptime argument\r\n");
     }
     new_expiry = absolute_expiry(exptime, now);
-    pos = static_cast<size_t>(t.v[1].data() + t.v[1].size() - line.data());
+    arg = next_token(line, &pos);
   }
 
   const size_t mark = out.mark();
   bool fits = true;
-  for (std::string_view key = next_token(line, &pos); !key.empty(); key = next_token(line, &pos)) {
+  for (std::string_view key = arg; !key.empty(); key = next_token(line, &pos)) {
     if (key.size() > kKeyMaxLength || has_nul(key)) {
       // memcached drops what it had stacked for this get and answers only the error.
       out.rollback(mark);

@@ -128,7 +128,8 @@ class Protocol {
                     ReplyBuffer& out);
   Flow do_storage(Command cmd, const Tokens& t, const char* data, const char* end, int64_t now,
                   ReplyBuffer& out);
-  bool do_get(Command cmd, const Tokens& t, std::string_view line, int64_t now, ReplyBuffer& out);
+  // `pos`: where the arguments start in `line` (after the command's name).
+  bool do_get(Command cmd, std::string_view line, size_t pos, int64_t now, ReplyBuffer& out);
   bool do_delta(Command cmd, const Tokens& t, int64_t now, ReplyBuffer& out);
   bool do_touch(const Tokens& t, int64_t now, ReplyBuffer& out);
   bool do_delete(const Tokens& t, int64_t now, ReplyBuffer& out);

@@ -491,7 +491,11 @@ uint32_t checksum_partial(std::span<const uint8_t> data, uint32_t sum) {
     // The odd byte is the high-order byte of a zero-padded big-endian word.
     add(std::endian::native == std::endian::little ? uint64_t{*p} : uint64_t{*p} << 8);
   }
-  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  // Four fixed folds (64 -> 33 -> 32 -> 17 -> 16 bits) instead of a loop over 16-bit steps.
+  acc = (acc & 0xffffffff) + (acc >> 32);
+  acc = (acc & 0xffffffff) + (acc >> 32);
+  acc = (acc & 0xffff) + (acc >> 16);
+  acc = (acc & 0xffff) + (acc >> 16);
   auto folded = static_cast<uint16_t>(acc);
   if constexpr (std::endian::native == std::endian::little) {
     folded = static_cast<uint16_t>(folded << 8 | folded >> 8);

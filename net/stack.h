@@ -114,7 +114,8 @@ class Stack {
 
  private:
   void enqueue_tx(rte_mbuf* m);
-  void handle(rte_mbuf* m);
+  /// Handles one received frame; true when the caller should free it (false: reused for TX).
+  bool handle(rte_mbuf* m);
   void learn(Ipv4Addr ip, const MacAddr& mac);
 
   Port& port_;

@@ -253,6 +253,8 @@ Status Server::run(UdpApp& app) {
   auto scheduler = sched::Scheduler::create(o.sched, im.ncores, *im.fiber_app);
   if (!scheduler) return scheduler.status();
   im.scheduler = std::move(scheduler.value());
+  // Without far memory no request reaches a fetch boundary: none needs a fiber of its own.
+  im.scheduler->set_never_parks(im.region == nullptr);
   for (uint16_t i = 0; i < im.ncores; ++i) {
     sched::CoreScheduler& cs = im.scheduler->core(CoreId{i});
     for (size_t f = 0; f < cs.fiber_slots(); ++f)

@@ -126,6 +126,7 @@ class CoreScheduler {
  private:
   friend class Scheduler;
   void run(Fiber* f);
+  void run_to_completion(Request* r);
   void finish(Fiber* f);
   bool start_new(Request* r);
   Request* take_new();
@@ -150,6 +151,7 @@ class CoreScheduler {
   Counter enqueued_;
   std::atomic<bool> accepting_{true};
   uint32_t likely_fault_skips_ = 0;  // polls that passed the fault-likely queue over
+  Fiber* inline_slot_ = nullptr;     // the slot whose app state run_to_completion() uses
   uint32_t (*between_fn_)(void*) = nullptr;
   void* between_arg_ = nullptr;
   SchedCounters counters_;
@@ -200,6 +202,11 @@ class Scheduler {
   /// The quantum in TSC cycles (0: off).
   uint64_t preempt_cycles() const { return preempt_cycles_.load(std::memory_order_relaxed); }
 
+  /// Declares that no request can park or yield (no far memory: no fetch boundary). New
+  /// requests then run to completion on the polling core's own stack, with no fiber switch,
+  /// while preemption is off (a quantum needs a fiber to leave). Control path, before serving.
+  void set_never_parks(bool on) { never_parks_ = on; }
+
  private:
   friend class CoreScheduler;
   explicit Scheduler(const SchedOptions& opts);
@@ -211,6 +218,7 @@ class Scheduler {
   std::atomic<bool> prefetch_;
   std::atomic<uint32_t> preempt_us_{0};
   std::atomic<uint64_t> preempt_cycles_{0};
+  bool never_parks_ = false;
   std::vector<std::unique_ptr<CoreScheduler>> cores_;
   Ring<Request> central_;               // MP (every core's NIC), SC (the dispatcher)
   Ring<Request> central_likely_fault_;  // fault-likely requests, placed after the others

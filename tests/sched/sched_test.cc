@@ -112,6 +112,65 @@ TEST(Scheduler, ParkedFibersResumeAfterWake) {
   EXPECT_EQ(c.counters().wakes.read(), 20u);
 }
 
+/// An app that records, per request id, whether it ran inside a fiber and on which slot's state.
+class InlineProbeApp : public App {
+ public:
+  void serve(Fiber& f, Request& r) override {
+    uint32_t id;
+    std::memcpy(&id, r.bytes, sizeof(id));
+    in_fiber.push_back(current_fiber() != nullptr);
+    states.push_back(f.app_state);
+    ids.push_back(id);
+  }
+  std::vector<bool> in_fiber;
+  std::vector<void*> states;
+  std::vector<uint32_t> ids;
+};
+
+// With never_parks, new requests run to completion without a fiber, in arrival order, a bounded
+// batch per poll, and are never counted in flight; once preemption is on they get fibers again.
+TEST(Scheduler, NeverParksRunsRequestsToCompletionWithoutFibers) {
+  InlineProbeApp app;
+  SchedOptions o;
+  o.max_in_flight = 4;
+  o.queue_depth = 64;
+  o.steal = false;
+  auto s = Scheduler::create(o, 1, app);
+  ASSERT_TRUE(s.is_ok()) << s.status().message();
+  (*s)->set_never_parks(true);
+  CoreScheduler& c = (*s)->core(CoreId{0});
+  for (size_t i = 0; i < c.fiber_slots(); ++i) c.fiber_slot(i).app_state = &c.fiber_slot(i);
+  for (uint32_t i = 0; i < 12; ++i) ASSERT_TRUE(c.submit(make_request(c, i)));
+  EXPECT_EQ(c.poll(), 8u);  // at most 8 new requests per poll, as with fibers
+  EXPECT_EQ(c.queued(), 4u);
+  EXPECT_EQ(c.in_flight(), 0u);
+  EXPECT_EQ(c.poll(), 4u);
+  ASSERT_EQ(app.ids.size(), 12u);
+  for (uint32_t i = 0; i < 12; ++i) {
+    EXPECT_EQ(app.ids[i], i);
+    EXPECT_FALSE(app.in_fiber[i]) << i;
+    EXPECT_NE(app.states[i], nullptr);
+  }
+  EXPECT_EQ(c.counters().started.read(), 12u);
+  EXPECT_EQ(c.counters().finished.read(), 12u);
+  // Every request buffer went back: the whole pool can be acquired again.
+  std::vector<Request*> all;
+  while (Request* r = c.acquire()) all.push_back(r);
+  EXPECT_EQ(all.size(), size_t{o.queue_depth} + o.max_in_flight);
+  for (uint32_t i = 0; i < 2; ++i) {
+    std::memcpy(all[i]->bytes, &i, sizeof(i));
+    ASSERT_TRUE(c.submit(all[i]));
+  }
+  all.erase(all.begin(), all.begin() + 2);
+  // A quantum needs a fiber to leave: with preemption on, requests run in fibers again.
+  (*s)->set_preempt_us(1000);
+  EXPECT_EQ(c.poll(), 2u);
+  ASSERT_EQ(app.in_fiber.size(), 14u);
+  EXPECT_TRUE(app.in_fiber[12]);
+  EXPECT_TRUE(app.in_fiber[13]);
+  EXPECT_EQ(c.in_flight(), 0u);
+}
+
 TEST(Scheduler, FullQueueDropsAndCounts) {
   ParkingApp app(100);
   SchedOptions o;
