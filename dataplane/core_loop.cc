@@ -46,7 +46,8 @@ void CoreLoop::run() {
   // Idle sleeps must be short: the default 50 us timer slack would stretch each one.
   if (idle_.backoff) prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   const uint64_t spin_cycles = us_to_cycles(idle_.spin_us);
-  uint64_t last_work = rdtsc();
+  const uint64_t start = rdtsc();
+  uint64_t last_work = start;
   uint64_t loops = 0, busy = 0, work_total = 0, sleeps = 0, busy_cycles = 0;
   // Publish counters every few thousand loops: the atomics are read by other cores.
   constexpr uint64_t kPublishEvery = 1024;
@@ -73,6 +74,7 @@ void CoreLoop::run() {
       stats_.work.set(work_total);
       stats_.sleeps.set(sleeps);
       stats_.busy_cycles.set(busy_cycles);
+      stats_.cycles.set(rdtsc() - start);
     }
   }
   stats_.loops.set(loops);
@@ -80,6 +82,7 @@ void CoreLoop::run() {
   stats_.work.set(work_total);
   stats_.sleeps.set(sleeps);
   stats_.busy_cycles.set(busy_cycles);
+  stats_.cycles.set(rdtsc() - start);
 }
 
 Status run_cores(std::span<CoreLoop* const> cores) {

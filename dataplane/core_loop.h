@@ -39,6 +39,7 @@ struct alignas(64) CoreStats {
   Counter work;         // units of work the pollers reported
   Counter sleeps;       // idle back-off sleeps
   Counter busy_cycles;  // TSC cycles spent in busy iterations
+  Counter cycles;       // TSC cycles since the loop started: busy share = busy_cycles / cycles
 };
 static_assert(sizeof(CoreStats) == 64, "CoreStats is one cache line");
 

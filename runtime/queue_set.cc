@@ -20,6 +20,11 @@ static_assert(sizeof(RequestHeader) < sched::Request::kBytes);
 
 thread_local ServerQueueSet::Context ServerQueueSet::tls_;
 
+// Replies leave through the stack of the core that runs the request when it sends them.
+void ServerQueueSet::send_reply(void* peer, std::span<const uint8_t> datagram) {
+  tls_.stack->send_udp(*static_cast<const net::UdpPeer*>(peer), datagram);
+}
+
 CoarseClock::CoarseClock() : refresh_(tsc_hz() / 100), now_(int64_t(::time(nullptr))) {}
 
 int64_t CoarseClock::now() {
@@ -35,12 +40,8 @@ void FiberApp::serve(sched::Fiber& fiber, sched::Request& req) {
   RequestHeader h;
   std::memcpy(&h, req.bytes, sizeof(h));
   const auto* payload = reinterpret_cast<const uint8_t*>(req.bytes) + sizeof(h);
-  // Replies leave through the stack of the core the fiber runs on when it sends them.
-  auto reply = [](void* ctx, std::span<const uint8_t> datagram) {
-    ServerQueueSet::tls_.stack->send_udp(*static_cast<const net::UdpPeer*>(ctx), datagram);
-  };
   app_.serve(fiber.app_state, std::span<const uint8_t>(payload, h.len),
-             ServerQueueSet::tls_.clock->now(), reply, &h.from);
+             ServerQueueSet::tls_.clock->now(), &ServerQueueSet::send_reply, &h.from);
   // The core running it now counts how the prediction fared (it may not be the one that made it).
   const ServerQueueSet::Context& now = ServerQueueSet::tls_;
   if (now.sched->parent().predictor() != sched::Predictor::kNone) {
@@ -62,6 +63,14 @@ void ServerQueueSet::on_udp(net::Stack&, const net::UdpPeer& from,
                             std::span<const uint8_t> payload) {
   if (payload.size() + sizeof(RequestHeader) > sched::Request::kBytes) {
     counters_.oversize.add();  // cannot happen with a 1500-byte MTU; counted if it does
+    return;
+  }
+  if (sched::Fiber* slot = ctx_.sched->idle_slot()) {
+    // Nothing waits and nothing can park: served straight from the frame, no request buffer,
+    // copy or ring operation (no far memory, so there is nothing to predict either).
+    net::UdpPeer peer = from;
+    app_.serve(slot->app_state, payload, clock_.now(), &send_reply, &peer);
+    ctx_.sched->served_now();
     return;
   }
   sched::Request* r = ctx_.sched->acquire();

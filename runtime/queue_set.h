@@ -71,6 +71,7 @@ class ServerQueueSet final : public net::UdpHandler, public QueueSet {
     sched::PredictorCounters* predictions = nullptr;
   };
   friend class FiberApp;
+  static void send_reply(void* peer, std::span<const uint8_t> datagram);
   static thread_local Context tls_;  // the set the calling worker polls now
 
   Context ctx_;

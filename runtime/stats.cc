@@ -28,6 +28,7 @@ constexpr CoreStat kCoreStats[] = {
     {"loop_work", [](const CoreParts& c) { return c.loop->stats().work.read(); }},
     {"loop_sleeps", [](const CoreParts& c) { return c.loop->stats().sleeps.read(); }},
     {"loop_busy_cycles", [](const CoreParts& c) { return c.loop->stats().busy_cycles.read(); }},
+    {"loop_cycles", [](const CoreParts& c) { return c.loop->stats().cycles.read(); }},
     {"sched_submitted", [](const CoreParts& c) { return c.sched->counters().submitted.read(); }},
     {"sched_dropped", [](const CoreParts& c) { return c.sched->counters().dropped.read(); }},
     {"sched_no_request", [](const CoreParts& c) { return c.set->no_request.read(); }},

@@ -191,6 +191,15 @@ void CoreScheduler::run_to_completion(Request* r) {
   if (between_fn_) between_fn_(between_arg_);
 }
 
+Fiber* CoreScheduler::idle_slot() {
+  if (!parent_.never_parks_ || parent_.preempt_cycles() != 0 ||
+      parent_.opts_.dispatch != Dispatch::kPerCore || !new_.empty() || !likely_fault_.empty()) {
+    return nullptr;
+  }
+  if (inline_slot_ == nullptr) inline_slot_ = free_fibers_.pop();
+  return inline_slot_;
+}
+
 bool CoreScheduler::start_new(Request* r) {
   Fiber* f = free_fibers_.pop();
   if (f == nullptr) return false;

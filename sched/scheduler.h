@@ -94,6 +94,18 @@ class CoreScheduler {
     between_arg_ = arg;
   }
 
+  /// The shortest path, where no request can park (Scheduler::set_never_parks), preemption is
+  /// off, dispatch is per core and nothing waits here: the caller may serve a new request at
+  /// once, in the returned slot's app state, then call served_now(). nullptr: queue it as
+  /// usual. FCFS holds: nothing older waits. Owner only.
+  Fiber* idle_slot();
+  /// Counts a request served through idle_slot() (submitted, started and finished).
+  void served_now() {
+    counters_.submitted.add();
+    counters_.started.add();
+    counters_.finished.add();
+  }
+
   /// Makes a parked fiber runnable on THIS core (the one whose completion queue woke it).
   /// Exactly once per park. Owner only.
   void wake(Fiber* f);

@@ -249,11 +249,13 @@ TEST(CoreAlloc, ThousandsOfCyclesNeverPollASetTwiceAtOnceNorLoseWork) {
 }
 
 // Issue #11, 4: a hand-off whose kick was lost left the set unpolled until the new owner's
-// 20 ms park timeout. Over a thousand park/wake cycles no set may wait more than a millisecond
-// from its hand-off to the new owner's first poll, save for time the new or old owner spent
-// waiting for a CPU (schedstat's run delay: this VM has 2 vCPUs for 4 threads, and other tests run beside
-// this one).
-TEST(CoreAlloc, NoSetGoesUnpolledForAMillisecondAcrossHandOffs) {
+// 20 ms park timeout. Over a thousand park/wake cycles no set may wait half that from its
+// hand-off to the new owner's first poll, save for time the new or old owner spent waiting for
+// a CPU (schedstat's run delay: this VM has 2 vCPUs for 4 threads, and other tests run beside
+// this one). The bound catches a lost kick (20 ms) but not the VM itself: its hypervisor stalls
+// reach 3 ms unseen by schedstat (tools/loadgen engine_bench --hiccups), so a 1 ms bound failed
+// about one run in ten under load. How many hand-offs took over 1 ms is printed.
+TEST(CoreAlloc, NoSetGoesUnpolledUntilTheParkTimeoutAcrossHandOffs) {
   if (FM_TSAN || FM_ASAN) {
     // The sanitizers slow every access (TSan 5-15x, ASan ~2x) and their builds run on a machine
     // busy with the others, so a millisecond bound says nothing there (one ASan run saw 25 ms
@@ -284,7 +286,7 @@ TEST(CoreAlloc, NoSetGoesUnpolledForAMillisecondAcrossHandOffs) {
               (unsigned long)handoffs, (unsigned long)over, (unsigned long)excused, max_gap / 1e6,
               max_unexplained / 1e6);
   EXPECT_GT(handoffs, 1000u);
-  EXPECT_LE(max_unexplained, 1'000'000u) << "a set went unpolled for over 1 ms";
+  EXPECT_LE(max_unexplained, 10'000'000u) << "a set went unpolled for over 10 ms: a lost kick?";
 }
 
 TEST(CoreAlloc, AutomaticAddsOnQueueingDelayAndReleasesWhenIdle) {

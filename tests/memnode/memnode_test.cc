@@ -471,10 +471,13 @@ TEST(MemnodeLimits, AConnectCloseFloodLeavesNoThreads) {
       << m.server->sessions() << " sessions left";
   EXPECT_TRUE(eventually([&] { return thread_count() <= before + 1; }, 5000ms))
       << thread_count() << " threads, " << before << " before";  // reaped as run() goes
-  // And it still serves.
-  auto g = handshake(m);
-  ASSERT_TRUE(g.is_ok()) << g.status().message();
-  ::close(g->memfd);
+  // And it still serves — once the flood's last connections, which the clients closed while
+  // they were still queued in the listen backlog, have been accepted and refused (until then
+  // each briefly counts as a session, and on a loaded machine 16 of them may be in flight).
+  Result<paging::Granted> g = error(Errc::kInternal, "never tried");
+  EXPECT_TRUE(eventually([&] { return (g = handshake(m)).is_ok(); }, 10000ms))
+      << g.status().message();
+  if (g.is_ok()) ::close(g->memfd);
 }
 
 TEST(MemnodeLimits, ClientsBeyondTheLimitAreToldWhy) {

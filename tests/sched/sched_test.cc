@@ -171,6 +171,39 @@ TEST(Scheduler, NeverParksRunsRequestsToCompletionWithoutFibers) {
   EXPECT_EQ(c.in_flight(), 0u);
 }
 
+// The receive path may serve a request at once only when that keeps FCFS and needs no fiber.
+TEST(Scheduler, AnIdleSlotOnlyWhenNothingWaitsAndNothingCanPark) {
+  InlineProbeApp app;
+  SchedOptions o;
+  o.max_in_flight = 4;
+  o.queue_depth = 64;
+  o.steal = false;
+  auto s = Scheduler::create(o, 1, app);
+  ASSERT_TRUE(s.is_ok()) << s.status().message();
+  CoreScheduler& c = (*s)->core(CoreId{0});
+  EXPECT_EQ(c.idle_slot(), nullptr);  // far memory: a request may park
+  (*s)->set_never_parks(true);
+  Fiber* slot = c.idle_slot();
+  ASSERT_NE(slot, nullptr);
+  EXPECT_EQ(c.idle_slot(), slot);  // the same slot every time
+  c.served_now();
+  EXPECT_EQ(c.counters().submitted.read(), 1u);
+  EXPECT_EQ(c.counters().finished.read(), 1u);
+  ASSERT_TRUE(c.submit(make_request(c, 0)));
+  EXPECT_EQ(c.idle_slot(), nullptr);  // an older request waits: it goes first
+  EXPECT_EQ(c.poll(), 1u);
+  EXPECT_EQ(c.idle_slot(), slot);
+  (*s)->set_preempt_us(1000);
+  EXPECT_EQ(c.idle_slot(), nullptr);  // a quantum needs a fiber
+  (*s)->set_preempt_us(0);
+  SchedOptions central = o;
+  central.dispatch = Dispatch::kCentral;
+  auto cs = Scheduler::create(central, 1, app);
+  ASSERT_TRUE(cs.is_ok());
+  (*cs)->set_never_parks(true);
+  EXPECT_EQ((*cs)->core(CoreId{0}).idle_slot(), nullptr);  // the dispatcher decides the order
+}
+
 TEST(Scheduler, FullQueueDropsAndCounts) {
   ParkingApp app(100);
   SchedOptions o;

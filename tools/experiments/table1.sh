@@ -47,8 +47,10 @@ fm_start_memnode 256
 run_mode() {  # label extra-toml trial
   local cap="$FM_WORK/$1-cap$3.csv"
   fm_start_server "$1" "$2"
+  fm_dpctl stats --json >"$FM_WORK/$1-$3.before.json" 2>/dev/null || true
   fm_loadgen --keys "$KEYS" --value-size 128 --key-dist "${KEY_DIST:-uniform}" --rate "$RATE" --duration "$DURATION" --warmup 1 \
     --label "$1" --csv "$FM_WORK/$1-$3.csv" --quiet ${LG_EXTRA:-} >/dev/null || fm_loadgen_status "table1: $1 (trial $3)" $?
+  fm_dpctl stats --json >"$FM_WORK/$1-$3.after.json" 2>/dev/null || true
   if [ "$CAPACITY_RATES" != none ]; then
     # The keys are stored by the run above: the sweep needs no preload.
     fm_loadgen --keys "$KEYS" --value-size 128 --key-dist "${KEY_DIST:-uniform}" --rate "$CAPACITY_RATES" \
@@ -56,7 +58,8 @@ run_mode() {  # label extra-toml trial
       --label "$1" --csv "$cap" --quiet ${LG_EXTRA:-} >/dev/null || fm_loadgen_status "table1: $1 capacity (trial $3)" $? sweep
   fi
   fm_stop_server
-  fm_predictor_line "$1" | sed "s/^/trial $3: /" >>"$FM_WORK/predictors.txt"
+  { python3 "$FM_REPORT" busy "$1 at $RATE" "$FM_WORK/$1-$3.before.json" "$FM_WORK/$1-$3.after.json" \
+      "$FM_WORK/$1-$3.csv" || true; fm_predictor_line "$1"; } | sed "s/^/trial $3: /" >>"$FM_WORK/predictors.txt"
   fm_append_csv "$FM_WORK/$1-$3.csv" "$CSV"  # one header, then every mode's row
   [ "$CAPACITY_RATES" = none ] || fm_append_csv "$cap" "$CAP_CSV"
 }
@@ -78,7 +81,7 @@ if [ -s "$CSV" ]; then
 else
   say "table1: no mode produced a row"
 fi
-say "predictor accuracy (each trial's latency run and sweep together):"
+say "busy shares (the latency run), predictor accuracy and far memory counters (latency run and sweep together):"
 tee -a "$SUMMARY" 2>/dev/null <"$FM_WORK/predictors.txt" || true
 fm_record >>"$SUMMARY"
 tail -2 "$SUMMARY"

@@ -13,7 +13,10 @@ missing value.
                                        each run's peak at the p99 bound (curves.sh)
   report.py fetch-latency [--bound-us 500] CSV
                                        peaks and async/sync per fetch latency (fetch_latency.sh)
-  report.py predictor NAME STATS_JSON  the fault predictor's accuracy (from dpctl stats --json)
+  report.py predictor NAME STATS_JSON  the fault predictor's accuracy and far memory's reclaim and
+                                       prefetch counters (from dpctl stats --json)
+  report.py busy NAME BEFORE AFTER CSV the server's busy share between two dpctl stats snapshots
+                                       next to the loadgen's (who saturated)
   report.py core-alloc steps|command|cpu|plot OUTDIR
                                        the parts of tools/experiments/core_alloc.sh
   report.py curves [--bound-us 500] CSV...
@@ -395,6 +398,31 @@ def paging(name, s):
                  f"{s['sched_prefetch_held']} requests waited apart "
                  f"({s['sched_prefetch_overflow']} did not fit)")
     print(line)
+
+
+def busy(args):
+    """Who saturated: the server's busy share (loop iterations that found work, by the TSC)
+    between two `dpctl stats --json` snapshots taken around one loadgen run, next to the
+    loadgen's own (its CSV's loadgen_busy_pct)."""
+    try:
+        with open(args.before) as f:
+            before = json.load(f)["per_core"]
+        with open(args.after) as f:
+            after = json.load(f)["per_core"]
+    except (OSError, ValueError, KeyError):
+        return
+    shares = []
+    for b, a in zip(before, after):
+        cycles = a.get("loop_cycles", 0) - b.get("loop_cycles", 0)
+        if cycles > 0:
+            shares.append(100.0 * (a["loop_busy_cycles"] - b["loop_busy_cycles"]) / cycles)
+    if not shares:
+        return
+    lg = [num(r.get("loadgen_busy_pct")) for r in read_rows(args.csv)] if os.path.exists(args.csv) else []
+    lg = [v for v in lg if not math.isnan(v)]
+    print(f"{args.name}: server busy {', '.join(f'{s:.1f}%' for s in shares)} of its loop time "
+          f"(core {', '.join(str(i) for i in range(len(shares)))}); loadgen busy "
+          f"{', '.join(f'{v:.1f}%' for v in lg) if lg else '-'}")
 
 
 def predictor(args):
@@ -929,6 +957,7 @@ def main():
     cmd("peaks", peaks, one, bound=True).add_argument("--who", default="curves")
     cmd("fetch-latency", fetch_latency, one, bound=True)
     cmd("predictor", predictor, ("name", {}), ("stats", {}))
+    cmd("busy", busy, ("name", {}), ("before", {}), ("after", {}), ("csv", {}))
     cmd("core-alloc", core_alloc, ("part", {"choices": ["steps", "command", "cpu", "plot"]}), ("outdir", {}))
     cmd("curves", curves, ("csv", {"nargs": "+"}), bound=True)
     cmd("ceiling", ceiling, ("csv", {"nargs": "*"}))
