@@ -411,18 +411,26 @@ def busy(args):
             after = json.load(f)["per_core"]
     except (OSError, ValueError, KeyError):
         return
-    shares = []
+    shares, busy_cycles, finished = [], 0, 0
     for b, a in zip(before, after):
         cycles = a.get("loop_cycles", 0) - b.get("loop_cycles", 0)
         if cycles > 0:
             shares.append(100.0 * (a["loop_busy_cycles"] - b["loop_busy_cycles"]) / cycles)
+            busy_cycles += a["loop_busy_cycles"] - b["loop_busy_cycles"]
+            finished += a.get("sched_finished", 0) - b.get("sched_finished", 0)
     if not shares:
         return
-    lg = [num(r.get("loadgen_busy_pct")) for r in read_rows(args.csv)] if os.path.exists(args.csv) else []
-    lg = [v for v in lg if not math.isnan(v)]
+    rows = read_rows(args.csv) if os.path.exists(args.csv) else []
+    lg = [f"{num(r.get('loadgen_busy_pct')):.1f}%" for r in rows]
+    point = ""
+    if rows:
+        r = rows[-1]
+        point = (f"; achieved {num(r.get('achieved_rps')):.0f} req/s, loadgen on schedule "
+                 f"{num(r.get('adherence_pct')):.2f}%, {'VALID' if r.get('valid') == '1' else 'INVALID'}")
+    per_req = f", {busy_cycles / finished:.0f} busy cycles per request" if finished else ""
     print(f"{args.name}: server busy {', '.join(f'{s:.1f}%' for s in shares)} of its loop time "
-          f"(core {', '.join(str(i) for i in range(len(shares)))}); loadgen busy "
-          f"{', '.join(f'{v:.1f}%' for v in lg) if lg else '-'}")
+          f"(core {', '.join(str(i) for i in range(len(shares)))}){per_req}; loadgen busy "
+          f"{', '.join(lg) if lg else '-'}{point}")
 
 
 def predictor(args):

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# No-fault GETs on one server core over memif, and who saturates: at each offered rate, the rate
+# achieved, the server's busy share (loop iterations that found work, by the TSC) and busy cycles
+# per request, next to the loadgen's busy share and schedule adherence (issue #14, part 3).
+# TRIALS interleaved sweeps; with PERF=1, a `perf record -e cpu-clock -g` of the server during
+# the last rate of the last trial, its top functions in the summary. Saves CSVs and summary.txt
+# under $OUT (docs/benchmarks.md).
+#
+#   tools/bench/core_loop.sh                       # ~1-2 minutes
+#   FARMEM_RELEASE=1 PERF=1 tools/bench/core_loop.sh
+# Knobs: RATES (300000 600000 900000 1200000), DURATION (2 s a point), TRIALS (3), KEYS (200000),
+# EXP_LCORES / EXP_LOADGEN_LCORES (server 1, loadgen 0; tools/lib/farmem.sh), PERF (0).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tools/lib/farmem.sh
+
+OUT=${OUT:-results/core-loop-$(date +%Y%m%d-%H%M%S)}
+RATES=${RATES:-300000 600000 900000 1200000}
+DURATION=${DURATION:-2}
+TRIALS=${TRIALS:-3}
+KEYS=${KEYS:-200000}
+export IDLE_BACKOFF=${IDLE_BACKOFF:-false}
+
+fm_setup
+fm_workdir coreloop
+mkdir -p "$OUT"
+[ "$TRIALS" -ge 1 ] || { echo "bench: TRIALS must be >= 1" >&2; exit 1; }
+say() { echo "$*" | tee -a "$OUT/summary.txt"; }
+: >"$OUT/summary.txt"
+say "core loop: no-fault GETs (local mode), $KEYS keys of 128 B, one server core [${EXP_LCORES:-1}], loadgen [${EXP_LOADGEN_LCORES:-0}], idle back-off $IDLE_BACKOFF; rates $RATES, $DURATION s each, $TRIALS trials"
+last_rate=${RATES##* }
+for t in $(seq "$TRIALS"); do
+  fm_start_server "trial$t" "$(fm_mode_toml no-fault)" || exit 1
+  preload=()
+  for rate in $RATES; do
+    name="t$t-$rate"
+    fm_dpctl stats --json >"$FM_WORK/$name.before.json"
+    perf_pid=""
+    if [ "${PERF:-0}" = 1 ] && [ "$t" = "$TRIALS" ] && [ "$rate" = "$last_rate" ]; then
+      perf record -q -e cpu-clock -g -o "$FM_WORK/perf.data" -p "$FM_SERVER_PID" \
+        -- sleep "$DURATION" >/dev/null 2>&1 &
+      perf_pid=$!
+    fi
+    fm_loadgen --keys "$KEYS" --value-size 128 --rate "$rate" --duration "$DURATION" --warmup 0.5 \
+      ${preload[@]+"${preload[@]}"} --label "$name" --csv "$OUT/$name.csv" --quiet >/dev/null ||
+      fm_loadgen_status "core loop: trial $t at $rate" $? sweep
+    [ -n "$perf_pid" ] && wait "$perf_pid" || true
+    fm_dpctl stats --json >"$FM_WORK/$name.after.json"
+    preload=(--no-preload)
+    python3 "$FM_REPORT" busy "trial $t, $rate offered" "$FM_WORK/$name.before.json" \
+      "$FM_WORK/$name.after.json" "$OUT/$name.csv" | tee -a "$OUT/summary.txt"
+  done
+  fm_stop_server
+done
+if [ -s "$FM_WORK/perf.data" ]; then
+  say "perf (cpu-clock, server, trial $TRIALS at $last_rate offered), top functions by self time:"
+  perf report -i "$FM_WORK/perf.data" --no-children --stdio 2>/dev/null |
+    grep -E '^ +[0-9]+\.[0-9]+%' | head -25 | tee -a "$OUT/summary.txt"
+fi
+fm_record >>"$OUT/summary.txt"
+tail -3 "$OUT/summary.txt"
+echo "bench: rows in $OUT"
