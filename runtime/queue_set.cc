@@ -103,6 +103,7 @@ bool ServerQueueSet::hold(sched::Request* r, const FarRange& range) {
     counters_.prefetch_overflow.add();
     return false;
   }
+  r->arrival = rdtsc();  // its queueing delay starts now, wait for the pages included
   held_[held_count_++] = Held{r, range};
   counters_.prefetch_held.add();
   return true;
@@ -117,9 +118,10 @@ void ServerQueueSet::release_held() {
       held_[kept++] = h;
       continue;
     }
-    // Its pages are resident now (or their fetch failed: the request's pin reports it).
+    // Its pages are resident now (or their fetch failed: the request's pin reports it). It
+    // arrived before whatever was queued meanwhile: it goes first.
     h.request->likely_fault = false;
-    ctx_.sched->submit(h.request);
+    ctx_.sched->submit_landed(h.request);
   }
   held_count_ = kept;
 }

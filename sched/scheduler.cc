@@ -82,6 +82,8 @@ CoreScheduler::CoreScheduler(Scheduler& parent, CoreId id, const SchedOptions& o
            RingMode::kMpMc),
       likely_fault_("lf" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.queue_depth) + 1),
                     RingMode::kMpMc),
+      landed_("landed" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.queue_depth) + 1),
+              RingMode::kMpMc),
       // Any core's fibers may be woken here (a stolen fiber parks on its new core's queue pair).
       ready_("ready" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.max_in_flight) * 64 + 1),
              RingMode::kMpMc),
@@ -193,7 +195,8 @@ void CoreScheduler::run_to_completion(Request* r) {
 
 Fiber* CoreScheduler::idle_slot() {
   if (!parent_.never_parks_ || parent_.preempt_cycles() != 0 ||
-      parent_.opts_.dispatch != Dispatch::kPerCore || !new_.empty() || !likely_fault_.empty()) {
+      parent_.opts_.dispatch != Dispatch::kPerCore || !new_.empty() || !likely_fault_.empty() ||
+      !landed_.empty()) {
     return nullptr;
   }
   if (inline_slot_ == nullptr) inline_slot_ = free_fibers_.pop();
@@ -213,7 +216,22 @@ bool CoreScheduler::start_new(Request* r) {
   return true;
 }
 
+bool CoreScheduler::submit_landed(Request* r) {
+  if (parent_.opts_.dispatch == Dispatch::kCentral) return submit(r);
+  r->owner = this;
+  if (!landed_.push(r)) {
+    counters_.dropped.add();
+    FM_CHECK(free_requests_.push(r));
+    return false;
+  }
+  enqueued_.add();
+  counters_.submitted.add();
+  return true;
+}
+
 Request* CoreScheduler::take_new() {
+  // Requests whose prefetched pages landed arrived before any new one: they go first.
+  if (Request* r = landed_.pop()) return r;
   // Fault-free first; a waiting fault-likely request gets its turn after kMaxLikelyFaultSkips.
   if (likely_fault_.empty() || (likely_fault_skips_ < kMaxLikelyFaultSkips && !new_.empty())) {
     Request* r = new_.pop();
@@ -297,7 +315,8 @@ uint32_t CoreScheduler::steal() {
 }
 
 Request* CoreScheduler::take_stolen() {
-  Request* r = new_.pop();
+  Request* r = landed_.pop();
+  if (r == nullptr) r = new_.pop();
   if (r == nullptr) r = likely_fault_.pop();
   return r;
 }

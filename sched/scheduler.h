@@ -80,6 +80,10 @@ class CoreScheduler {
   /// Queues a filled request: in this core's queue (fault-likely or not), or the central one.
   /// False when that queue is full: it is dropped and counted. Owner only.
   bool submit(Request* r);
+  /// Queues a request that waited apart for its prefetched pages (it arrived before anything
+  /// queued since): it starts before every new request. Its `arrival` is kept, so its queueing
+  /// delay includes the wait. Per-core dispatch; with central dispatch it is submit(). Owner only.
+  bool submit_landed(Request* r);
   /// Runs resumed fibers, then new requests while fibers are free (fault-free ones before
   /// fault-likely ones), then preempted ones; when idle and stealing is on, takes work from
   /// other cores. With the dispatcher role (core 0, central dispatch) it dispatches first.
@@ -119,7 +123,7 @@ class CoreScheduler {
   /// Fibers parked on a fetch posted from this core (its fetches in flight).
   uint32_t parked() const { return parked_.load(std::memory_order_relaxed); }
   /// Requests waiting for a fiber (both queues).
-  uint32_t queued() const { return new_.size() + likely_fault_.size(); }
+  uint32_t queued() const { return landed_.size() + new_.size() + likely_fault_.size(); }
   /// Runnable fibers waiting for this core (resumed and preempted).
   uint32_t runnable() const { return ready_.size() + preempted_.size(); }
   /// Requests ever queued on this core (for a Shenango-style congestion check: a queue is
@@ -156,6 +160,7 @@ class CoreScheduler {
   Ring<Request> free_requests_; // MP, SC
   Ring<Request> new_;           // MP (owner's NIC, dispatcher), MC (owner + stealers)
   Ring<Request> likely_fault_;  // the same, for requests the predictor expects to fault
+  Ring<Request> landed_;        // the same, for requests whose prefetched pages landed: first
   Ring<Fiber> ready_;           // MP (wakes), MC (owner + stealers)
   Ring<Fiber> preempted_;       // fibers over their quantum: run after new requests
   std::atomic<uint32_t> in_flight_{0};

@@ -171,6 +171,27 @@ TEST(Scheduler, NeverParksRunsRequestsToCompletionWithoutFibers) {
   EXPECT_EQ(c.in_flight(), 0u);
 }
 
+// A request whose prefetched pages landed arrived before the ones queued while it waited: it
+// starts first (with fibers: the scheduler's usual path).
+TEST(Scheduler, LandedRequestsStartBeforeNewOnes) {
+  InlineProbeApp app;
+  SchedOptions o;
+  o.max_in_flight = 4;
+  o.queue_depth = 64;
+  o.steal = false;
+  auto s = Scheduler::create(o, 1, app);
+  ASSERT_TRUE(s.is_ok()) << s.status().message();
+  CoreScheduler& c = (*s)->core(CoreId{0});
+  for (size_t i = 0; i < c.fiber_slots(); ++i) c.fiber_slot(i).app_state = &c.fiber_slot(i);
+  for (uint32_t i = 1; i <= 3; ++i) ASSERT_TRUE(c.submit(make_request(c, i)));
+  ASSERT_TRUE(c.submit_landed(make_request(c, 0)));
+  EXPECT_EQ(c.queued(), 4u);
+  EXPECT_EQ(c.poll(), 4u);
+  ASSERT_EQ(app.ids.size(), 4u);
+  for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(app.ids[i], i);
+  EXPECT_EQ(c.counters().submitted.read(), 4u);
+}
+
 // The receive path may serve a request at once only when that keeps FCFS and needs no fiber.
 TEST(Scheduler, AnIdleSlotOnlyWhenNothingWaitsAndNothingCanPark) {
   InlineProbeApp app;
