@@ -218,6 +218,18 @@ BENCHMARK(BM_AsyncMissDirtyReserve64);
 void BM_AsyncMissCleanReserve64(benchmark::State& state) { async_requests(state, false, false, 64); }
 BENCHMARK(BM_AsyncMissCleanReserve64);
 
+// Fixed iteration counts, for instruction counts under callgrind: each runs once, set-up
+// included, so the difference of two sizes divided by 80,000 is the cost of one iteration
+// (tools/bench/fault_instructions.sh subtracts the emulated copy's share the same way).
+#define FM_FIXED(fn, name)                                              \
+  BENCHMARK(fn)->Name("Fixed/" name "/20000")->Iterations(20000);       \
+  BENCHMARK(fn)->Name("Fixed/" name "/100000")->Iterations(100000)
+FM_FIXED(BM_AsyncRequestResident, "Resident");
+FM_FIXED(BM_AsyncMissCleanReserve64, "MissClean");
+FM_FIXED(BM_AsyncMissDirtyReserve64, "MissDirty");
+FM_FIXED(BM_AsyncMissDirtyNoReserve, "MissDirtyNoReserve");
+#undef FM_FIXED
+
 }  // namespace
 }  // namespace fm::paging
 
