@@ -99,7 +99,7 @@ PagingCore::PagingCore(Region& region, CoreId id, std::unique_ptr<QueuePair> qp)
 }
 
 uint32_t PagingCore::poll() {
-  std::array<Completion, 16> c;
+  std::span<Completion> c(completions_);
   const uint32_t n = qp_->poll(c);
   if (n != 0) {
     const uint64_t now = region_.clock().now();

@@ -22,7 +22,7 @@ count() {  # NAME ITERATIONS
   valgrind --tool=callgrind --callgrind-out-file="$out" "$BENCH" \
     --benchmark_filter="^Fixed/$1/$2/" >/dev/null 2>&1
   local total copy
-  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); t = $1 } END { print t + 0 }')
   copy=$(callgrind_annotate --inclusive=no --threshold=100 "$out" 2>/dev/null |
     awk '/mem(cpy|move)/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
   echo "$total $copy"
