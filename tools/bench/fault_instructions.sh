@@ -32,6 +32,6 @@ for name in Resident MissClean MissDirty MissDirtyNoReserve; do
   read -r t1 c1 < <(count "$name" 20000)
   read -r t2 c2 < <(count "$name" 100000)
   awk -v n="$name" -v t1="$t1" -v t2="$t2" -v c1="$c1" -v c2="$c2" 'BEGIN {
-    all = (t2 - t1) / 80000; copy = (c2 - c1) / 80000
+    all = (t2 - t1) / 80000; copy = (c2 - c1) / 80000; if (copy < 0.5) copy = 0
     printf "  %-20s %7.0f instructions, of which page copies %7.0f, the rest %6.0f\n", n, all, copy, all - copy }'
 done
