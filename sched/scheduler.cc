@@ -101,7 +101,41 @@ CoreScheduler::~CoreScheduler() {
   }
 }
 
-Request* CoreScheduler::acquire() { return free_requests_.pop(); }
+Request* CoreScheduler::acquire() {
+  if (!spare_requests_.empty()) {
+    Request* r = spare_requests_.back();
+    spare_requests_.pop_back();
+    return r;
+  }
+  return free_requests_.pop();
+}
+
+void CoreScheduler::free_request(Request* r) {
+  CoreScheduler* pool = r->owner;
+  if (pool == this && spare_requests_.size() < spare_requests_.capacity()) {
+    spare_requests_.push_back(r);
+  } else {
+    FM_CHECK(pool->free_requests_.push(r));
+  }
+}
+
+Fiber* CoreScheduler::take_fiber() {
+  if (!spare_fibers_.empty()) {
+    Fiber* f = spare_fibers_.back();
+    spare_fibers_.pop_back();
+    return f;
+  }
+  return free_fibers_.pop();
+}
+
+void CoreScheduler::free_fiber(Fiber* f) {
+  CoreScheduler* pool = f->owner;
+  if (pool == this && spare_fibers_.size() < spare_fibers_.capacity()) {
+    spare_fibers_.push_back(f);
+  } else {
+    FM_CHECK(pool->free_fibers_.push(f));
+  }
+}
 
 bool CoreScheduler::submit(Request* r) {
   r->arrival = rte_rdtsc();
@@ -115,7 +149,7 @@ bool CoreScheduler::submit(Request* r) {
   }
   if (!queued) {
     counters_.dropped.add();
-    FM_CHECK(free_requests_.push(r));
+    free_request(r);
     return false;
   }
   counters_.submitted.add();
@@ -172,9 +206,9 @@ void CoreScheduler::finish(Fiber* f) {
   f->request = nullptr;
   f->state = Fiber::State::kIdle;
   counters_.finished.add();
-  FM_CHECK(r->owner->free_requests_.push(r));
+  free_request(r);
   owner->in_flight_.fetch_sub(1, std::memory_order_relaxed);
-  FM_CHECK(owner->free_fibers_.push(f));
+  free_fiber(f);
 }
 
 // A request that cannot park needs no stack of its own: it runs here, between two polls, with
@@ -189,7 +223,7 @@ void CoreScheduler::run_to_completion(Request* r) {
   app_.serve(*f, *r);
   f->request = nullptr;
   counters_.finished.add();
-  FM_CHECK(r->owner->free_requests_.push(r));
+  free_request(r);
   if (between_fn_) between_fn_(between_arg_);
 }
 
@@ -199,12 +233,12 @@ Fiber* CoreScheduler::idle_slot() {
       !landed_.empty()) {
     return nullptr;
   }
-  if (inline_slot_ == nullptr) inline_slot_ = free_fibers_.pop();
+  if (inline_slot_ == nullptr) inline_slot_ = take_fiber();
   return inline_slot_;
 }
 
 bool CoreScheduler::start_new(Request* r) {
-  Fiber* f = free_fibers_.pop();
+  Fiber* f = take_fiber();
   if (f == nullptr) return false;
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   f->request = r;
@@ -221,7 +255,7 @@ bool CoreScheduler::submit_landed(Request* r) {
   r->owner = this;
   if (!landed_.push(r)) {
     counters_.dropped.add();
-    FM_CHECK(free_requests_.push(r));
+    free_request(r);
     return false;
   }
   enqueued_.add();
@@ -263,7 +297,7 @@ uint32_t CoreScheduler::poll() {
   // gets back to the NIC and the completion queue within a few requests.
   uint32_t started = 0;
   if (parent_.never_parks_ && parent_.preempt_cycles() == 0) {
-    if (inline_slot_ == nullptr) inline_slot_ = free_fibers_.pop();
+    if (inline_slot_ == nullptr) inline_slot_ = take_fiber();
     for (; started < kNewPerPoll && inline_slot_ != nullptr; ++started) {
       Request* r = take_new();
       if (r == nullptr) break;
@@ -271,10 +305,10 @@ uint32_t CoreScheduler::poll() {
       ++ran;
     }
   } else if (inline_slot_ != nullptr) {
-    FM_CHECK(free_fibers_.push(inline_slot_));  // preemption came on: every request needs a fiber
+    free_fiber(inline_slot_);  // preemption came on: every request needs a fiber
     inline_slot_ = nullptr;
   }
-  for (; started < kNewPerPoll && !free_fibers_.empty(); ++started) {
+  for (; started < kNewPerPoll && has_free_fiber(); ++started) {
     Request* r = take_new();
     if (r == nullptr) break;
     FM_CHECK(start_new(r));  // one consumer of free_fibers_: the check above holds
@@ -303,7 +337,7 @@ uint32_t CoreScheduler::steal() {
       run(f);
       return 1;
     }
-    if (!free_fibers_.empty() && victim.queued() > 0) {
+    if (has_free_fiber() && victim.queued() > 0) {
       if (Request* r = victim.take_stolen()) {
         counters_.stolen_new.add();
         FM_CHECK(start_new(r));
@@ -400,6 +434,9 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedOptions& opts, u
     }
     cs->stacks_ = mem;
     cs->stacks_bytes_ = bytes;
+    // Spares never grow (push_back only below capacity): no allocation while serving.
+    cs->spare_fibers_.reserve(opts.max_in_flight);
+    cs->spare_requests_.reserve(64);
     for (uint32_t i = 0; i < opts.max_in_flight; ++i) {
       auto* base = static_cast<std::byte*>(mem) + i * slot;
       // Guard pages are set once here, never per request.

@@ -143,6 +143,12 @@ class CoreScheduler {
   friend class Scheduler;
   void run(Fiber* f);
   void run_to_completion(Request* r);
+  // The pools: the owner's spares first, then the ring. free_*() is called by the core that
+  // finished with it; only the pool's own core keeps it as a spare.
+  Fiber* take_fiber();
+  bool has_free_fiber() const { return !spare_fibers_.empty() || !free_fibers_.empty(); }
+  void free_fiber(Fiber* f);
+  void free_request(Request* r);
   void finish(Fiber* f);
   bool start_new(Request* r);
   Request* take_new();
@@ -158,6 +164,10 @@ class CoreScheduler {
   std::vector<std::unique_ptr<Request>> requests_;
   Ring<Fiber> free_fibers_;     // MP (any core finishes), SC (owner starts)
   Ring<Request> free_requests_; // MP, SC
+  // What this core frees into its own pools, kept by the owner without a ring operation (the
+  // rings take what other cores free, and the overflow).
+  std::vector<Fiber*> spare_fibers_;
+  std::vector<Request*> spare_requests_;
   Ring<Request> new_;           // MP (owner's NIC, dispatcher), MC (owner + stealers)
   Ring<Request> likely_fault_;  // the same, for requests the predictor expects to fault
   Ring<Request> landed_;        // the same, for requests whose prefetched pages landed: first
