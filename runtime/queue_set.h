@@ -60,7 +60,8 @@ class ServerQueueSet final : public net::UdpHandler, public QueueSet {
   // Prefetch at dispatch: posts the READs of `range` and keeps `r` apart while any page of it
   // is in flight. False when nothing is in flight or no room is left (queue it as usual).
   bool hold(sched::Request* r, const FarRange& range);
-  // Queues, as fault-free, the held requests whose pages have landed (in arrival order).
+  // Queues the held requests whose pages have landed ahead of every new request, in arrival
+  // order (submit_landed).
   void release_held();
 
   struct Context {

@@ -74,7 +74,8 @@ struct SchedOptions {
   Predictor predictor = Predictor::kNone;
   // Prefetch at dispatch: a request whose item the page table shows is not resident gets its
   // READs posted as it arrives (into frames of the paging reserve) and waits apart until they
-  // land, then queues as fault-free. Classifies with the page table whatever `predictor` says.
+  // land, then queues ahead of every new request. Classifies with the page table whatever
+  // `predictor` says.
   bool prefetch = false;
   // history predictor: how many recent key accesses count as "likely resident" (0: derived from
   // the local memory size by the app).

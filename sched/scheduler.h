@@ -122,7 +122,7 @@ class CoreScheduler {
   uint32_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   /// Fibers parked on a fetch posted from this core (its fetches in flight).
   uint32_t parked() const { return parked_.load(std::memory_order_relaxed); }
-  /// Requests waiting for a fiber (both queues).
+  /// Requests waiting for a fiber (landed, fault-free and fault-likely queues).
   uint32_t queued() const { return landed_.size() + new_.size() + likely_fault_.size(); }
   /// Runnable fibers waiting for this core (resumed and preempted).
   uint32_t runnable() const { return ready_.size() + preempted_.size(); }
