@@ -234,7 +234,7 @@ class ReplicatedQueuePair final : public QueuePair {
     uint64_t best_load = std::numeric_limits<uint64_t>::max();
     for (uint32_t k = 0; k < placement_.replicas; ++k) {
       const uint32_t n = placement_.node_of(o.page, k);
-      if (((o.tried >> n) & 1) || !owner_.readable(n)) continue;
+      if (((o.tried >> n) & 1) || !owner_.has_copy(n, k, o.page)) continue;
       const uint64_t load = qps_[n]->outstanding() + backlog_[n].size();
       if (load < best_load) {
         best = n;
@@ -341,12 +341,13 @@ class ReplicatedQueuePair final : public QueuePair {
   ReplicationCounters& counters_;
 };
 
-/// The recovery thread's copy pipeline: up to `window` pages in flight, each read from a live
-/// replica into its own buffer and written to the node being rebuilt.
+/// The recovery thread's copy pipeline: up to `window` pages in flight, to any rebuilding node,
+/// each read from a replica that has it into its own buffer and written to the node rebuilt.
 struct ReplicatedTransport::Repair {
   struct Slot {
     bool busy = false;
-    uint32_t gen = 0;  // bumped when the slot's copy is abandoned: late completions are ignored
+    uint32_t gen = 0;     // bumped when the slot's copy is abandoned: late completions are ignored
+    uint32_t target = 0;  // the node it copies to
     uint64_t page = 0;
     uint64_t seq = 0;  // the page's write count when its copy began
   };
@@ -361,37 +362,13 @@ struct ReplicatedTransport::Repair {
     Slot& s = slots[i];
     return s.busy && s.gen == uint32_t(wr_id >> 32) ? &s : nullptr;
   }
-  /// Abandons every copy under way; their pages are looked at again.
-  void abandon() {
-    for (auto& s : slots) {
-      if (!s.busy) continue;
-      s.busy = false;
-      ++s.gen;
-      retry.push_back(s.page);
-    }
-  }
   std::byte* buf = nullptr;
   std::vector<Slot> slots;
   std::vector<std::unique_ptr<QueuePair>> qps;  // per node, on conn[n]
   std::vector<Transport*> conn;
-  std::deque<uint64_t> retry;  // pages to look at again (a write raced the copy, a source died)
-  double tokens = 0;           // pages the rate allows now
   uint64_t refilled_ns = 0;
-  uint32_t target = UINT32_MAX;  // the node being rebuilt
+  uint32_t next_target = 0;  // round robin over rebuilding nodes
   bool registered_everywhere = true;
-
-  /// Forgets every copy under way (a new target, or the target came back once more): the queue
-  /// pairs go too, so that no late completion lands in a reused slot.
-  void reset(uint32_t new_target) {
-    for (auto& s : slots) {
-      s.busy = false;
-      ++s.gen;
-    }
-    for (auto& q : qps) q.reset();
-    conn.assign(conn.size(), nullptr);
-    retry.clear();
-    target = new_target;
-  }
 
   ~Repair() { std::free(buf); }
 };
@@ -445,9 +422,11 @@ Result<std::unique_ptr<ReplicatedTransport>> ReplicatedTransport::create(
   }
   t->wseq_.reset(new std::atomic<uint64_t>[t->pages_]);
   t->lost_.reset(new std::atomic<uint8_t>[t->pages_]);
+  t->copied_.reset(new std::atomic<uint64_t>[t->pages_]);
   for (uint64_t p = 0; p < t->pages_; ++p) {
     t->wseq_[p].store(0, std::memory_order_relaxed);
     t->lost_[p].store(0, std::memory_order_relaxed);
+    t->copied_[p].store(0, std::memory_order_relaxed);
   }
   return t;
 }
@@ -461,6 +440,13 @@ ReplicatedTransport::~ReplicatedTransport() {
 bool ReplicatedTransport::readable(uint32_t n) const {
   return NodeState(nodes_[n].state.load(std::memory_order_acquire)) == NodeState::kLive &&
          nodes_[n].t.load(std::memory_order_acquire)->alive();
+}
+
+bool ReplicatedTransport::has_copy(uint32_t n, uint32_t k, uint64_t page) const {
+  const NodeState st = NodeState(nodes_[n].state.load(std::memory_order_acquire));
+  if (st == NodeState::kDead || !nodes_[n].t.load(std::memory_order_acquire)->alive()) return false;
+  // The bit is set after the copy's WRITE completed: reading it (acquire) orders the read after.
+  return st == NodeState::kLive || ((copied_[page].load(std::memory_order_acquire) >> k) & 1) != 0;
 }
 
 bool ReplicatedTransport::writable(uint32_t n) const {
@@ -594,24 +580,21 @@ void ReplicatedTransport::recovery_step(uint32_t budget_ms) {
       rejoin(n, std::move(c.value()));
     }
   }
-  // One node is rebuilt at a time (the lowest-numbered one), so its copies have the pipeline.
-  const uint64_t until = now_ns() + uint64_t(budget_ms) * 1000000;
-  for (uint32_t n = 0; n < node_count_; ++n) {
-    if (node_state(n) != NodeState::kRebuilding) continue;
-    if (!rebuild(n, until)) break;
-    Node& node = nodes_[n];
-    if (pages_lost() > 0) forget_lost();
-    node.last_repair_ms.store((now_ns() - node.repair_started_ns) / 1000000);
-    node.rebuilt_unix_ms.store(unix_ms());
-    node.state.store(uint8_t(NodeState::kLive), std::memory_order_release);
-    const uint64_t lost = node.lost.load();
-    FM_LOG_INFO(kTag,
-                "memory node {} rebuilt in {} ms: {} pages copied ({} again, raced by a "
-                "write-back), {} lost (no live copy)",
-                node.name, node.last_repair_ms.load(), node.repaired.load() - lost,
-                node.recopied.load(), lost);
-    break;
-  }
+  rebuild(now_ns() + uint64_t(budget_ms) * 1000000);
+}
+
+void ReplicatedTransport::rebuilt(uint32_t n) {
+  Node& node = nodes_[n];
+  if (pages_lost() > 0) forget_lost();
+  node.last_repair_ms.store((now_ns() - node.repair_started_ns) / 1000000);
+  node.rebuilt_unix_ms.store(unix_ms());
+  node.state.store(uint8_t(NodeState::kLive), std::memory_order_release);
+  const uint64_t lost = node.lost.load();
+  FM_LOG_INFO(kTag,
+              "memory node {} rebuilt in {} ms: {} pages copied ({} again, raced by a "
+              "write-back), {} lost (no live copy)",
+              node.name, node.last_repair_ms.load(), node.repaired.load() - lost,
+              node.recopied.load(), lost);
 }
 
 void ReplicatedTransport::set_lost_hook(LostHook hook) {
@@ -649,10 +632,14 @@ void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
   }
   // Progress shown while it rebuilds: its pages written so far (counted outside the lock that
   // statistics take too).
+  // Its pages copied back in an earlier life are gone with that lease: none is readable until
+  // copied again (cleared before the state says rebuilding; cores read the bits only then).
   uint64_t to_copy = 0;
   for (uint64_t p = 0; p < pages_; ++p) {
     const uint32_t k = uint32_t((n + placement_.nodes - p % placement_.nodes) % placement_.nodes);
-    if (k < placement_.replicas && wseq_[p].load(std::memory_order_relaxed) != 0) ++to_copy;
+    if (k >= placement_.replicas) continue;
+    copied_[p].fetch_and(~(uint64_t(1) << k), std::memory_order_relaxed);
+    if (wseq_[p].load(std::memory_order_relaxed) != 0) ++to_copy;
   }
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -678,8 +665,17 @@ void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
     node.lost.store(0);
     node.recopied.store(0);
     node.repair_cursor = 0;
+    node.repair_retry.clear();
+    node.repair_tokens = 0;
     node.repair_started_ns = now_ns();
-    if (repair_ && repair_->target == n) repair_->reset(UINT32_MAX);
+    if (repair_) {  // copies to its old lease are void
+      for (Repair::Slot& sl : repair_->slots) {
+        if (!sl.busy || sl.target != n) continue;
+        sl.busy = false;
+        ++sl.gen;
+      }
+    }
+    node.repair_in_flight = 0;
     node.rejoins.fetch_add(1);
     node.rejoined_unix_ms.store(unix_ms());
     node.state.store(uint8_t(NodeState::kRebuilding), std::memory_order_release);
@@ -688,9 +684,74 @@ void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
               node.repair_pages.load());
 }
 
-bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
+bool ReplicatedTransport::copying(uint64_t page, uint32_t but) const {
+  for (const Repair::Slot& sl : repair_->slots)
+    if (sl.busy && sl.page == page && sl.target != but) return true;
+  return false;
+}
+
+bool ReplicatedTransport::next_repair(uint32_t n, uint64_t* page, uint64_t* seq) {
   Node& node = nodes_[n];
+  const uint32_t nodes = placement_.nodes;
+  const uint32_t window = uint32_t(repair_->slots.size());
+  for (;;) {
+    uint64_t p;
+    if (!node.repair_retry.empty() &&
+        (node.repair_cursor >= pages_ || node.repair_retry.size() > window)) {
+      p = node.repair_retry.front();
+      node.repair_retry.pop_front();
+    } else if (node.repair_cursor < pages_) {
+      p = node.repair_cursor++;
+    } else {
+      return false;
+    }
+    const uint32_t k = uint32_t((n + nodes - p % nodes) % nodes);
+    if (k >= placement_.replicas) continue;  // not one of this node's pages
+    const uint64_t s = wseq_[p].load();
+    if (s == 0) {  // never written: the new lease's zeros are what every replica holds
+      copied_[p].fetch_or(uint64_t(1) << k, std::memory_order_release);
+      continue;
+    }
+    if ((s >> 32) != (s & 0xffffffffu)) {
+      node.repair_retry.push_back(p);  // a write-back is in flight: it reaches this node too
+      if (node.repair_retry.size() <= window) return false;
+      continue;
+    }
+    bool source = false;
+    for (uint32_t j = 0; j < placement_.replicas && !source; ++j) {
+      const uint32_t m = placement_.node_of(p, j);
+      source = m != n && repair_->qps[m] && has_copy(m, j, p);
+    }
+    if (!source && !lost(p) && copying(p, n)) {
+      // Its only copy may be on its way to another rebuilding node: decide after that one.
+      node.repair_retry.push_back(p);
+      if (node.repair_retry.size() <= window) return false;
+      continue;
+    }
+    if (!source || lost(p)) {
+      // No copy left: the page's data is gone. Its fetches fail until it is written again.
+      if (lost_[p].exchange(1) == 0) {
+        pages_lost_.fetch_add(1, std::memory_order_relaxed);
+        if (wseq_[p].load() != s && lost_[p].exchange(0) != 0) {
+          pages_lost_.fetch_sub(1, std::memory_order_relaxed);  // written meanwhile
+        } else {
+          node.lost.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      node.repaired.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    *page = p;
+    *seq = s;
+    return true;
+  }
+}
+
+void ReplicatedTransport::rebuild(uint64_t until_ns) {
   const uint32_t window = std::max<uint32_t>(1, recovery_.repair_window);
+  bool any = false;
+  for (uint32_t n = 0; n < node_count_; ++n) any |= node_state(n) == NodeState::kRebuilding;
+  if (!any) return;
   if (!repair_) {
     repair_ = std::make_unique<Repair>();
     repair_->buf = static_cast<std::byte*>(std::aligned_alloc(kPageSize, window * kPageSize));
@@ -700,18 +761,27 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
     repair_->refilled_ns = now_ns();
   }
   Repair& r = *repair_;
-  if (r.target != n) r.reset(n);
+  // Abandons every copy under way: requests on a replaced or dead queue pair never complete.
+  auto abandon_all = [&] {
+    for (Repair::Slot& sl : r.slots) {
+      if (!sl.busy) continue;
+      sl.busy = false;
+      ++sl.gen;
+      Node& t = nodes_[sl.target];
+      --t.repair_in_flight;
+      t.repair_retry.push_back(sl.page);
+    }
+  };
   for (uint32_t i = 0; i < node_count_; ++i) {  // queue pairs on each node's current connection
     Transport* t = nodes_[i].t.load(std::memory_order_acquire);
     if (r.conn[i] == t) continue;
     if (!t->alive()) {  // a dead connection serves no copy (a new one replaces it)
-      if (r.qps[i]) r.abandon();
+      if (r.qps[i]) abandon_all();
       r.qps[i].reset();
       r.conn[i] = t;
       continue;
     }
     if (Status s = t->register_local(r.buf, uint64_t(window) * kPageSize); !s.is_ok()) {
-      // Verbs registers one buffer per connection (the frames); copies need a second one.
       if (r.registered_everywhere) {
         FM_LOG_ERROR(kTag,
                      "memory node {}: pages cannot be copied back ({}); it takes writes "
@@ -724,19 +794,20 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
     if (!q) {
       FM_LOG_ERROR(kTag, "memory node {}: no queue pair to copy pages: {}", nodes_[i].name,
                    q.status().message());
-      return false;
+      return;
     }
-    r.abandon();  // requests on a replaced queue pair never complete: copy those pages again
+    abandon_all();
     r.qps[i] = std::move(q.value());
     r.conn[i] = t;
   }
-  if (!r.registered_everywhere) return false;
+  if (!r.registered_everywhere) return;
   const uint32_t nodes = placement_.nodes;
-  auto k_of = [&](uint64_t p) { return uint32_t((n + nodes - p % nodes) % nodes); };
-  auto settle = [&](uint64_t) { node.repaired.fetch_add(1, std::memory_order_relaxed); };
+  auto k_of = [&](uint32_t n, uint64_t p) { return uint32_t((n + nodes - p % nodes) % nodes); };
+  auto rebuilding = [&](uint32_t n) {
+    return node_state(n) == NodeState::kRebuilding && writable(n) && r.qps[n];
+  };
   std::array<Completion, 32> c;
   for (;;) {
-    if (!writable(n)) return false;  // the node died again; the next step notices it
     bool progress = false;
     // Completions: a copied page is done if no write-back raced it.
     for (uint32_t i = 0; i < node_count_; ++i) {
@@ -747,43 +818,44 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
         Repair::Slot* sp = r.slot_of(c[j].wr_id);
         if (sp == nullptr) continue;
         Repair::Slot& s = *sp;
+        Node& node = nodes_[s.target];
+        const uint32_t slot = uint32_t(c[j].wr_id & 0xffffffffu) >> 1;
         const bool was_write = (c[j].wr_id & 1) != 0;
-        if (c[j].status != IoStatus::kOk) {
-          s.busy = false;
-          r.retry.push_back(s.page);
-          continue;
-        }
-        if (!was_write) {
-          const uint32_t slot = uint32_t(c[j].wr_id & 0xffffffffu) >> 1;
-          const PostResult pr =
-              r.qps[n]->post(IoOp::kWrite, placement_.offset_of(s.page, k_of(s.page)),
-                             r.buf + uint64_t(slot) * kPageSize, kPageSize, r.tag(slot, true));
-          if (pr != PostResult::kOk) {
-            s.busy = false;
-            r.retry.push_back(s.page);
-          }
+        if (c[j].status == IoStatus::kOk && !was_write && r.qps[s.target] &&
+            r.qps[s.target]->post(IoOp::kWrite, placement_.offset_of(s.page, k_of(s.target, s.page)),
+                                  r.buf + uint64_t(slot) * kPageSize, kPageSize,
+                                  r.tag(slot, true)) == PostResult::kOk) {
           continue;
         }
         s.busy = false;
-        if (wseq_[s.page].load() != s.seq) {
-          r.retry.push_back(s.page);  // a write-back was posted meanwhile: copy it again
+        --node.repair_in_flight;
+        if (c[j].status != IoStatus::kOk || !was_write) {
+          node.repair_retry.push_back(s.page);
+        } else if (wseq_[s.page].load() != s.seq) {
+          node.repair_retry.push_back(s.page);  // a write-back was posted meanwhile: copy again
           node.recopied.fetch_add(1, std::memory_order_relaxed);
         } else {
+          copied_[s.page].fetch_or(uint64_t(1) << k_of(s.target, s.page),
+                                   std::memory_order_release);
           pages_repaired_.fetch_add(1, std::memory_order_relaxed);
-          settle(s.page);
+          node.repaired.fetch_add(1, std::memory_order_relaxed);
         }
       }
     }
-    // Start copies while the rate and the window allow.
+    // Each rebuilding node's link allows repair_bytes_per_s of copies.
     const uint64_t now = now_ns();
-    if (recovery_.repair_bytes_per_s > 0) {
-      r.tokens = std::min<double>(window, r.tokens + double(now - r.refilled_ns) * 1e-9 *
-                                                         recovery_.repair_bytes_per_s / kPageSize);
-    } else {
-      r.tokens = window;
+    for (uint32_t n = 0; n < node_count_; ++n) {
+      Node& node = nodes_[n];
+      node.repair_tokens =
+          recovery_.repair_bytes_per_s > 0
+              ? std::min<double>(window, node.repair_tokens + double(now - r.refilled_ns) * 1e-9 *
+                                                                  recovery_.repair_bytes_per_s /
+                                                                  kPageSize)
+              : window;
     }
     r.refilled_ns = now;
-    bool busy = false;
+    // Start copies into free slots, the rebuilding nodes taking turns.
+    bool busy = false, paced = false;
     for (uint32_t slot = 0; slot < window; ++slot) {
       Repair::Slot& s = r.slots[slot];
       if (s.busy) {
@@ -791,74 +863,72 @@ bool ReplicatedTransport::rebuild(uint32_t n, uint64_t until_ns) {
         continue;
       }
       bool started = false;
-      while (!started && r.tokens >= 1.0) {
-        uint64_t p;
-        if (!r.retry.empty() && (node.repair_cursor >= pages_ || r.retry.size() > window)) {
-          p = r.retry.front();
-          r.retry.pop_front();
-        } else if (node.repair_cursor < pages_) {
-          p = node.repair_cursor++;
-          if (k_of(p) >= placement_.replicas) continue;  // not one of this node's pages
-        } else {
-          break;
-        }
-        const uint64_t seq = wseq_[p].load();
-        if (seq == 0) continue;  // never written: nothing to copy
-        if ((seq >> 32) != (seq & 0xffffffffu)) {
-          r.retry.push_back(p);  // a write-back is in flight: it reaches this node too
-          if (r.retry.size() <= window) break;
+      for (uint32_t tries = 0; tries < node_count_ && !started; ++tries) {
+        const uint32_t n = r.next_target;
+        r.next_target = (r.next_target + 1) % node_count_;
+        if (!rebuilding(n)) continue;
+        Node& node = nodes_[n];
+        if (node.repair_tokens < 1.0) {
+          paced = true;
           continue;
         }
-        uint32_t src = kMaxNodes;
-        uint32_t src_k = 0;
-        for (uint32_t k = 0; k < placement_.replicas; ++k) {
+        uint64_t p, seq;
+        if (!next_repair(n, &p, &seq)) continue;
+        uint32_t src = kMaxNodes, src_k = 0;
+        for (uint32_t k = 0; k < placement_.replicas && src == kMaxNodes; ++k) {
           const uint32_t m = placement_.node_of(p, k);
-          if (m != n && readable(m) && r.qps[m]) {
+          if (m != n && r.qps[m] && has_copy(m, k, p)) {
             src = m;
             src_k = k;
-            break;
           }
         }
-        if (src == kMaxNodes || lost(p)) {
-          // No live copy: the page's data is gone. Its fetches fail until it is written again.
-          if (lost_[p].exchange(1) == 0) {
-            pages_lost_.fetch_add(1, std::memory_order_relaxed);
-            if (wseq_[p].load() != seq && lost_[p].exchange(0) != 0) {
-              pages_lost_.fetch_sub(1, std::memory_order_relaxed);  // written meanwhile
-            } else {
-              node.lost.fetch_add(1, std::memory_order_relaxed);
-            }
-          }
-          settle(p);
+        if (src == kMaxNodes) {  // its source died since next_repair looked
+          node.repair_retry.push_back(p);
           continue;
         }
-        s.busy = true;
+        s.target = n;
         s.page = p;
         s.seq = seq;
-        const PostResult pr =
-            r.qps[src]->post(IoOp::kRead, placement_.offset_of(p, src_k),
-                             r.buf + uint64_t(slot) * kPageSize, kPageSize, r.tag(slot, false));
-        if (pr != PostResult::kOk) {
+        s.busy = true;
+        if (r.qps[src]->post(IoOp::kRead, placement_.offset_of(p, src_k),
+                             r.buf + uint64_t(slot) * kPageSize, kPageSize,
+                             r.tag(slot, false)) != PostResult::kOk) {
           s.busy = false;
-          r.retry.push_back(p);
-          break;
+          node.repair_retry.push_back(p);
+          continue;
         }
-        r.tokens -= 1.0;
+        ++node.repair_in_flight;
+        node.repair_tokens -= 1.0;
         started = true;
         busy = true;
         progress = true;
       }
     }
-    if (!busy && r.retry.empty() && node.repair_cursor >= pages_) return true;
-    if (now_ns() >= until_ns) return false;
+    // A node whose every page is settled serves reads again.
+    bool left = false;
+    for (uint32_t n = 0; n < node_count_; ++n) {
+      if (node_state(n) != NodeState::kRebuilding) continue;
+      Node& node = nodes_[n];
+      if (rebuilding(n) && node.repair_in_flight == 0 && node.repair_retry.empty() &&
+          node.repair_cursor >= pages_) {
+        rebuilt(n);
+      } else {
+        left = true;
+      }
+    }
+    const uint64_t after = now_ns();
+    if (!left || after >= until_ns) return;
     if (busy && !progress) {
       std::this_thread::sleep_for(std::chrono::microseconds(10));  // copies in flight: a 4 KiB
                                                                    // page takes microseconds
-    } else if (!busy && r.tokens < 1.0) {
+    } else if (!busy && paced && recovery_.repair_bytes_per_s > 0) {
       // Paced: wait for the next token rather than spin (bounded by the step's budget).
-      const double wait_s = (1.0 - r.tokens) * kPageSize / recovery_.repair_bytes_per_s;
-      const uint64_t wait_ns = std::min<uint64_t>(uint64_t(wait_s * 1e9) + 1, until_ns - now_ns());
+      const double wait_s = double(kPageSize) / recovery_.repair_bytes_per_s;
+      const uint64_t wait_ns = std::min<uint64_t>(uint64_t(wait_s * 1e9) + 1, until_ns - after);
       std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<uint64_t>(wait_ns, 1000000)));
+    } else if (!busy && !progress) {
+      // Nothing could start (every rebuilding node died, or waits on write-backs): come back.
+      return;
     }
   }
 }

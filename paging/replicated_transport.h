@@ -6,9 +6,11 @@
 // not know it talks to more than one node.
 //
 // Recovery (start_recovery): a thread redials dead nodes. A node that is back (a fresh, empty
-// lease) takes writes at once and reads only once it is rebuilt: every page it should hold is
-// copied from a live replica at a bounded rate, and a page with no live replica left is marked
-// lost, so that its fetches fail (never return zeros or stale bytes) until it is written again.
+// lease) takes writes at once and serves a page's reads once that page is copied back to it from
+// another replica (per page: a page copied early serves, and is a source for other rebuilds, even
+// while the rest of the node is still being copied). Several nodes rebuild at once, each at a
+// bounded rate. A page with no copy left is marked lost, so that its fetches fail (never return
+// zeros or stale bytes) until it is written again.
 #pragma once
 
 #include <atomic>
@@ -53,7 +55,7 @@ struct Placement {
 enum class NodeState : uint8_t {
   kLive,        // connected and holding every page it should: reads and writes
   kDead,        // missed heartbeats, closed or failed a work request: neither
-  kRebuilding,  // connected again: takes writes; reads wait until its pages are copied back
+  kRebuilding,  // connected again: takes writes; serves a page once that page is copied back
 };
 inline constexpr EnumName<NodeState> kNodeStateNames[] = {
     {"live", NodeState::kLive}, {"dead", NodeState::kDead}, {"rebuilding", NodeState::kRebuilding}};
@@ -105,7 +107,8 @@ class ReplicatedTransport final : public Transport {
   uint64_t remote_size() const override { return region_bytes_; }
   Status register_local(void* base, uint64_t len) override;
   Result<std::unique_ptr<QueuePair>> create_queue_pair(CoreId core) override;
-  /// While every page has a replica on a live (not rebuilding) node.
+  /// While every page has a replica on a live (not rebuilding) node. Coarse: a page copied back
+  /// to a rebuilding node is readable although this may say false.
   bool alive() const override;
 
   /// Starts the recovery thread (control path, once, after the queue pairs exist): it declares
@@ -154,7 +157,10 @@ class ReplicatedTransport final : public Transport {
     // Recovery thread only.
     uint64_t next_try_ns = 0;
     uint64_t repair_started_ns = 0;
-    uint64_t repair_cursor = 0;  // next page to look at
+    uint64_t repair_cursor = 0;          // next page to look at
+    std::deque<uint64_t> repair_retry;   // pages to look at again (raced, source died, ...)
+    uint32_t repair_in_flight = 0;       // copies under way (pipeline slots)
+    double repair_tokens = 0;            // pages its link's repair rate allows now
   };
   struct Repair;  // the recovery thread's copy pipeline (replicated_transport.cc)
 
@@ -162,6 +168,8 @@ class ReplicatedTransport final : public Transport {
   uint64_t sum(Counter ReplicationCounters::*which) const;  // over every queue pair's
   bool readable(uint32_t n) const;                          // live and connected
   bool writable(uint32_t n) const;                          // live or rebuilding, and connected
+  /// Node n holds replica k of `page` as it is now: live, or rebuilding with the page copied back.
+  bool has_copy(uint32_t n, uint32_t k, uint64_t page) const;
   // Write accounting per page, for the recovery thread to see writes race its copies: bits
   // 63..32 count write-backs posted, 31..0 write-backs completed.
   void write_posted(uint64_t page) { wseq_[page].fetch_add(uint64_t(1) << 32); }
@@ -170,8 +178,13 @@ class ReplicatedTransport final : public Transport {
   void unregister(ReplicatedQueuePair* qp);
   void forget_lost();  // the lost hook, then the lost flags cleared
   void rejoin(uint32_t n, std::unique_ptr<Transport> t);
-  // Rebuilds node n for up to `until_ns`; true when it is done.
-  bool rebuild(uint32_t n, uint64_t until_ns);
+  // Copies pages to every rebuilding node until `until_ns` or until none is left rebuilding.
+  void rebuild(uint64_t until_ns);
+  void rebuilt(uint32_t n);  // node n holds every page it should: live again
+  // The next page to copy to rebuilding node n (pages that need no copy are settled on the way),
+  // or false when none is ready now.
+  bool next_repair(uint32_t n, uint64_t* page, uint64_t* seq);
+  bool copying(uint64_t page, uint32_t but) const;  // a copy of it to another node is under way
   void recovery_loop();
 
   std::unique_ptr<Node[]> nodes_;
@@ -185,6 +198,9 @@ class ReplicatedTransport final : public Transport {
   uint64_t local_len_ = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> wseq_;
   std::unique_ptr<std::atomic<uint8_t>[]> lost_;
+  // Bit k: replica k of the page was copied back to its node since that node rejoined (read only
+  // while that node is rebuilding; cleared when it rejoins).
+  std::unique_ptr<std::atomic<uint64_t>[]> copied_;
   std::atomic<uint64_t> pages_lost_{0}, pages_repaired_{0}, pages_forgotten_{0};
   std::atomic<uint32_t> generation_{0};  // bumped when a queue pair has a new child to adopt
 

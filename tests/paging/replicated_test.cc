@@ -497,5 +497,77 @@ TEST(Recovery, WritesRacingTheRebuildAreNeverOverwrittenByAnOlderCopy) {
   for (uint64_t p = 0; p < pages; ++p) ASSERT_EQ(rig.get(p), last[p]) << p;
 }
 
+// Per-page validity: node 1 comes back and has some pages copied when node 0 dies. Those pages
+// are served by node 1 at once (it is still rebuilding), and when node 0 comes back it is
+// rebuilt from them; the pages that were not copied yet had no copy left: they fail, never zero.
+TEST(Recovery, PagesCopiedBackServeAndSeedTheNextRebuildBeforeTheNodeFinishes) {
+  const uint64_t pages = 200;
+  RecoveryRig rig(2, 2, pages, /*repair_bytes_per_s=*/1000.0 * kPageSize);  // 1,000 pages/s
+  for (uint64_t p = 0; p < pages; ++p) rig.put(p, 1000 + p);
+  rig.current[1]->kill();
+  rig.t->recovery_step(1);  // dead
+  rig.t->recovery_step(1);  // back: rebuilding
+  ASSERT_EQ(rig.t->node_state(1), NodeState::kRebuilding);
+  rig.t->recovery_step(20);  // copies some pages, in page order (nothing races them)
+  const uint64_t copied = rig.t->nodes_info()[1].repaired;
+  ASSERT_EQ(rig.t->node_state(1), NodeState::kRebuilding);
+  ASSERT_GT(copied, 0u);
+  ASSERT_LT(copied, pages);
+  rig.current[0]->kill();
+  for (uint64_t p = 0; p < pages; ++p)
+    ASSERT_EQ(rig.get(p), p < copied ? 1000 + p : ~0ull) << p << " (copied " << copied << ")";
+  // Node 1 settles the rest: copies whose WRITE to it was under way complete; the others had no
+  // copy left and are lost (marked by whichever rebuild looks first). Node 0 copies from node 1.
+  rig.recover();
+  const uint64_t lost = rig.t->pages_lost();
+  EXPECT_LE(lost, pages - copied);
+  EXPECT_GE(lost + 16, pages - copied);  // at most a window of copies was under way
+  const std::vector<NodeInfo> info = rig.t->nodes_info();
+  EXPECT_EQ(info[0].lost + info[1].lost, lost);
+  rig.current[1]->kill();  // the pages come from the rebuilt node 0 now
+  rig.t->recovery_step(1);
+  uint64_t served = 0;
+  for (uint64_t p = 0; p < pages; ++p) {
+    const uint64_t v = rig.get(p);
+    if (p < copied) ASSERT_EQ(v, 1000 + p) << p << " (copied " << copied << ")";
+    if (v != ~0ull) {
+      ASSERT_EQ(v, 1000 + p) << p;
+      ++served;
+    }
+  }
+  EXPECT_EQ(served, pages - lost);
+}
+
+// Two nodes of three die and come back: both rebuild at once, each at its own link's rate, from
+// the node that stayed; the pages whose both copies were on them are lost.
+TEST(Recovery, SeveralNodesRebuildAtOnce) {
+  const uint64_t pages = 300;
+  RecoveryRig rig(3, 2, pages, /*repair_bytes_per_s=*/1000.0 * kPageSize);
+  for (uint64_t p = 0; p < pages; ++p) rig.put(p, 7 * p + 3);
+  rig.current[0]->kill();
+  rig.current[1]->kill();
+  rig.t->recovery_step(1);  // both dead
+  rig.t->recovery_step(1);  // both back
+  ASSERT_EQ(rig.t->node_state(0), NodeState::kRebuilding);
+  ASSERT_EQ(rig.t->node_state(1), NodeState::kRebuilding);
+  rig.t->recovery_step(30);
+  std::vector<NodeInfo> info = rig.t->nodes_info();
+  EXPECT_GT(info[0].repaired, 0u);
+  EXPECT_GT(info[1].repaired, 0u);
+  EXPECT_EQ(info[0].state, NodeState::kRebuilding);  // 200 pages each at 1,000/s: not done yet
+  EXPECT_EQ(info[1].state, NodeState::kRebuilding);
+  rig.recover(5000);
+  // Page p has copies on nodes p % 3 and (p + 1) % 3: both on {0, 1} when p % 3 == 0.
+  EXPECT_EQ(rig.t->pages_lost(), pages / 3);
+  for (uint64_t p = 0; p < pages; ++p)
+    ASSERT_EQ(rig.get(p), p % 3 == 0 ? ~0ull : 7 * p + 3) << p;
+  // Node 2 dies too: the survivors serve every page that was not lost, from the copies made.
+  rig.current[2]->kill();
+  rig.t->recovery_step(1);
+  for (uint64_t p = 0; p < pages; ++p)
+    if (p % 3 == 1) ASSERT_EQ(rig.get(p), 7 * p + 3) << p;  // on nodes 1 and 2
+  EXPECT_EQ(rig.t->reads_lost(), pages / 3);  // only the lost pages' reads failed
+}
+
 }  // namespace
 }  // namespace fm::paging
