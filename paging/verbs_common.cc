@@ -292,6 +292,16 @@ void fill_send_wr(ibv_send_wr& wr, ibv_sge& sge, IoOp op, uint64_t pool_addr, ui
   wr.wr.rdma.rkey = rkey;
 }
 
+bool LocalRanges::add(uintptr_t base, uint64_t len, uint32_t lkey) {
+  if (n_ == kMax || len == 0 || base + len < base) return false;
+  for (size_t i = 0; i < n_; ++i) {
+    const Range& r = r_[i];
+    if (base < r.base + r.len && r.base < base + len) return false;
+  }
+  r_[n_++] = Range{base, len, lkey};
+  return true;
+}
+
 uint32_t harvest_completions(std::span<const ibv_wc> wcs, std::span<Completion> out, QpBook& book,
                              bool* peer_gone, const ibv_wc** first_error) {
   uint32_t n = 0;

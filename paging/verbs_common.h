@@ -8,6 +8,7 @@
 #include <infiniband/verbs.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -107,6 +108,39 @@ std::string wc_status_message(ibv_wc_status status, uint32_t vendor_err);
 /// address is `pool_addr + remote_offset`; `wr_id` passes through to the completion.
 void fill_send_wr(ibv_send_wr& wr, ibv_sge& sge, IoOp op, uint64_t pool_addr, uint32_t rkey,
                   uint64_t remote_offset, void* local, uint32_t len, uint32_t lkey, uint64_t wr_id);
+
+/// Registered local memory a queue pair may name: the frames, and the recovery thread's copy
+/// buffer (a rebuild reads a page from one node into it and writes it to another). Holds few
+/// ranges (two today), searched in order. Pure; no device.
+class LocalRanges {
+ public:
+  struct Range {
+    uintptr_t base;
+    uint64_t len;
+    uint32_t lkey;
+  };
+  static constexpr size_t kMax = 4;
+
+  /// False (nothing added) when full, empty, or overlapping a range already held: each byte
+  /// has one registration, so its lkey is never ambiguous.
+  bool add(uintptr_t base, uint64_t len, uint32_t lkey);
+  /// The lkey of the range holding all of [addr, addr + len), or false.
+  bool find(uintptr_t addr, uint64_t len, uint32_t* lkey) const {
+    for (size_t i = 0; i < n_; ++i) {
+      const Range& r = r_[i];
+      if (addr >= r.base && len <= r.len && addr - r.base <= r.len - len) {
+        *lkey = r.lkey;
+        return true;
+      }
+    }
+    return false;
+  }
+  size_t size() const { return n_; }
+
+ private:
+  std::array<Range, kMax> r_{};
+  size_t n_ = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Queue bookkeeping: one QP's outstanding count and health. Owner core only; no device.

@@ -5,6 +5,8 @@
 #include <array>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "dataplane/check.h"
 #include "dataplane/log.h"
@@ -15,19 +17,19 @@ namespace {
 
 constexpr const char* kTag = "verbs";
 
-/// Where a queue pair's work goes: the pool at the memory node and our registered frames.
+/// Where a queue pair's work goes: the pool at the memory node and our registered memory (the
+/// ranges registered when the queue pair was created).
 struct Target {
   uint64_t pool_addr;
   uint64_t pool_bytes;
   uint32_t rkey;
-  uint32_t lkey;
-  uintptr_t local_base;
-  uint64_t local_len;
+  verbs::LocalRanges local;
 };
 
 class VerbsQueuePair final : public QueuePair {
  public:
-  VerbsQueuePair(std::shared_ptr<verbs::Device> dev, std::shared_ptr<verbs::MrPtr> mr,
+  VerbsQueuePair(std::shared_ptr<verbs::Device> dev,
+                 std::vector<std::shared_ptr<verbs::MrPtr>> mr,
                  std::shared_ptr<verbs::VerbsControl> control, verbs::RcQp rc, CoreId core,
                  const Target& target, uint32_t max_outstanding)
       : dev_(std::move(dev)),
@@ -52,12 +54,15 @@ class VerbsQueuePair final : public QueuePair {
     if (admit != PostResult::kOk) [[unlikely]]
       return admit;
     FM_DCHECK(remote_offset + len <= target_.pool_bytes);
-    FM_DCHECK(reinterpret_cast<uintptr_t>(local) >= target_.local_base &&
-              reinterpret_cast<uintptr_t>(local) + len <= target_.local_base + target_.local_len);
+    uint32_t lkey;
+    if (!target_.local.find(reinterpret_cast<uintptr_t>(local), len, &lkey)) [[unlikely]] {
+      unregistered(local, len);  // the caller's bug; the NIC would refuse it (local protection)
+      return PostResult::kDead;
+    }
     ibv_send_wr wr;
     ibv_sge sge;
     verbs::fill_send_wr(wr, sge, op, target_.pool_addr, target_.rkey, remote_offset, local, len,
-                        target_.lkey, wr_id);
+                        lkey, wr_id);
     ibv_send_wr* bad = nullptr;
     const int rc = ibv_post_send(rc_.qp.get(), &wr, &bad);
     const PostResult r = verbs::post_errno_result(rc);
@@ -108,6 +113,13 @@ class VerbsQueuePair final : public QueuePair {
     }
   }
 
+  [[gnu::cold, gnu::noinline]] void unregistered(const void* local, uint32_t len) {
+    FM_LOG_FIRST_N(LogLevel::kError, 8, kTag,
+                   "core {}: {} bytes at {} are in no memory registered before this queue pair",
+                   to_int(core_), len, local);
+    FM_DCHECK(false);
+  }
+
   [[gnu::cold, gnu::noinline]] void post_failed(int rc) {
     book_.mark_broken();
     FM_LOG_FIRST_N(LogLevel::kError, 8, kTag, "core {}: ibv_post_send failed: {}; queue pair dead",
@@ -127,9 +139,9 @@ class VerbsQueuePair final : public QueuePair {
     if (peer_gone) control_->mark_dead(verbs::wc_status_message(wc.status, wc.vendor_err));
   }
 
-  // Held so the device, PD, MR and control outlive this QP whatever order owners drop them in.
+  // Held so the device, PD, MRs and control outlive this QP whatever order owners drop them in.
   std::shared_ptr<verbs::Device> dev_;
-  std::shared_ptr<verbs::MrPtr> mr_;
+  std::vector<std::shared_ptr<verbs::MrPtr>> mr_;
   std::shared_ptr<verbs::VerbsControl> control_;
   const verbs::Liveness* live_;
   verbs::RcQp rc_;
@@ -149,21 +161,29 @@ class VerbsTransport final : public Transport {
 
   uint64_t remote_size() const override { return control_->hello_ack().pool_bytes; }
 
+  /// The frames, then any other buffer (the recovery thread's copy buffer). Queue pairs know the
+  /// buffers registered before they were created.
   Status register_local(void* base, uint64_t len) override {
     std::lock_guard<std::mutex> g(mu_);
-    if (mr_) {
+    verbs::LocalRanges probe = ranges_;
+    if (!probe.add(reinterpret_cast<uintptr_t>(base), len, 0)) {
       return error(Errc::kInvalidArgument,
-                   "verbs transport: register_local() was already called (one frame pool)");
+                   "verbs transport: cannot register " + std::to_string(len) +
+                       " bytes: empty, overlapping memory registered before, or more than " +
+                       std::to_string(verbs::LocalRanges::kMax) + " buffers");
     }
     auto mr = dev_->register_memory(base, len, IBV_ACCESS_LOCAL_WRITE);
     if (!mr) return mr.status();
-    mr_ = std::make_shared<verbs::MrPtr>(std::move(mr.value()));
+    auto shared = std::make_shared<verbs::MrPtr>(std::move(mr.value()));
+    ranges_.add(reinterpret_cast<uintptr_t>((*shared)->addr), uint64_t((*shared)->length),
+                (*shared)->lkey);
+    mr_.push_back(std::move(shared));
     return Status::ok();
   }
 
   Result<std::unique_ptr<QueuePair>> create_queue_pair(CoreId core) override {
     std::lock_guard<std::mutex> g(mu_);
-    if (!mr_) {
+    if (mr_.empty()) {
       return error(Errc::kInvalidArgument,
                    "verbs transport: register_local() must come before create_queue_pair()");
     }
@@ -178,13 +198,7 @@ class VerbsTransport final : public Transport {
     if (!remote) return remote.status();
     FM_RETURN_IF_ERROR(dev_->connect_qp(rc->qp.get(), *local, *remote, 0));
     const wire::HelloAck& ack = control_->hello_ack();
-    const ibv_mr* mr = mr_->get();
-    Target target{ack.pool_addr,
-                  ack.pool_bytes,
-                  ack.rkey,
-                  mr->lkey,
-                  reinterpret_cast<uintptr_t>(mr->addr),
-                  uint64_t(mr->length)};
+    const Target target{ack.pool_addr, ack.pool_bytes, ack.rkey, ranges_};
     FM_LOG_INFO(kTag, "core {}: queue pair {} connected to memory node QP {}", to_int(core),
                 local->qp_num, remote->qp_num);
     return std::unique_ptr<QueuePair>(new VerbsQueuePair(dev_, mr_, control_, std::move(rc.value()),
@@ -199,7 +213,8 @@ class VerbsTransport final : public Transport {
   std::shared_ptr<verbs::VerbsControl> control_;
   int timeout_ms_;
   std::mutex mu_;  // control path: register_local / create_queue_pair from any thread
-  std::shared_ptr<verbs::MrPtr> mr_;
+  std::vector<std::shared_ptr<verbs::MrPtr>> mr_;
+  verbs::LocalRanges ranges_;  // mr_'s address ranges and lkeys
 };
 
 }  // namespace

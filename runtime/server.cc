@@ -116,9 +116,12 @@ Status open_far_memory(const ServerOptions& o, uint16_t ncores,
     auto what = [one](uint32_t i) {
       return one ? std::string("paging.memnode") : "paging.memnodes[" + std::to_string(i) + "]";
     };
+    // With recovery, each connection also serves the recovery thread's queue pair (rebuild
+    // copies): a verbs memory node accepts only the queue pairs a Hello announced.
+    const uint16_t qps = uint16_t(ncores + (o.paging.reconnect_ms > 0 ? 1 : 0));
     std::vector<std::unique_ptr<paging::Transport>> nodes;
     for (uint32_t i = 0; i < n; ++i) {
-      auto t = connect_node(o, addrs[i], what(i), ncores, place.lease_bytes(region_pages), key);
+      auto t = connect_node(o, addrs[i], what(i), qps, place.lease_bytes(region_pages), key);
       if (!t) return t.status();
       nodes.push_back(std::move(t.value()));
     }
@@ -154,8 +157,9 @@ Status open_far_memory(const ServerOptions& o, uint16_t ncores,
     std::vector<std::string> addrs =
         o.paging.memnodes.empty() ? std::vector{o.paging.memnode} : o.paging.memnodes;
     const uint64_t lease = replicated->placement().lease_bytes(region_pages);
-    ro.connect = [redial, addrs, ncores, lease, key](uint32_t i) {
-      return connect_node(redial, addrs[i], addrs[i], ncores, lease, key);
+    const uint16_t qps = uint16_t(ncores + 1);  // the cores' and the recovery thread's
+    ro.connect = [redial, addrs, qps, lease, key](uint32_t i) {
+      return connect_node(redial, addrs[i], addrs[i], qps, lease, key);
     };
     ro.reconnect_ms = o.paging.reconnect_ms;
     const double gbps = o.paging.transport == paging::TransportKind::kEmulated

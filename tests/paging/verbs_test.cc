@@ -567,6 +567,43 @@ ibv_wc wc_of(uint64_t wr_id, ibv_wc_status s) {
   return wc;
 }
 
+// The frames and the recovery thread's copy buffer are registered apart: a post names the lkey
+// of the buffer its local address lies in (issue #13: rebuilding a verbs node copies pages
+// through the second buffer).
+TEST(VerbsLocalRanges, EachAddressFindsTheLkeyOfItsOwnBuffer) {
+  verbs::LocalRanges r;
+  ASSERT_TRUE(r.add(0x10000, 0x8000, 11));  // frames
+  ASSERT_TRUE(r.add(0x40000, 0x1000, 22));  // copy buffer
+  uint32_t lkey = 0;
+  ASSERT_TRUE(r.find(0x10000, 4096, &lkey));
+  EXPECT_EQ(lkey, 11u);
+  ASSERT_TRUE(r.find(0x17000, 4096, &lkey));  // the last page of the frames
+  EXPECT_EQ(lkey, 11u);
+  ASSERT_TRUE(r.find(0x40000, 4096, &lkey));
+  EXPECT_EQ(lkey, 22u);
+  EXPECT_FALSE(r.find(0x17001, 4096, &lkey));      // runs past the frames
+  EXPECT_FALSE(r.find(0x3f000, 8192, &lkey));      // starts before the copy buffer
+  EXPECT_FALSE(r.find(0x20000, 1, &lkey));         // between them
+  EXPECT_FALSE(r.find(UINTPTR_MAX - 10, 4096, &lkey));  // wraps around: never found
+}
+
+TEST(VerbsLocalRanges, OverlapsEmptyAndTooManyAreRefused) {
+  verbs::LocalRanges r;
+  ASSERT_TRUE(r.add(0x10000, 0x8000, 1));
+  EXPECT_FALSE(r.add(0x17fff, 2, 2));   // overlaps the end
+  EXPECT_FALSE(r.add(0x8000, 0x8001, 3));  // overlaps the start
+  EXPECT_FALSE(r.add(0x30000, 0, 4));   // empty
+  EXPECT_FALSE(r.add(UINTPTR_MAX - 4, 16, 5));  // wraps around
+  EXPECT_EQ(r.size(), 1u);
+  ASSERT_TRUE(r.add(0x18000, 0x1000, 6));  // adjacent is fine
+  ASSERT_TRUE(r.add(0x20000, 0x1000, 7));
+  ASSERT_TRUE(r.add(0x30000, 0x1000, 8));
+  EXPECT_FALSE(r.add(0x40000, 0x1000, 9));  // kMax ranges held
+  uint32_t lkey = 0;
+  ASSERT_TRUE(r.find(0x18000, 0x1000, &lkey));
+  EXPECT_EQ(lkey, 6u);
+}
+
 TEST(VerbsBook, FullAtMaxOutstandingAndFreedByCompletions) {
   verbs::QpBook book(3);
   for (int i = 0; i < 3; ++i) {
