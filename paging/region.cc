@@ -285,6 +285,21 @@ bool Region::fetching(uint64_t offset, uint32_t len) const {
   return false;
 }
 
+bool Region::keep_lost_page(uint64_t offset) {
+  if (offset / kPageSize >= pages_) return false;
+  std::atomic<uint64_t>& e = table_[offset / kPageSize];
+  uint64_t w = e.load(std::memory_order_acquire);
+  for (;;) {
+    const uint64_t st = state_of(w);
+    // A dirty page being evicted is written back, or stays resident (dirty) if that fails.
+    if (st == kEvicting) return (w & kDirty) != 0;
+    if (st != kResident) return false;
+    if (w & kDirty) return true;
+    // Pins and unpins change the word with atomic read-modify-writes too: none is lost.
+    if (e.compare_exchange_weak(w, w | kDirty, std::memory_order_acq_rel)) return true;
+  }
+}
+
 uint32_t Region::set_reserve(uint32_t frames) {
   const uint64_t most = frames_ / (8 * cores_.size());
   const auto per_core = uint32_t(std::min<uint64_t>(frames, most));

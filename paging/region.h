@@ -212,6 +212,10 @@ class Region {
   bool resident(uint64_t offset) const;
   /// True while a page of [offset, offset+len) is being fetched (by a fault or a prefetch).
   bool fetching(uint64_t offset, uint32_t len) const;
+  /// The far copy of the page holding `offset` was lost (every memory node with it died). If
+  /// the page is resident, marks it dirty so that its eviction writes it back, and returns true:
+  /// its data lives on. False when it is not here (its data is gone). Any thread.
+  bool keep_lost_page(uint64_t offset);
 
   /// Prefetch at dispatch: posts, on `core`'s queue pair, a READ for each page of
   /// [offset, offset+len) that is remote, into a frame of `core`'s reserve. Never waits and never

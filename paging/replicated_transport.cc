@@ -602,9 +602,29 @@ void ReplicatedTransport::set_lost_hook(LostHook hook) {
   lost_hook_ = std::move(hook);
 }
 
+void ReplicatedTransport::set_lost_keeper(LostKeeper keeper) {
+  std::lock_guard<std::mutex> g(hook_mu_);
+  lost_keeper_ = std::move(keeper);
+}
+
 void ReplicatedTransport::forget_lost() {
   std::lock_guard<std::mutex> g(hook_mu_);
-  if (!lost_hook_) return;
+  if (lost_keeper_) {
+    // A page still held here is written back by its holder: its far copy is rebuilt that way.
+    uint64_t kept = 0;
+    for (uint64_t p = 0; p < pages_; ++p) {
+      if (lost_[p].load(std::memory_order_relaxed) == 0 || !lost_keeper_(p)) continue;
+      if (lost_[p].exchange(0) != 0) {
+        pages_lost_.fetch_sub(1, std::memory_order_relaxed);
+        ++kept;
+      }
+    }
+    if (kept > 0) {
+      pages_kept_.fetch_add(kept, std::memory_order_relaxed);
+      FM_LOG_INFO(kTag, "{} pages with no live copy were still in local frames: kept", kept);
+    }
+  }
+  if (!lost_hook_ || pages_lost() == 0) return;
   const uint64_t before = pages_lost();
   if (!lost_hook_([this](uint64_t page) { return page < pages_ && lost(page); })) return;
   // Nothing refers to their old bytes now: they hold whatever the new node has (zeros).

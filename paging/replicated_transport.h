@@ -123,6 +123,13 @@ class ReplicatedTransport final : public Transport {
   using LostHook = std::function<bool(const std::function<bool(uint64_t page)>& is_lost)>;
   void set_lost_hook(LostHook hook);
 
+  /// Who still holds a lost page's contents (the region, for a page resident in a frame): called
+  /// once per lost page, before the lost hook; true when the holder will write the page back
+  /// (it marked it dirty), so its data lives on: it is no longer lost and the app keeps what
+  /// lives on it. Any thread; an empty function removes it.
+  using LostKeeper = std::function<bool(uint64_t page)>;
+  void set_lost_keeper(LostKeeper keeper);
+
   /// One pass of what the recovery thread does, for at most `budget_ms` of rebuilding.
   void recovery_step(uint32_t budget_ms);
 
@@ -144,6 +151,8 @@ class ReplicatedTransport final : public Transport {
   uint64_t pages_repaired() const { return pages_repaired_.load(std::memory_order_relaxed); }
   /// Lost pages whose contents the app forgot (set_lost_hook), so they serve again.
   uint64_t pages_forgotten() const { return pages_forgotten_.load(std::memory_order_relaxed); }
+  /// Lost pages whose contents a keeper still held (set_lost_keeper): written back, not dropped.
+  uint64_t pages_kept() const { return pages_kept_.load(std::memory_order_relaxed); }
 
  private:
   friend class ReplicatedQueuePair;
@@ -176,7 +185,7 @@ class ReplicatedTransport final : public Transport {
   void write_done(uint64_t page, bool every_replica_full_page);
   bool lost(uint64_t page) const { return lost_[page].load(std::memory_order_acquire) != 0; }
   void unregister(ReplicatedQueuePair* qp);
-  void forget_lost();  // the lost hook, then the lost flags cleared
+  void forget_lost();  // the keeper, the lost hook, then the lost flags cleared
   void rejoin(uint32_t n, std::unique_ptr<Transport> t);
   // Copies pages to every rebuilding node until `until_ns` or until none is left rebuilding.
   void rebuild(uint64_t until_ns);
@@ -201,15 +210,16 @@ class ReplicatedTransport final : public Transport {
   // Bit k: replica k of the page was copied back to its node since that node rejoined (read only
   // while that node is rebuilding; cleared when it rejoins).
   std::unique_ptr<std::atomic<uint64_t>[]> copied_;
-  std::atomic<uint64_t> pages_lost_{0}, pages_repaired_{0}, pages_forgotten_{0};
+  std::atomic<uint64_t> pages_lost_{0}, pages_repaired_{0}, pages_forgotten_{0}, pages_kept_{0};
   std::atomic<uint32_t> generation_{0};  // bumped when a queue pair has a new child to adopt
 
   mutable std::mutex mu_;  // queue pairs and counters (control path vs stats vs recovery)
   std::vector<ReplicatedQueuePair*> qps_;
   std::vector<std::unique_ptr<ReplicationCounters>> counters_;  // one per queue pair, kept
 
-  std::mutex hook_mu_;  // held while the hook runs
+  std::mutex hook_mu_;  // held while the keeper or the hook runs
   LostHook lost_hook_;
+  LostKeeper lost_keeper_;
   RecoveryOptions recovery_;
   std::unique_ptr<Repair> repair_;
   std::atomic<bool> stop_{false};

@@ -328,7 +328,12 @@ Status Server::run(UdpApp& app) {
   std::fflush(stderr);
   auto* replicated = dynamic_cast<paging::ReplicatedTransport*>(im.transport.get());
   if (replicated != nullptr) {
-    // Pages whose every copy died: the app forgets what lived there, then they serve again.
+    // Pages whose every copy died: those still in a frame are written back (marked dirty); the
+    // app forgets what lived on the others, then they serve again.
+    paging::Region* region = im.region.get();
+    replicated->set_lost_keeper([region](uint64_t page) {
+      return region != nullptr && region->keep_lost_page(page * paging::kPageSize);
+    });
     replicated->set_lost_hook([&app](const std::function<bool(uint64_t)>& is_lost) {
       return app.forget_far(
           [&is_lost](uint64_t offset, uint32_t len) {
@@ -341,7 +346,10 @@ Status Server::run(UdpApp& app) {
     });
   }
   Status st = run_cores(loop_ptrs);
-  if (replicated != nullptr) replicated->set_lost_hook(nullptr);
+  if (replicated != nullptr) {
+    replicated->set_lost_hook(nullptr);
+    replicated->set_lost_keeper(nullptr);
+  }
   if (im.control) im.control->stop();
   // Every core has stopped polling: the counters are final.
   print_summary(im.parts, stderr);

@@ -129,6 +129,7 @@ constexpr std::string_view kOtherNames[] = {
     "paging_pages_repaired",
     "paging_pages_lost",
     "paging_pages_forgotten",
+    "paging_pages_kept",
 };
 
 constexpr bool name_ok(std::string_view n) {
@@ -258,6 +259,7 @@ void write_server_stats(const ServerParts& s, StatSink& out) {
     out.stat("paging_pages_repaired", r->pages_repaired());
     out.stat("paging_pages_lost", r->pages_lost());
     out.stat("paging_pages_forgotten", r->pages_forgotten());
+    out.stat("paging_pages_kept", r->pages_kept());
     out.stat("paging_replicas", uint64_t{r->placement().replicas});
     out.stat("paging_reads_reissued", r->reads_reissued());
     out.stat("paging_writes_degraded", r->writes_degraded());

@@ -569,5 +569,61 @@ TEST(Recovery, SeveralNodesRebuildAtOnce) {
   EXPECT_EQ(rig.t->reads_lost(), pages / 3);  // only the lost pages' reads failed
 }
 
+// A single node dies and comes back empty: every page it held is lost, except those still in a
+// local frame, which the region keeps (marks dirty) and writes back when it evicts them; the
+// app is asked to forget only the others.
+TEST(Recovery, PagesStillInLocalFramesAreWrittenBackNotDropped) {
+  const uint64_t pages = 128;
+  RecoveryRig rig(1, 1, pages);
+  auto region = Region::create(pages * kPageSize, 32, *rig.t, 1, tsc_clock(), 4096);
+  ASSERT_TRUE(region.is_ok()) << region.status().message();
+  Region& r = **region;
+  PagingCore& c = r.core(CoreId{0});
+  auto put = [&](uint64_t page, uint64_t v) {
+    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kWrite);
+    ASSERT_NE(p, nullptr);
+    std::memcpy(p, &v, 8);
+    r.unpin(c, page * kPageSize, 8, p);
+  };
+  auto get = [&](uint64_t page) -> uint64_t {
+    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kRead);
+    if (p == nullptr) return ~0ull;
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    r.unpin(c, page * kPageSize, 8, p);
+    return v;
+  };
+  for (uint64_t p = 0; p < pages; ++p) put(p, 3 * p + 1);  // 128 pages, 32 frames: written back
+  for (uint64_t p = 0; p < 16; ++p) ASSERT_EQ(get(p), 3 * p + 1);  // resident and clean
+  std::set<uint64_t> resident;
+  for (uint64_t p = 0; p < pages; ++p)
+    if (r.resident(p * kPageSize)) resident.insert(p);
+  ASSERT_GE(resident.size(), 16u);
+  std::set<uint64_t> forgotten;
+  rig.t->set_lost_keeper([&](uint64_t page) { return r.keep_lost_page(page * kPageSize); });
+  rig.t->set_lost_hook([&](const std::function<bool(uint64_t)>& is_lost) {
+    for (uint64_t p = 0; p < pages; ++p)
+      if (is_lost(p)) forgotten.insert(p);
+    return true;
+  });
+  rig.current[0]->kill();
+  rig.t->recovery_step(1);
+  rig.recover();
+  // Every page not resident had been written back: lost, and forgotten. The resident ones live
+  // on: kept (pages 0-15 at least, fetched back clean), or never written back at all.
+  EXPECT_GE(rig.t->pages_kept(), 16u);
+  EXPECT_LE(rig.t->pages_kept(), resident.size());
+  EXPECT_EQ(rig.t->pages_lost(), 0u);
+  for (uint64_t p : resident) EXPECT_EQ(forgotten.count(p), 0u) << p;
+  EXPECT_EQ(forgotten.size() + resident.size(), pages);
+  for (uint64_t p : resident) ASSERT_EQ(get(p), 3 * p + 1) << p;
+  // Evict them (the forgotten pages read as the new node's zeros), then fetch them back.
+  for (uint64_t p = 0; p < pages; ++p)
+    if (!resident.count(p)) ASSERT_EQ(get(p), 0u) << p;
+  for (uint64_t p : resident) ASSERT_EQ(get(p), 3 * p + 1) << p << " after its write-back";
+  rig.t->set_lost_hook(nullptr);
+  rig.t->set_lost_keeper(nullptr);
+}
+
 }  // namespace
 }  // namespace fm::paging
