@@ -6,11 +6,14 @@
 #     errors, wrong values and misses with the kill, the replacement and full redundancy marked.
 #     Exits non-zero on any wrong value, any miss (a lost acknowledged write) or any
 #     SERVER_ERROR when REPLICAS >= 2.
+#     LINK_GBPS (100, the emulated default) is each node's link; the rebuild may use
+#     REPAIR_SHARE (0.5) of it, and the summary gives the rate it reached against that.
 #  2. striping (PARTS="failure striping"): peak throughput with 1, 2 and 3 nodes (1 copy) when
 #     a slow emulated link (STRIPE_GBPS, 0.5 Gb/s) is the bottleneck.
 # Writes results/memnode-failure-<date>/ (CSV, summary.txt).
 #   tools/experiments/memnode_failure.sh
 #   DURATION=10 RATE=40000 KILL_AT=3 tools/experiments/memnode_failure.sh
+#   FARMEM_RELEASE=1 LINK_GBPS=10 LG_EXTRA="--late-us 50" tools/experiments/memnode_failure.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export EXP_LCORES=${EXP_LCORES:-1}
@@ -23,6 +26,8 @@ NODES=${NODES:-3}
 REPLICAS=${REPLICAS:-2}
 KEYS=${KEYS:-50000}
 GET_RATIO=${GET_RATIO:-0.9}
+LINK_GBPS=${LINK_GBPS:-100}
+REPAIR_SHARE=${REPAIR_SHARE:-0.5}
 STRIPE_GBPS=${STRIPE_GBPS:-0.5}
 STRIPE_RATES=${STRIPE_RATES:-"10000,15000,20000,25000,30000,40000,50000,60000,70000,80000"}
 . tools/lib/farmem.sh
@@ -42,7 +47,10 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 has() { case " ${PARTS:-failure} " in *" $1 "*) return 0 ;; esac; return 1; }
 now() { date +%s.%N; }
 # Values are all local memory's 20%: a uniform key spread faults on most GETs.
-LG=(--keys "$KEYS" --value-size 512)
+# LG_EXTRA: more loadgen flags (e.g. "--late-us 50" where this VM's stalls make every point
+# INVALID by the default 10 us window).
+# shellcheck disable=SC2206
+LG=(--keys "$KEYS" --value-size 512 ${LG_EXTRA:-})
 
 # start_node I: memnode I on its own socket (FM_WORK/mnI.sock); NODE_PIDS[I] is its pid.
 NODE_PIDS=()
@@ -52,17 +60,18 @@ start_node() {  # I
   FM_MNSOCK=$FM_WORK/mn$1.sock FM_MEMNODE_LOG=$FM_WORK/mn$1.log fm_start_memnode 256 setsid nice -n 19
   NODE_PIDS[$1]=$FM_MEMNODE_PID
 }
-nodes_toml() {  # N REPLICAS
+nodes_toml() {  # N REPLICAS GBPS
   local list="" i
   for ((i = 0; i < $1; i++)); do list+="${list:+, }\"unix:$FM_WORK/mn$i.sock\""; done
-  fm_mode_toml async | sed "s|^memnode = .*|memnodes = [$list]\nreplicas = $2|"
+  fm_mode_toml async | sed -e "s|^memnode = .*|memnodes = [$list]\nreplicas = $2\nrepair_share = $REPAIR_SHARE|" \
+    -e "s|^\[paging.emulated\]\$|&\nlink_gbps = $3|"
 }
 
-say "memnode failure: $NODES nodes, $REPLICAS copies, $RATE req/s for ${DURATION}s (GET ratio $GET_RATIO, $KEYS keys of 512 B), kill -9 at ${KILL_AT}s, replacement ${REPLACE_AFTER}s later; server CPU [$EXP_LCORES], loadgen [$EXP_LOADGEN_LCORES]; $(date -u +%FT%TZ), $(nproc) CPUs"
+say "memnode failure: $NODES nodes, $REPLICAS copies, links of $LINK_GBPS Gb/s (rebuild: $REPAIR_SHARE of it), $RATE req/s for ${DURATION}s (GET ratio $GET_RATIO, $KEYS keys of 512 B), kill -9 at ${KILL_AT}s, replacement ${REPLACE_AFTER}s later${LG_EXTRA:+, loadgen $LG_EXTRA}; server CPU [$EXP_LCORES], loadgen [$EXP_LOADGEN_LCORES]; $(date -u +%FT%TZ), $(nproc) CPUs"
 
 if has failure; then
   for ((i = 0; i < NODES; i++)); do start_node $i; done
-  fm_start_server failure "$(nodes_toml "$NODES" "$REPLICAS")"
+  fm_start_server failure "$(nodes_toml "$NODES" "$REPLICAS" "$LINK_GBPS")"
   fm_loadgen_cmd "${LG[@]}" --rate "$RATE" --duration "$DURATION" --warmup 0.5 --get-ratio "$GET_RATIO" \
     --timeline "$OUTDIR/timeline.csv" --timeline-ms 10 --progress 0.1 --label failure --csv "$OUTDIR/failure.csv"
   fm_bg -s INT "$OUTDIR/failure.out" "${FM_CMD[@]}"
@@ -102,15 +111,15 @@ if has failure; then
   for ((i = 0; i < NODES; i++)); do fm_stop "${NODE_PIDS[$i]}" TERM 2; done
   printf 'kill,%s\nreplace,%s\n' "$t_kill" "$t_replace" >"$OUTDIR/events.csv"
   verdict=0
-  python3 tools/lib/report.py memnode-failure --replicas "$REPLICAS" "$OUTDIR" | tee -a "$SUMMARY" ||
+  python3 tools/lib/report.py memnode-failure --replicas "$REPLICAS" \
+    --repair-gbps "$(python3 -c "print($LINK_GBPS * $REPAIR_SHARE)")" "$OUTDIR" | tee -a "$SUMMARY" ||
     verdict=$?
 fi
 
 if has striping; then
   for n in 1 2 3; do
     for ((i = 0; i < n; i++)); do start_node $i; done
-    # link_gbps goes into the [paging.emulated] table fm_mode_toml writes.
-    toml=$(nodes_toml "$n" 1 | sed "s|^\[paging.emulated\]\$|&\nlink_gbps = $STRIPE_GBPS|")
+    toml=$(nodes_toml "$n" 1 "$STRIPE_GBPS")
     fm_start_server "stripe$n" "$toml"
     fm_loadgen "${LG[@]}" --rate "$STRIPE_RATES" --duration 1.5 --warmup 0.3 --label "nodes=$n" \
       --csv "$FM_WORK/stripe$n.csv" >"$OUTDIR/stripe$n.out" 2>&1 || fm_loadgen_status "striping $n" $? sweep

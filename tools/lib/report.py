@@ -23,7 +23,7 @@ missing value.
                                        curves and peak ratios (tools/bench/kvserver_vs_memcached.sh)
   report.py ceiling CSV...             the loadgen's own ceiling (tools/bench/loadgen_ceiling.sh)
   report.py striping CSV                capacity with 1, 2, 3 memory nodes (memnode_failure.sh)
-  report.py memnode-failure [--replicas R] OUTDIR
+  report.py memnode-failure [--replicas R] [--repair-gbps G] OUTDIR
                                        tools/experiments/memnode_failure.sh's timeline and verdict
   report.py scaling --modes M --cores C [--bound-us 500] [--peak C MODE] scaling.csv
                                        the table of tools/device/scaling.sh, or one run's peak
@@ -932,7 +932,10 @@ def memnode_failure(args):
     for n in mn.get("nodes", []):
         if n.get("rejoins"):
             ms = n.get("last_rebuild_ms", 0)
-            rate = f"{n.get('rebuilt', 0) * 4096 * 8 / (ms * 1e-3) / 1e9:.2f} Gb/s" if ms else "under 1 ms"
+            gbps = n.get('rebuilt', 0) * 4096 * 8 / (ms * 1e-3) / 1e9 if ms else None
+            rate = f"{gbps:.2f} Gb/s" if ms else "under 1 ms"
+            if gbps is not None and args.repair_gbps:
+                rate += f" ({gbps / args.repair_gbps * 100:.0f}% of the {args.repair_gbps:g} Gb/s allowed)"
             print(f"rebuild of {n['name']}: {n.get('rebuilt', 0)} pages ({n.get('lost', 0)} lost, "
                   f"{n.get('recopied', 0)} copied again) in {ms} ms = {rate}")
     bad = tot["wrong"] > 0 or tot["misses"] > 0 or (args.replicas >= 2 and tot["errors"] > 0)
@@ -970,7 +973,10 @@ def main():
     cmd("curves", curves, ("csv", {"nargs": "+"}), bound=True)
     cmd("ceiling", ceiling, ("csv", {"nargs": "*"}))
     cmd("striping", striping, one)
-    cmd("memnode-failure", memnode_failure, ("outdir", {})).add_argument("--replicas", type=int, default=2)
+    mf = cmd("memnode-failure", memnode_failure, ("outdir", {}))
+    mf.add_argument("--replicas", type=int, default=2)
+    mf.add_argument("--repair-gbps", type=float, default=None,
+                    help="the rebuild's allowed rate (repair_share x link), to compare against")
     s = cmd("scaling", scaling, one, bound=True)
     s.add_argument("--modes", default="no-fault sync async")
     s.add_argument("--cores", default="")
