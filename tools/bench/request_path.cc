@@ -67,6 +67,10 @@ class Wire {
     void* m = nullptr;
     while (rte_ring_dequeue(tx_, &m) == 0) {
       auto* mbuf = static_cast<rte_mbuf*>(m);
+      const auto* frame = rte_pktmbuf_mtod(mbuf, const uint8_t*);
+      for (size_t i = 0; i < rte_pktmbuf_data_len(mbuf); ++i) {
+        digest_ = (digest_ ^ frame[i]) * 0x100000001b3;  // FNV-1a
+      }
       const auto* p = rte_pktmbuf_mtod(mbuf, const char*) + net::kUdpHeadersLen + 8;
       const size_t n = rte_pktmbuf_data_len(mbuf) - net::kUdpHeadersLen - 8;
       if (std::string_view(p, n).starts_with(prefix)) ++matched;
@@ -76,12 +80,17 @@ class Wire {
     return matched;
   }
 
+  /// FNV-1a over every reply frame's bytes, headers included: a change to the path that should
+  /// not change a byte of the replies must leave it the same.
+  uint64_t digest() const { return digest_; }
+
  private:
   rte_ring* rx_;
   rte_ring* tx_;
   rte_mempool* pool_;
   net::UdpEndpoint server_;
   uint16_t ip_id_ = 0;
+  uint64_t digest_ = 0xcbf29ce484222325;
 };
 
 std::string key_name(uint32_t i) { return "key:" + std::to_string(100000 + i); }
@@ -176,9 +185,10 @@ int run(const Args& a) {
     cycles += rdtsc() - t0;
     hits += wire.drain("VALUE ", &replies);
   }
-  std::printf("requests %lu  burst %u  replies %lu  hits %lu  cycles/request %.0f (%.0f ns)\n",
+  std::printf("requests %lu  burst %u  replies %lu  hits %lu  cycles/request %.0f (%.0f ns)  "
+              "reply digest %016lx\n",
               a.requests, a.burst, replies, hits, double(cycles) / double(a.requests),
-              cycles_to_ns(cycles) / double(a.requests));
+              cycles_to_ns(cycles) / double(a.requests), wire.digest());
   return hits == a.requests && replies == a.requests ? 0 : 1;
 }
 
