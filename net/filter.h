@@ -80,4 +80,26 @@ class SourceFilter {
   std::vector<uint16_t> deny_ports_;  // few entries; linear scan
 };
 
+/// A SourceFilter's verdicts remembered for the last UDP sender it accepted, so a burst from one
+/// client is checked once: the rules never change after construction, so that (MAC, IP, port)
+/// stays accepted. Anything else goes to the filter. One per stack; owner core only.
+class LastSourceCache {
+ public:
+  /// filter.check(c), the same answer for every `c`.
+  std::optional<DropReason> check(const SourceFilter& filter, const Classified& c) {
+    if (c.kind == Classified::Kind::kUdp && c.src_port == last_.port && c.src_ip == last_.ip &&
+        c.src_mac == last_.mac) {
+      return std::nullopt;
+    }
+    const std::optional<DropReason> why = filter.check(c);
+    if (!why && c.kind == Classified::Kind::kUdp) {
+      last_ = UdpEndpoint{c.src_mac, c.src_ip, c.src_port};
+    }
+    return why;
+  }
+
+ private:
+  UdpEndpoint last_{};  // port 0 (always refused): none yet
+};
+
 }  // namespace fm::net

@@ -2,6 +2,7 @@
 #include "net/packet.h"
 
 #include "dataplane/byte_order.h"
+#include "dataplane/check.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -94,6 +95,25 @@ MacAddr load_mac(const uint8_t* p) {
 // Sum of a 32-bit host-order value as two 16-bit words (for pseudo-headers).
 uint32_t sum_ip(Ipv4Addr a) { return (a.v >> 16) + (a.v & 0xffff); }
 
+// Whether the IPv4 header of `hlen` bytes at `ip` (bounded by the caller) sums to all ones with
+// its checksum field included. The usual 20-byte header is summed as five 32-bit words into 64
+// bits, which cannot overflow; the generic path takes headers with options.
+bool ipv4_header_checksum_ok(const uint8_t* ip, size_t hlen) {
+  if (hlen != sizeof(Ipv4Hdr)) return checksum_fold(checksum_partial({ip, hlen})) == 0;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < sizeof(Ipv4Hdr); i += 4) {
+    uint32_t w;
+    std::memcpy(&w, ip + i, 4);
+    acc += w;
+  }
+  // Native-order words: the folded sum is byte-swapped on little-endian hosts, and all ones
+  // (the only value that verifies) reads the same either way.
+  acc = (acc & 0xffffffff) + (acc >> 32);
+  acc = (acc & 0xffff) + (acc >> 16);
+  acc = (acc & 0xffff) + (acc >> 16);
+  return acc == 0xffff;
+}
+
 Classified drop(Classified c, DropReason r) {
   c.kind = Classified::Kind::kDrop;
   c.reason = r;
@@ -146,7 +166,7 @@ Classified classify_ipv4(Classified c, const uint8_t* ip, size_t avail, const Id
   // Bytes past the total length are Ethernet padding (or junk) and are ignored.
   const size_t total_len = load_be16(ip + offsetof(Ipv4Hdr, total_len));
   if (total_len < hlen || total_len > avail) return drop(c, DropReason::kBadIpHeader);
-  if (checksum_fold(checksum_partial({ip, hlen})) != 0) return drop(c, DropReason::kBadIpChecksum);
+  if (!ipv4_header_checksum_ok(ip, hlen)) return drop(c, DropReason::kBadIpChecksum);
   const uint16_t flags_frag = load_be16(ip + offsetof(Ipv4Hdr, flags_frag));
   if ((flags_frag & (kIpFlagMf | kIpFragOffsetMask)) != 0) {
     return drop(c, DropReason::kIpFragment);
@@ -360,11 +380,15 @@ size_t write_udp_headers(std::span<uint8_t> out, const UdpEndpoint& src, const U
   ip.flags_frag = htons(kIpFlagDf);
   ip.ttl = kIpDefaultTtl;
   ip.proto = kIpProtoUdp;
-  ip.checksum = 0;
   ip.src = htonl(src.ip.v);
   ip.dst = htonl(dst.ip.v);
-  ip.checksum =
-      htons(checksum_fold(checksum_partial({reinterpret_cast<const uint8_t*>(&ip), sizeof ip})));
+  // The header's 16-bit words summed from the values just written rather than read back: the
+  // same one's complement sum (RFC 1071) without a pass over the bytes.
+  const uint32_t ip_sum = 0x4500u + static_cast<uint32_t>(sizeof(Ipv4Hdr) + udp_len) + ip_id +
+                          kIpFlagDf +
+                          (uint32_t{kIpDefaultTtl} << 8 | kIpProtoUdp) + sum_ip(src.ip) +
+                          sum_ip(dst.ip);
+  ip.checksum = htons(checksum_fold(ip_sum));
 
   UdpHdr udp;
   udp.src_port = htons(src.port);
@@ -382,6 +406,44 @@ size_t write_udp_headers(std::span<uint8_t> out, const UdpEndpoint& src, const U
     uint16_t sum = checksum_fold(checksum_partial({l4, udp_len}, pseudo));
     // 0 on the wire means "no checksum"; RFC 768 sends a computed 0 as all ones.
     if (sum == 0) sum = 0xffff;
+    store_be16(l4 + offsetof(UdpHdr, checksum), sum);
+  }
+  return kUdpHeadersLen + payload_len;
+}
+
+void UdpHeaderTemplate::reset(const UdpEndpoint& src, const UdpEndpoint& dst) {
+  FM_CHECK(write_udp_headers(bytes_, src, dst, 0, 0, false) == kUdpHeadersLen);
+  store_be16(bytes_.data() + kIpOff + offsetof(Ipv4Hdr, total_len), 0);
+  store_be16(bytes_.data() + kIpOff + offsetof(Ipv4Hdr, checksum), 0);
+  const size_t udp_off = kIpOff + sizeof(Ipv4Hdr);
+  store_be16(bytes_.data() + udp_off + offsetof(UdpHdr, len), 0);
+  ip_sum_ = checksum_partial({bytes_.data() + kIpOff, sizeof(Ipv4Hdr)});
+  udp_sum_ = checksum_partial({bytes_.data() + udp_off, sizeof(UdpHdr)},
+                              sum_ip(src.ip) + sum_ip(dst.ip) + kIpProtoUdp);
+  dst_ = dst;
+  valid_ = true;
+}
+
+size_t UdpHeaderTemplate::write(std::span<uint8_t> out, size_t payload_len, uint16_t ip_id,
+                                bool udp_checksum) const {
+  if (payload_len > kMaxUdpPayloadLen || out.size() < kUdpHeadersLen + payload_len) return 0;
+  const auto udp_len = static_cast<uint16_t>(sizeof(UdpHdr) + payload_len);
+  const auto total_len = static_cast<uint16_t>(sizeof(Ipv4Hdr) + udp_len);
+  uint8_t* p = out.data();
+  std::memcpy(p, bytes_.data(), kUdpHeadersLen);
+  uint8_t* ip = p + kIpOff;
+  store_be16(ip + offsetof(Ipv4Hdr, total_len), total_len);
+  store_be16(ip + offsetof(Ipv4Hdr, id), ip_id);
+  // Adding the new words to the sum of the rest is the full sum again (RFC 1071), not an
+  // incremental update of an old checksum (RFC 1624), so no -0 corner case can arise.
+  store_be16(ip + offsetof(Ipv4Hdr, checksum), checksum_fold(ip_sum_ + total_len + ip_id));
+  uint8_t* l4 = ip + sizeof(Ipv4Hdr);
+  store_be16(l4 + offsetof(UdpHdr, len), udp_len);
+  if (udp_checksum) {
+    // The length counts twice: once in the pseudo-header, once in the UDP header.
+    const uint32_t seed = udp_sum_ + 2 * uint32_t{udp_len};
+    uint16_t sum = checksum_fold(checksum_partial({l4 + sizeof(UdpHdr), payload_len}, seed));
+    if (sum == 0) sum = 0xffff;  // as write_udp_headers: a computed 0 goes out as all ones
     store_be16(l4 + offsetof(UdpHdr, checksum), sum);
   }
   return kUdpHeadersLen + payload_len;
@@ -468,6 +530,16 @@ uint32_t checksum_partial(std::span<const uint8_t> data, uint32_t sum) {
     acc += w;
     acc += acc < w;
   };
+  // Four words a pass: a reply's UDP checksum covers ~70-1500 bytes, and the loop's own
+  // compare and branch cost as much as the two additions of each word.
+  for (; n >= 32; p += 32, n -= 32) {
+    uint64_t w[4];
+    std::memcpy(w, p, 32);
+    add(w[0]);
+    add(w[1]);
+    add(w[2]);
+    add(w[3]);
+  }
   for (; n >= 8; p += 8, n -= 8) {
     uint64_t w;
     std::memcpy(&w, p, 8);
@@ -503,11 +575,6 @@ uint32_t checksum_partial(std::span<const uint8_t> data, uint32_t sum) {
   uint64_t total = uint64_t{folded} + sum;
   while (total >> 16) total = (total & 0xffff) + (total >> 16);
   return static_cast<uint32_t>(total);
-}
-
-uint16_t checksum_fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
 }
 
 }  // namespace fm::net

@@ -69,7 +69,7 @@ bool Stack::handle(rte_mbuf* m) {
   Classified c = classify(frame, me_, !hw_l4_ok);
   // Before anything answers or learns: a reply to a sender that cannot be a client would reflect
   // (or amplify) traffic onto a victim, or start a loop with another server.
-  if (const std::optional<DropReason> refused = filter_.check(c)) {
+  if (const std::optional<DropReason> refused = filter_cache_.check(filter_, c)) {
     c.kind = Classified::Kind::kDrop;
     c.reason = *refused;
     FM_LOG_FIRST_N(LogLevel::kWarn, 5, kTag,
@@ -150,9 +150,9 @@ bool Stack::send_udp(const UdpPeer& to, std::span<const uint8_t> payload) {
   }
   auto* out = rte_pktmbuf_mtod(m, uint8_t*);
   std::memcpy(out + kUdpHeadersLen, payload.data(), payload.size());
-  const UdpEndpoint src{me_.mac, me_.ip, me_.udp_port};
-  const size_t len = write_udp_headers(std::span<uint8_t>(out, kUdpHeadersLen + payload.size()),
-                                       src, to, payload.size(), ip_id_++, udp_checksum_);
+  if (!tx_header_.addressed_to(to)) tx_header_.reset({me_.mac, me_.ip, me_.udp_port}, to);
+  const size_t len = tx_header_.write(std::span<uint8_t>(out, kUdpHeadersLen + payload.size()),
+                                      payload.size(), ip_id_++, udp_checksum_);
   m->data_len = m->pkt_len = uint32_t(len);
   enqueue_tx(m);
   return true;

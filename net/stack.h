@@ -124,6 +124,9 @@ class Stack {
   SourceFilter filter_;
   bool udp_checksum_;
   UdpHandler* handler_;
+  LastSourceCache filter_cache_;
+  // Replies go mostly to the client that just asked: headers rebuilt only for another one.
+  UdpHeaderTemplate tx_header_;
   uint16_t ip_id_ = 0;
   uint16_t tx_n_ = 0;
   std::array<rte_mbuf*, kBurst> tx_{};

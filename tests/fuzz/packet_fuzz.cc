@@ -86,6 +86,15 @@ bool allowed(Ipv4Addr ip) {
 // or ICMP sender is inside the allow-list; what it refuses carries a source reason.
 void check_source_filter(const Classified& c, const Identity& id) {
   const std::optional<DropReason> why = source_filter().check(c);
+  // The stack's cache of the last accepted sender answers as the filter, asked twice in a row
+  // (the second from the cache when the first accepted a UDP sender).
+  static LastSourceCache cache;
+  for (int i = 0; i < 2; ++i) {
+    const std::optional<DropReason> cached = cache.check(source_filter(), c);
+    FUZZ_CHECK(cached == why, "cached verdict %s, filter %s",
+               cached ? drop_reason_name(*cached) : "accepted",
+               why ? drop_reason_name(*why) : "accepted");
+  }
   if (c.kind == Classified::Kind::kDrop) {
     FUZZ_CHECK(!why, "a dropped frame got a source verdict");
     return;
@@ -188,6 +197,19 @@ void check_udp(std::span<const uint8_t> frame, const Classified& c, const Identi
              "UDP headers written into a short buffer");
   const size_t n = write_udp_headers(out, src, dst, payload.size(), 7, udp_checksum);
   FUZZ_CHECK(n == out.size(), "UDP reply of %zu bytes, want %zu", n, out.size());
+  // The stack's per-peer template writes the same bytes (the id taken from the payload, so the
+  // IPv4 sum sees every value), and refuses the short buffer as well.
+  UdpHeaderTemplate tmpl;
+  tmpl.reset(src, dst);
+  FUZZ_CHECK(tmpl.addressed_to(dst), "template not addressed to its destination");
+  const uint16_t id16 = payload.size() >= 2 ? uint16_t(payload[0] << 8 | payload[1]) : 7;
+  std::vector<uint8_t> want(out), got(out);
+  FUZZ_CHECK(write_udp_headers(want, src, dst, payload.size(), id16, udp_checksum) == n &&
+                 tmpl.write(got, payload.size(), id16, udp_checksum) == n && got == want,
+             "template headers differ from write_udp_headers");
+  FUZZ_CHECK(tmpl.write(std::span<uint8_t>(got).first(got.size() - 1), payload.size(), id16,
+                        udp_checksum) == 0,
+             "template headers written into a short buffer");
   const Identity requester{c.src_mac, c.src_ip, c.src_port};
   const Classified back = classify(out, requester, true);
   FUZZ_CHECK(back.kind == Kind::kUdp, "UDP reply classified as %d (%s)", int(back.kind),

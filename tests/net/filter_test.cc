@@ -406,6 +406,40 @@ TEST(SourceFilterFuzz, AcceptedSendersObeyEveryRule) {
   }
 }
 
+// The stack's cache of the last accepted sender answers as the filter would, whatever the order:
+// a refused frame right after an accepted one from the same MAC and IP (another port), the same
+// port from another MAC or IP, ICMP and ARP from an accepted UDP sender, and runs from one sender.
+TEST(LastSourceCache, AnswersAsTheFilterDoes) {
+  std::mt19937_64 rng(20260101);
+  const std::vector<Ipv4Prefix> allow{prefix("10.1.2.0/24")};
+  const std::vector<uint16_t> deny{11211, 5000};
+  const SourceFilter f(kServer, 24, allow, deny);
+  LastSourceCache cache;
+  const std::array<MacAddr, 3> macs{kClientMac, kMulticastMac, MacAddr{{0x02, 0, 0, 0, 0, 7}}};
+  const std::array<uint32_t, 4> ips{kClientIp.v, 0x0a010207, 0x0a0102ff, 0xc0000201};
+  const std::array<uint16_t, 4> ports{kClientPort, 0, 5000, 40001};
+  const std::array<Kind, 4> kinds{Kind::kUdp, Kind::kIcmpEcho, Kind::kArpRequest, Kind::kDrop};
+  size_t from_cache_shape = 0;
+  Classified last;
+  for (int iter = 0; iter < 20000; ++iter) {
+    Classified c = last;
+    if (iter == 0 || rng() % 2) {  // else the same sender again
+      c.kind = rng() % 4 ? Kind::kUdp : kinds[rng() % kinds.size()];
+      c.src_mac = macs[rng() % macs.size()];
+      c.arp_sender_mac = c.src_mac;
+      c.src_ip = Ipv4Addr{ips[rng() % ips.size()]};
+      c.src_port = c.kind == Kind::kUdp ? ports[rng() % ports.size()] : 0;
+    } else {
+      ++from_cache_shape;
+    }
+    ASSERT_EQ(name_of(cache.check(f, c)), name_of(f.check(c)))
+        << iter << ": " << c.src_mac.to_string() << " " << c.src_ip.to_string() << ":"
+        << c.src_port << " kind " << int(c.kind);
+    last = c;
+  }
+  EXPECT_GT(from_cache_shape, 1000u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The reply size against the port's MTU, checked at start.
 

@@ -442,6 +442,49 @@ TEST(WriteUdpHeaders, RejectsShortOutputAndOversizedPayload) {
             huge.size() - 1);
 }
 
+TEST(UdpHeaderTemplate, WritesWhatWriteUdpHeadersWrites) {
+  // Payload sizes around the checksum loop's strides, an empty one, all-ones and zero payloads
+  // (a UDP sum of 0 goes out as 0xffff), ids that wrap the IPv4 sum, and a change of peer.
+  UdpHeaderTemplate t;
+  std::mt19937 rng(7);
+  const UdpEndpoint other{MacAddr{{0x02, 0x99, 0x88, 0x77, 0x66, 0x55}}, Ipv4Addr{0xc0a80105},
+                          5353};
+  for (const UdpEndpoint& to : {kClientEp, other, kClientEp}) {
+    if (!t.addressed_to(to)) t.reset(kServerEp, to);
+    EXPECT_TRUE(t.addressed_to(to));
+    for (size_t len : {0, 1, 7, 8, 31, 32, 33, 70, 1472}) {
+      for (const int fill : {-1, 0x00, 0xff}) {
+        for (const uint16_t id : {0, 1, 0x1234, 0xfffe, 0xffff}) {
+          for (const bool csum : {false, true}) {
+            Frame payload(len);
+            for (auto& b : payload) b = fill < 0 ? uint8_t(rng()) : uint8_t(fill);
+            Frame want(kUdpHeadersLen + len), got(kUdpHeadersLen + len, 0xee);
+            std::copy(payload.begin(), payload.end(), want.begin() + kUdpHeadersLen);
+            std::copy(payload.begin(), payload.end(), got.begin() + kUdpHeadersLen);
+            ASSERT_EQ(write_udp_headers(want, kServerEp, to, len, id, csum), want.size());
+            ASSERT_EQ(t.write(got, len, id, csum), got.size());
+            ASSERT_EQ(got, want) << "len " << len << " id " << id << " checksum " << csum;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_FALSE(t.addressed_to(other));
+  EXPECT_FALSE(UdpHeaderTemplate().addressed_to(UdpEndpoint{}));  // none built yet
+}
+
+TEST(UdpHeaderTemplate, RejectsShortOutputAndOversizedPayload) {
+  UdpHeaderTemplate t;
+  t.reset(kServerEp, kClientEp);
+  std::vector<uint8_t> out(kUdpHeadersLen + 9, 0xee);
+  EXPECT_EQ(t.write(out, 10, 1, true), 0u);
+  EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](uint8_t b) { return b == 0xee; }));
+  EXPECT_EQ(t.write(out, 9, 1, true), out.size());
+  std::vector<uint8_t> huge(kUdpHeadersLen + kMaxUdpPayloadLen + 1);
+  EXPECT_EQ(t.write(huge, kMaxUdpPayloadLen + 1, 1, true), 0u);
+  EXPECT_EQ(t.write(huge, kMaxUdpPayloadLen, 1, true), huge.size() - 1);
+}
+
 TEST(ClassifyUdp, RoundTrip) {
   const Frame f = udp_frame("get key:1\r\n");
   const Classified c = classify_copy(f);
