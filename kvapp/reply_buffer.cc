@@ -20,6 +20,7 @@ ReplyBuffer::ReplyBuffer(size_t capacity_bytes, size_t datagram_size)
   // Default-initialised, not zeroed: every fiber slot owns a buffer this size, and memory a
   // reply never reaches should never be committed.
   storage_.reset(new uint8_t[slots * slot_size_]);
+  seek(0);
 }
 
 std::string ReplyBuffer::text() const {

@@ -32,7 +32,7 @@ class ReplyBuffer {
   /// Empties the buffer for a new request whose ordinary appends may fill at most `bound` text
   /// bytes (never more than the slots minus the reserve).
   void begin(size_t bound) {
-    size_ = 0;
+    seek(0);
     limit_ = bound < total_ - kReplyReserve ? bound : total_ - kReplyReserve;
   }
   /// Lets the first thing in the reply pass the request's bound: when nothing has been written
@@ -60,7 +60,7 @@ class ReplyBuffer {
 
   /// A position to roll back to.
   size_t mark() const { return size_; }
-  void rollback(size_t mark) { size_ = mark < size_ ? mark : size_; }
+  void rollback(size_t mark) { seek(mark < size_ ? mark : size_); }
 
   /// Datagrams the current text needs.
   size_t datagram_count() const { return datagrams_for(size_, slot_size_); }
@@ -89,16 +89,34 @@ class ReplyBuffer {
     // size_ may already exceed an ordinary limit (a reserved line went past it): then nothing
     // fits, and `limit - size_` must not be computed.
     if (size_ > limit || n > limit - size_) return false;
-    while (n > 0) {
-      const size_t slot = size_ / per_slot_;
-      const size_t off = size_ % per_slot_;
-      const size_t take = n < per_slot_ - off ? n : per_slot_ - off;
-      std::memcpy(storage_.get() + slot * slot_size_ + kUdpFrameHeaderSize + off, p, take);
-      size_ += take;
-      p += take;
-      n -= take;
+    size_ += n;
+    // The cursor, not size_, says where: no division per append. Past the bounds check above,
+    // every byte lands in a slot, so the cursor only steps into a slot that exists.
+    while (n > slot_left_) {
+      std::memcpy(cursor_, p, slot_left_);
+      p += slot_left_;
+      n -= slot_left_;
+      cursor_ += slot_left_ + kUdpFrameHeaderSize;  // over the next slot's frame header
+      slot_left_ = per_slot_;
     }
+    std::memcpy(cursor_, p, n);
+    cursor_ += n;
+    slot_left_ -= n;
     return true;
+  }
+
+  // Sets size_ and puts the cursor after text byte `size`. A full slot keeps the cursor at its
+  // end (slot_left_ 0) rather than in the next slot, which may not exist.
+  void seek(size_t size) {
+    size_ = size;
+    size_t slot = size / per_slot_;
+    size_t off = size % per_slot_;
+    if (off == 0 && slot > 0) {
+      --slot;
+      off = per_slot_;
+    }
+    cursor_ = storage_.get() + slot * slot_size_ + kUdpFrameHeaderSize + off;
+    slot_left_ = per_slot_ - off;
   }
 
   size_t slot_size_;  // bytes per datagram, header included
@@ -107,6 +125,8 @@ class ReplyBuffer {
   size_t limit_;      // total_ minus the reserve
   size_t size_ = 0;
   std::unique_ptr<uint8_t[]> storage_;
+  uint8_t* cursor_ = nullptr;  // where text byte size_ goes (seek())
+  size_t slot_left_ = 0;       // text bytes the cursor's slot still takes
 };
 
 }  // namespace fm::kv
