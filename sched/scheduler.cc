@@ -264,15 +264,22 @@ bool CoreScheduler::submit_landed(Request* r) {
 }
 
 Request* CoreScheduler::take_new() {
+  // A dequeue from an empty ring costs several times an emptiness check, and most polls find
+  // the rings empty: each pop below is asked for only when its ring looked non-empty.
   // Requests whose prefetched pages landed arrived before any new one: they go first.
-  if (Request* r = landed_.pop()) return r;
+  if (!landed_.empty()) {
+    if (Request* r = landed_.pop()) return r;
+  }
+  const bool lf_waits = !likely_fault_.empty();
   // Fault-free first; a waiting fault-likely request gets its turn after kMaxLikelyFaultSkips.
-  if (likely_fault_.empty() || (likely_fault_skips_ < kMaxLikelyFaultSkips && !new_.empty())) {
-    Request* r = new_.pop();
-    if (r != nullptr) {
-      if (!likely_fault_.empty()) ++likely_fault_skips_;
-      return r;
+  if (!lf_waits || likely_fault_skips_ < kMaxLikelyFaultSkips) {
+    if (!new_.empty()) {
+      if (Request* r = new_.pop()) {
+        if (lf_waits) ++likely_fault_skips_;
+        return r;
+      }
     }
+    if (!lf_waits) return nullptr;
   }
   Request* r = likely_fault_.pop();
   if (r == nullptr) r = new_.pop();  // a stealer took the fault-likely one meanwhile
