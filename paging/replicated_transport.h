@@ -67,7 +67,7 @@ struct RecoveryOptions {
   std::function<Result<std::unique_ptr<Transport>>(uint32_t node)> connect;
   uint32_t reconnect_ms = 500;    // between attempts to reach a dead node
   double repair_bytes_per_s = 0;  // re-replication traffic per node's link; 0: unbounded
-  uint32_t repair_window = 16;    // pages being copied at once
+  uint32_t repair_window = 64;    // pages being copied at once (256 KiB of buffer)
 };
 
 /// One node, for dpctl and statistics.

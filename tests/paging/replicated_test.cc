@@ -521,7 +521,7 @@ TEST(Recovery, PagesCopiedBackServeAndSeedTheNextRebuildBeforeTheNodeFinishes) {
   rig.recover();
   const uint64_t lost = rig.t->pages_lost();
   EXPECT_LE(lost, pages - copied);
-  EXPECT_GE(lost + 16, pages - copied);  // at most a window of copies was under way
+  EXPECT_GE(lost + RecoveryOptions{}.repair_window, pages - copied);  // a window was under way
   const std::vector<NodeInfo> info = rig.t->nodes_info();
   EXPECT_EQ(info[0].lost + info[1].lost, lost);
   rig.current[1]->kill();  // the pages come from the rebuilt node 0 now
