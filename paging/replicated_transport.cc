@@ -724,6 +724,13 @@ bool ReplicatedTransport::next_repair(uint32_t n, uint64_t* page, uint64_t* seq)
   Node& node = nodes_[n];
   const uint32_t nodes = placement_.nodes;
   const uint32_t window = uint32_t(repair_->slots.size());
+  // Pages put back for later; one pass over the retry queue at most, so that a queue of pages
+  // whose write-backs are all still in flight is not spun on.
+  size_t deferred = 0;
+  auto defer = [&](uint64_t p) {
+    node.repair_retry.push_back(p);
+    return node.repair_retry.size() <= window || ++deferred >= node.repair_retry.size();
+  };
   for (;;) {
     uint64_t p;
     if (!node.repair_retry.empty() &&
@@ -742,9 +749,8 @@ bool ReplicatedTransport::next_repair(uint32_t n, uint64_t* page, uint64_t* seq)
       copied_[p].fetch_or(uint64_t(1) << k, std::memory_order_release);
       continue;
     }
-    if ((s >> 32) != (s & 0xffffffffu)) {
-      node.repair_retry.push_back(p);  // a write-back is in flight: it reaches this node too
-      if (node.repair_retry.size() <= window) return false;
+    if ((s >> 32) != (s & 0xffffffffu)) {  // a write-back is in flight: it reaches this node too
+      if (defer(p)) return false;
       continue;
     }
     bool source = false;
@@ -754,8 +760,7 @@ bool ReplicatedTransport::next_repair(uint32_t n, uint64_t* page, uint64_t* seq)
     }
     if (!source && !lost(p) && copying(p, n)) {
       // Its only copy may be on its way to another rebuilding node: decide after that one.
-      node.repair_retry.push_back(p);
-      if (node.repair_retry.size() <= window) return false;
+      if (defer(p)) return false;
       continue;
     }
     if (!source || lost(p)) {

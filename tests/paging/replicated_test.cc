@@ -625,5 +625,40 @@ TEST(Recovery, PagesStillInLocalFramesAreWrittenBackNotDropped) {
   rig.t->set_lost_keeper(nullptr);
 }
 
+// More pages than the copy window have write-backs in flight that only this thread would
+// complete: the rebuild puts them back and returns instead of spinning on them, and copies them
+// once the writes have landed.
+TEST(Recovery, ARebuildNeverSpinsOnWriteBacksInFlight) {
+  const uint64_t pages = 300;
+  RecoveryRig rig(2, 2, pages);
+  for (uint64_t p = 0; p < pages; ++p) rig.put(p, p + 1);
+  rig.current[0]->kill();
+  rig.t->recovery_step(1);
+  ASSERT_EQ(rig.t->node_state(0), NodeState::kDead);
+  const uint64_t in_flight = 2 * RecoveryOptions{}.repair_window;
+  std::vector<std::vector<uint64_t>> bufs;
+  const uint64_t first_wr = rig.next_wr;
+  for (uint64_t p = 0; p < in_flight; ++p) {
+    bufs.emplace_back(kPageSize / 8, 5000 + p);
+    ASSERT_EQ(rig.qp->post(IoOp::kWrite, p * kPageSize, bufs.back().data(), kPageSize,
+                           rig.next_wr++),
+              PostResult::kOk);
+  }
+  rig.t->recovery_step(1);  // back, rebuilding; returns although those writes never complete
+  rig.t->recovery_step(5);
+  EXPECT_EQ(rig.t->node_state(0), NodeState::kRebuilding);
+  auto landed = [&] {
+    for (uint64_t w = first_wr; w < first_wr + in_flight; ++w)
+      if (!rig.done.count(w)) return false;
+    return true;
+  };
+  for (int i = 0; i < 100000 && !landed(); ++i) rig.poll();  // the writes land
+  ASSERT_TRUE(landed());
+  rig.recover();
+  rig.current[1]->kill();  // everything from the rebuilt node now
+  rig.t->recovery_step(1);
+  for (uint64_t p = 0; p < pages; ++p) ASSERT_EQ(rig.get(p), p < in_flight ? 5000 + p : p + 1) << p;
+}
+
 }  // namespace
 }  // namespace fm::paging
