@@ -27,6 +27,9 @@ constexpr uint32_t kNewPerPoll = 8;
 constexpr uint32_t kMaxLikelyFaultSkips = 16;
 // Requests the central dispatcher places per call.
 constexpr uint32_t kDispatchBatch = 32;
+// Request buffers a core keeps as spares (what it frees beyond them goes to its ring). Its fibers
+// need no such bound: there are only max_in_flight of them.
+constexpr size_t kSpareRequests = 64;
 thread_local Fiber* tls_fiber = nullptr;
 thread_local CoreScheduler* tls_sched = nullptr;
 
@@ -75,9 +78,10 @@ CoreScheduler::CoreScheduler(Scheduler& parent, CoreId id, const SchedOptions& o
       opts_(opts),
       app_(app),
       free_fibers_("fibers" + std::to_string(to_int(id)), pow2_at_least(opts.max_in_flight + 1),
-                   RingMode::kMpSc),
+                   opts.max_in_flight),
       free_requests_("reqs" + std::to_string(to_int(id)),
-                     pow2_at_least(uint64_t(opts.queue_depth) + opts.max_in_flight + 1), RingMode::kMpSc),
+                     pow2_at_least(uint64_t(opts.queue_depth) + opts.max_in_flight + 1),
+                     kSpareRequests),
       new_("new" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.queue_depth) + 1),
            RingMode::kMpMc),
       likely_fault_("lf" + std::to_string(to_int(id)), pow2_at_least(uint64_t(opts.queue_depth) + 1),
@@ -101,41 +105,12 @@ CoreScheduler::~CoreScheduler() {
   }
 }
 
-Request* CoreScheduler::acquire() {
-  if (!spare_requests_.empty()) {
-    Request* r = spare_requests_.back();
-    spare_requests_.pop_back();
-    return r;
-  }
-  return free_requests_.pop();
-}
+Request* CoreScheduler::acquire() { return free_requests_.take(); }
 
-void CoreScheduler::free_request(Request* r) {
-  CoreScheduler* pool = r->owner;
-  if (pool == this && spare_requests_.size() < spare_requests_.capacity()) {
-    spare_requests_.push_back(r);
-  } else {
-    FM_CHECK(pool->free_requests_.push(r));
-  }
-}
+// Only the pool's own core may keep what it frees as a spare: the spares are not synchronised.
+void CoreScheduler::free_request(Request* r) { r->owner->free_requests_.give(r, r->owner == this); }
 
-Fiber* CoreScheduler::take_fiber() {
-  if (!spare_fibers_.empty()) {
-    Fiber* f = spare_fibers_.back();
-    spare_fibers_.pop_back();
-    return f;
-  }
-  return free_fibers_.pop();
-}
-
-void CoreScheduler::free_fiber(Fiber* f) {
-  CoreScheduler* pool = f->owner;
-  if (pool == this && spare_fibers_.size() < spare_fibers_.capacity()) {
-    spare_fibers_.push_back(f);
-  } else {
-    FM_CHECK(pool->free_fibers_.push(f));
-  }
-}
+void CoreScheduler::free_fiber(Fiber* f) { f->owner->free_fibers_.give(f, f->owner == this); }
 
 bool CoreScheduler::submit(Request* r) {
   r->arrival = rte_rdtsc();
@@ -228,17 +203,16 @@ void CoreScheduler::run_to_completion(Request* r) {
 }
 
 Fiber* CoreScheduler::idle_slot() {
-  if (!parent_.never_parks_ || parent_.preempt_cycles() != 0 ||
-      parent_.opts_.dispatch != Dispatch::kPerCore || !new_.empty() || !likely_fault_.empty() ||
-      !landed_.empty()) {
+  if (!parent_.runs_to_completion() || parent_.opts_.dispatch != Dispatch::kPerCore ||
+      !new_.empty() || !likely_fault_.empty() || !landed_.empty()) {
     return nullptr;
   }
-  if (inline_slot_ == nullptr) inline_slot_ = take_fiber();
+  if (inline_slot_ == nullptr) inline_slot_ = free_fibers_.take();
   return inline_slot_;
 }
 
 bool CoreScheduler::start_new(Request* r) {
-  Fiber* f = take_fiber();
+  Fiber* f = free_fibers_.take();
   if (f == nullptr) return false;
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   f->request = r;
@@ -303,8 +277,8 @@ uint32_t CoreScheduler::poll() {
   // Then new requests, FCFS, while this core has a free fiber — a bounded batch, so the loop
   // gets back to the NIC and the completion queue within a few requests.
   uint32_t started = 0;
-  if (parent_.never_parks_ && parent_.preempt_cycles() == 0) {
-    if (inline_slot_ == nullptr) inline_slot_ = take_fiber();
+  if (parent_.runs_to_completion()) {
+    if (inline_slot_ == nullptr) inline_slot_ = free_fibers_.take();
     for (; started < kNewPerPoll && inline_slot_ != nullptr; ++started) {
       Request* r = take_new();
       if (r == nullptr) break;
@@ -315,7 +289,7 @@ uint32_t CoreScheduler::poll() {
     free_fiber(inline_slot_);  // preemption came on: every request needs a fiber
     inline_slot_ = nullptr;
   }
-  for (; started < kNewPerPoll && has_free_fiber(); ++started) {
+  for (; started < kNewPerPoll && !free_fibers_.empty(); ++started) {
     Request* r = take_new();
     if (r == nullptr) break;
     FM_CHECK(start_new(r));  // one consumer of free_fibers_: the check above holds
@@ -344,7 +318,7 @@ uint32_t CoreScheduler::steal() {
       run(f);
       return 1;
     }
-    if (has_free_fiber() && victim.queued() > 0) {
+    if (!free_fibers_.empty() && victim.queued() > 0) {
       if (Request* r = victim.take_stolen()) {
         counters_.stolen_new.add();
         FM_CHECK(start_new(r));
@@ -441,9 +415,7 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedOptions& opts, u
     }
     cs->stacks_ = mem;
     cs->stacks_bytes_ = bytes;
-    // Spares never grow (push_back only below capacity): no allocation while serving.
-    cs->spare_fibers_.reserve(opts.max_in_flight);
-    cs->spare_requests_.reserve(64);
+    // Both pools start whole in their rings; the spares fill as the core frees what it took.
     for (uint32_t i = 0; i < opts.max_in_flight; ++i) {
       auto* base = static_cast<std::byte*>(mem) + i * slot;
       // Guard pages are set once here, never per request.
@@ -454,14 +426,14 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedOptions& opts, u
       f->stack = base + page;
       f->stack_size = stack;
       f->owner = cs.get();
-      FM_CHECK(cs->free_fibers_.push(f.get()));
+      cs->free_fibers_.give(f.get(), /*by_owner=*/false);
       cs->fibers_.push_back(std::move(f));
     }
     const uint64_t nreq = uint64_t(opts.queue_depth) + opts.max_in_flight;
     for (uint64_t i = 0; i < nreq; ++i) {
       auto r = std::make_unique<Request>();
       r->owner = cs.get();
-      FM_CHECK(cs->free_requests_.push(r.get()));
+      cs->free_requests_.give(r.get(), /*by_owner=*/false);
       cs->requests_.push_back(std::move(r));
     }
     s->cores_.push_back(std::move(cs));

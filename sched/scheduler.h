@@ -15,6 +15,7 @@
 #include "dataplane/ring.h"
 #include "sched/context.h"
 #include "sched/options.h"
+#include "sched/spare_pool.h"
 
 namespace fm::sched {
 
@@ -143,10 +144,8 @@ class CoreScheduler {
   friend class Scheduler;
   void run(Fiber* f);
   void run_to_completion(Request* r);
-  // The pools: the owner's spares first, then the ring. free_*() is called by the core that
-  // finished with it; only the pool's own core keeps it as a spare.
-  Fiber* take_fiber();
-  bool has_free_fiber() const { return !spare_fibers_.empty() || !free_fibers_.empty(); }
+  // Return a fiber or request buffer this core is done with to the pool it came from (f->owner,
+  // r->owner: this core's or another's). Owner only.
   void free_fiber(Fiber* f);
   void free_request(Request* r);
   void finish(Fiber* f);
@@ -162,12 +161,9 @@ class CoreScheduler {
   App& app_;
   std::vector<std::unique_ptr<Fiber>> fibers_;
   std::vector<std::unique_ptr<Request>> requests_;
-  Ring<Fiber> free_fibers_;     // MP (any core finishes), SC (owner starts)
-  Ring<Request> free_requests_; // MP, SC
-  // What this core frees into its own pools, kept by the owner without a ring operation (the
-  // rings take what other cores free, and the overflow).
-  std::vector<Fiber*> spare_fibers_;
-  std::vector<Request*> spare_requests_;
+  // Any core returns what it finished with to these; only the owner takes from them.
+  SparePool<Fiber> free_fibers_;
+  SparePool<Request> free_requests_;
   Ring<Request> new_;           // MP (owner's NIC, dispatcher), MC (owner + stealers)
   Ring<Request> likely_fault_;  // the same, for requests the predictor expects to fault
   Ring<Request> landed_;        // the same, for requests whose prefetched pages landed: first
@@ -238,6 +234,10 @@ class Scheduler {
   friend class CoreScheduler;
   explicit Scheduler(const SchedOptions& opts);
   CoreScheduler* least_loaded();
+  /// Whether new requests run to completion on the polling core's stack, with no fiber: none
+  /// can park (never_parks_) and no quantum needs a fiber to leave (preemption off). Asked per
+  /// poll, since preemption may come on while serving. Any core.
+  bool runs_to_completion() const { return never_parks_ && preempt_cycles() == 0; }
   SchedOptions opts_;
   std::atomic<bool> steal_;
   std::atomic<FaultMode> faults_;

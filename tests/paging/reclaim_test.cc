@@ -11,37 +11,19 @@
 
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
+#include "tests/paging/region_fixture.h"
 
 namespace fm::paging {
 namespace {
 
-struct Fixture {
+// The shared region set-up with pins of a page at most and the frame reserve set to `reserve`
+// (what set_reserve() granted: reserve_in_effect).
+struct Fixture : testing::RegionFixture {
   Fixture(uint64_t bytes, uint64_t frames, uint16_t cores, uint32_t reserve,
-          uint32_t latency_ns = 0) {
-    EmulatedOptions o;
-    o.latency_ns = latency_ns;
-    o.link_gbps = 1000;
-    auto t = EmulatedTransport::in_process(o, bytes, tsc_clock());
-    EXPECT_TRUE(t.is_ok());
-    transport = std::move(t.value());
-    auto r = Region::create(bytes, frames, *transport, cores, tsc_clock(), 4096);
-    EXPECT_TRUE(r.is_ok()) << r.status().message();
-    region = std::move(r.value());
-    reserve_in_effect = region->set_reserve(reserve);
-  }
-  PagingCore& core(uint16_t i = 0) { return region->core(CoreId{i}); }
-  // Polls every core until no background transfer is in flight (before check_quiescent()).
-  void settle() {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    for (uint16_t i = 0; i < region->core_count(); ++i) {
-      while (core(i).background_in_flight() != 0 && std::chrono::steady_clock::now() < end) {
-        core(i).poll();
-      }
-    }
-  }
-  std::unique_ptr<EmulatedTransport> transport;
-  std::unique_ptr<Region> region;
-  uint32_t reserve_in_effect = 0;
+          uint32_t latency_ns = 0)
+      : RegionFixture(bytes, frames, cores, latency_ns, 4096),
+        reserve_in_effect(region->set_reserve(reserve)) {}
+  uint32_t reserve_in_effect;
 };
 
 void write_byte(Region& r, PagingCore& c, uint64_t off, uint8_t v) {

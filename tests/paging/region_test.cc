@@ -11,27 +11,12 @@
 
 #include "paging/emulated_transport.h"
 #include "paging/region.h"
+#include "tests/paging/region_fixture.h"
 
 namespace fm::paging {
 namespace {
 
-struct Fixture {
-  explicit Fixture(uint64_t bytes, uint64_t frames, uint16_t cores = 1, uint32_t latency_ns = 0,
-                   uint32_t max_pin = 16384) {
-    EmulatedOptions o;
-    o.latency_ns = latency_ns;
-    o.link_gbps = 1000;
-    auto t = EmulatedTransport::in_process(o, bytes, tsc_clock());
-    EXPECT_TRUE(t.is_ok());
-    transport = std::move(t.value());
-    auto r = Region::create(bytes, frames, *transport, cores, tsc_clock(), max_pin);
-    EXPECT_TRUE(r.is_ok()) << r.status().message();
-    region = std::move(r.value());
-  }
-  PagingCore& core(uint16_t i = 0) { return region->core(CoreId{i}); }
-  std::unique_ptr<EmulatedTransport> transport;
-  std::unique_ptr<Region> region;
-};
+using Fixture = testing::RegionFixture;
 
 void write_bytes(Region& r, PagingCore& c, uint64_t off, const uint8_t* src, uint32_t len,
                  PinAccess a = PinAccess::kWrite) {

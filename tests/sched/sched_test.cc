@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -127,19 +128,35 @@ class InlineProbeApp : public App {
   std::vector<uint32_t> ids;
 };
 
+/// One core with four fibers, no stealing, and each slot's app state pointing at the slot (so a
+/// test sees which slot's state served a request): the set-up of the tests of the paths around
+/// new requests (landed ones, run to completion, idle slots).
+struct ProbeCore {
+  explicit ProbeCore(Dispatch dispatch = Dispatch::kPerCore) {
+    SchedOptions o;
+    o.max_in_flight = 4;
+    o.queue_depth = 64;
+    o.steal = false;
+    o.dispatch = dispatch;
+    auto s = Scheduler::create(o, 1, app);
+    EXPECT_TRUE(s.is_ok()) << s.status().message();
+    sched = std::move(s.value());
+    for (size_t i = 0; i < core().fiber_slots(); ++i) {
+      core().fiber_slot(i).app_state = &core().fiber_slot(i);
+    }
+  }
+  CoreScheduler& core() { return sched->core(CoreId{0}); }
+  InlineProbeApp app;  // outlives the scheduler, which serves into it
+  std::unique_ptr<Scheduler> sched;
+};
+
 // With never_parks, new requests run to completion without a fiber, in arrival order, a bounded
 // batch per poll, and are never counted in flight; once preemption is on they get fibers again.
 TEST(Scheduler, NeverParksRunsRequestsToCompletionWithoutFibers) {
-  InlineProbeApp app;
-  SchedOptions o;
-  o.max_in_flight = 4;
-  o.queue_depth = 64;
-  o.steal = false;
-  auto s = Scheduler::create(o, 1, app);
-  ASSERT_TRUE(s.is_ok()) << s.status().message();
-  (*s)->set_never_parks(true);
-  CoreScheduler& c = (*s)->core(CoreId{0});
-  for (size_t i = 0; i < c.fiber_slots(); ++i) c.fiber_slot(i).app_state = &c.fiber_slot(i);
+  ProbeCore p;
+  p.sched->set_never_parks(true);
+  CoreScheduler& c = p.core();
+  InlineProbeApp& app = p.app;
   for (uint32_t i = 0; i < 12; ++i) ASSERT_TRUE(c.submit(make_request(c, i)));
   EXPECT_EQ(c.poll(), 8u);  // at most 8 new requests per poll, as with fibers
   EXPECT_EQ(c.queued(), 4u);
@@ -156,6 +173,7 @@ TEST(Scheduler, NeverParksRunsRequestsToCompletionWithoutFibers) {
   // Every request buffer went back: the whole pool can be acquired again.
   std::vector<Request*> all;
   while (Request* r = c.acquire()) all.push_back(r);
+  const SchedOptions& o = p.sched->options();
   EXPECT_EQ(all.size(), size_t{o.queue_depth} + o.max_in_flight);
   for (uint32_t i = 0; i < 2; ++i) {
     std::memcpy(all[i]->bytes, &i, sizeof(i));
@@ -163,7 +181,7 @@ TEST(Scheduler, NeverParksRunsRequestsToCompletionWithoutFibers) {
   }
   all.erase(all.begin(), all.begin() + 2);
   // A quantum needs a fiber to leave: with preemption on, requests run in fibers again.
-  (*s)->set_preempt_us(1000);
+  p.sched->set_preempt_us(1000);
   EXPECT_EQ(c.poll(), 2u);
   ASSERT_EQ(app.in_fiber.size(), 14u);
   EXPECT_TRUE(app.in_fiber[12]);
@@ -174,15 +192,9 @@ TEST(Scheduler, NeverParksRunsRequestsToCompletionWithoutFibers) {
 // A request whose prefetched pages landed arrived before the ones queued while it waited: it
 // starts first (with fibers: the scheduler's usual path).
 TEST(Scheduler, LandedRequestsStartBeforeNewOnes) {
-  InlineProbeApp app;
-  SchedOptions o;
-  o.max_in_flight = 4;
-  o.queue_depth = 64;
-  o.steal = false;
-  auto s = Scheduler::create(o, 1, app);
-  ASSERT_TRUE(s.is_ok()) << s.status().message();
-  CoreScheduler& c = (*s)->core(CoreId{0});
-  for (size_t i = 0; i < c.fiber_slots(); ++i) c.fiber_slot(i).app_state = &c.fiber_slot(i);
+  ProbeCore p;
+  CoreScheduler& c = p.core();
+  InlineProbeApp& app = p.app;
   for (uint32_t i = 1; i <= 3; ++i) ASSERT_TRUE(c.submit(make_request(c, i)));
   ASSERT_TRUE(c.submit_landed(make_request(c, 0)));
   EXPECT_EQ(c.queued(), 4u);
@@ -194,16 +206,10 @@ TEST(Scheduler, LandedRequestsStartBeforeNewOnes) {
 
 // The receive path may serve a request at once only when that keeps FCFS and needs no fiber.
 TEST(Scheduler, AnIdleSlotOnlyWhenNothingWaitsAndNothingCanPark) {
-  InlineProbeApp app;
-  SchedOptions o;
-  o.max_in_flight = 4;
-  o.queue_depth = 64;
-  o.steal = false;
-  auto s = Scheduler::create(o, 1, app);
-  ASSERT_TRUE(s.is_ok()) << s.status().message();
-  CoreScheduler& c = (*s)->core(CoreId{0});
+  ProbeCore p;
+  CoreScheduler& c = p.core();
   EXPECT_EQ(c.idle_slot(), nullptr);  // far memory: a request may park
-  (*s)->set_never_parks(true);
+  p.sched->set_never_parks(true);
   Fiber* slot = c.idle_slot();
   ASSERT_NE(slot, nullptr);
   EXPECT_EQ(c.idle_slot(), slot);  // the same slot every time
@@ -214,15 +220,12 @@ TEST(Scheduler, AnIdleSlotOnlyWhenNothingWaitsAndNothingCanPark) {
   EXPECT_EQ(c.idle_slot(), nullptr);  // an older request waits: it goes first
   EXPECT_EQ(c.poll(), 1u);
   EXPECT_EQ(c.idle_slot(), slot);
-  (*s)->set_preempt_us(1000);
+  p.sched->set_preempt_us(1000);
   EXPECT_EQ(c.idle_slot(), nullptr);  // a quantum needs a fiber
-  (*s)->set_preempt_us(0);
-  SchedOptions central = o;
-  central.dispatch = Dispatch::kCentral;
-  auto cs = Scheduler::create(central, 1, app);
-  ASSERT_TRUE(cs.is_ok());
-  (*cs)->set_never_parks(true);
-  EXPECT_EQ((*cs)->core(CoreId{0}).idle_slot(), nullptr);  // the dispatcher decides the order
+  p.sched->set_preempt_us(0);
+  ProbeCore central(Dispatch::kCentral);
+  central.sched->set_never_parks(true);
+  EXPECT_EQ(central.core().idle_slot(), nullptr);  // the dispatcher decides the order
 }
 
 TEST(Scheduler, FullQueueDropsAndCounts) {
