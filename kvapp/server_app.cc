@@ -46,7 +46,7 @@ void KvServerApp::serve(void* state, std::span<const uint8_t> payload, int64_t n
 }
 
 bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predictor mode,
-                               int64_t now_unix, uint32_t& history, rt::FarRange* fetch) {
+                               int64_t now_unix, uint32_t& history, rt::FarRanges* fetch) {
   // Only get/gets are classified; other commands are predicted fault-free.
   if (payload.size() <= kUdpFrameHeaderSize) return false;
   const std::string_view text(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
@@ -54,9 +54,18 @@ bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predicto
   bool fault = false;
   for_each_get_key(text, [&](std::string_view key) {
     if (mode == sched::Predictor::kPageTable) {
-      fault = fetch != nullptr ? !store_.likely_resident(key, now_unix, &fetch->offset, &fetch->len)
-                               : !store_.likely_resident(key, now_unix);
-      return !fault;  // one non-resident key decides
+      if (fetch == nullptr) {
+        fault = !store_.likely_resident(key, now_unix);
+        return !fault;  // one non-resident key decides
+      }
+      // Prefetch: every key's range that is not resident, so that a multi-get waits for all
+      // of its fetches at once rather than for one and then fault by fault.
+      rt::FarRange& r = fetch->range[fetch->n];
+      if (!store_.likely_resident(key, now_unix, &r.offset, &r.len)) {
+        fault = true;
+        ++fetch->n;
+      }
+      return fetch->n < rt::FarRanges::kMax;
     }
     const uint64_t h = hash_key(key, history_key_);
     if (!history_.likely_resident(h)) fault = true;

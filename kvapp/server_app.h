@@ -28,7 +28,7 @@ class KvServerApp final : public rt::UdpApp {
   void serve(void* state, std::span<const uint8_t> payload, int64_t now_unix, rt::ReplyFn reply,
              void* ctx) override;
   bool likely_fault(std::span<const uint8_t> payload, sched::Predictor mode, int64_t now_unix,
-                    uint32_t& history, rt::FarRange* fetch) override;
+                    uint32_t& history, rt::FarRanges* fetch) override;
   void write_stats(int64_t now_unix, StatSink& out) const override;
   bool forget_far(const std::function<bool(uint64_t offset, uint32_t len)>& gone,
                   int64_t now_unix) override {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -23,6 +24,14 @@ struct FarRange {
   uint32_t len = 0;
 };
 
+/// The far ranges a request will read that are not resident: one per key of a (multi-)get, the
+/// first kMax of them (a request naming more keys fetches the rest when it runs).
+struct FarRanges {
+  static constexpr uint32_t kMax = 8;
+  std::array<FarRange, kMax> range{};
+  uint32_t n = 0;
+};
+
 class UdpApp {
  public:
   virtual ~UdpApp() = default;
@@ -41,9 +50,10 @@ class UdpApp {
   /// whether serving it will likely fault (it then waits in the fault-likely queue). `history`
   /// is the receiving core's private count for the history predictor. With `fetch` set (the
   /// page-table predictor, for prefetch at dispatch) a request predicted to fault also names
-  /// the far range it will read first there. Owner core; must not block or fault.
+  /// the far ranges it will read that are not resident (every key of a multi-get, up to
+  /// FarRanges::kMax). Owner core; must not block or fault.
   virtual bool likely_fault(std::span<const uint8_t> /*payload*/, sched::Predictor /*mode*/,
-                            int64_t /*now_unix*/, uint32_t& /*history*/, FarRange* /*fetch*/) {
+                            int64_t /*now_unix*/, uint32_t& /*history*/, FarRanges* /*fetch*/) {
     return false;
   }
 

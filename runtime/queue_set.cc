@@ -85,7 +85,7 @@ void ServerQueueSet::on_udp(net::Stack&, const net::UdpPeer& from,
   const sched::Scheduler& sc = ctx_.sched->parent();
   const bool prefetch = ctx_.paging != nullptr && sc.prefetch();
   const sched::Predictor mode = prefetch ? sched::Predictor::kPageTable : sc.predictor();
-  FarRange fetch;
+  FarRanges fetch;
   r->likely_fault = mode != sched::Predictor::kNone &&
                     app_.likely_fault(payload, mode, clock_.now(), history_local_,
                                       prefetch ? &fetch : nullptr);
@@ -93,28 +93,35 @@ void ServerQueueSet::on_udp(net::Stack&, const net::UdpPeer& from,
   ctx_.sched->submit(r);  // a full queue drops and counts
 }
 
-bool ServerQueueSet::hold(sched::Request* r, const FarRange& range) {
+bool ServerQueueSet::fetching(const FarRanges& ranges) const {
+  const paging::Region& region = ctx_.paging->region();
+  for (uint32_t i = 0; i < ranges.n; ++i)
+    if (region.fetching(ranges.range[i].offset, ranges.range[i].len)) return true;
+  return false;
+}
+
+bool ServerQueueSet::hold(sched::Request* r, const FarRanges& ranges) {
   paging::Region& region = ctx_.paging->region();
-  region.prefetch(*ctx_.paging, range.offset, range.len);
+  for (uint32_t i = 0; i < ranges.n; ++i)
+    region.prefetch(*ctx_.paging, ranges.range[i].offset, ranges.range[i].len);
   // In flight by this prefetch or by another request's fault: either way it is worth waiting
-  // apart for. Nothing in flight (no reserve frame, or the page is back already): run it.
-  if (!region.fetching(range.offset, range.len)) return false;
+  // apart for. Nothing in flight (no reserve frame, or the pages are back already): run it.
+  if (!fetching(ranges)) return false;
   if (held_count_ == kMaxHeld) {
     counters_.prefetch_overflow.add();
     return false;
   }
   r->arrival = rdtsc();  // its queueing delay starts now, wait for the pages included
-  held_[held_count_++] = Held{r, range};
+  held_[held_count_++] = Held{r, ranges};
   counters_.prefetch_held.add();
   return true;
 }
 
 void ServerQueueSet::release_held() {
-  const paging::Region& region = ctx_.paging->region();
   uint32_t kept = 0;
   for (uint32_t i = 0; i < held_count_; ++i) {
     const Held& h = held_[i];
-    if (region.fetching(h.range.offset, h.range.len)) {
+    if (fetching(h.ranges)) {
       held_[kept++] = h;
       continue;
     }

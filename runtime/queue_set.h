@@ -57,9 +57,10 @@ class ServerQueueSet final : public net::UdpHandler, public QueueSet {
   CoreParts parts() const;
 
  private:
-  // Prefetch at dispatch: posts the READs of `range` and keeps `r` apart while any page of it
-  // is in flight. False when nothing is in flight or no room is left (queue it as usual).
-  bool hold(sched::Request* r, const FarRange& range);
+  // Prefetch at dispatch: posts the READs of `ranges` and keeps `r` apart while any page of
+  // them is in flight. False when nothing is in flight or no room is left (queue it as usual).
+  bool hold(sched::Request* r, const FarRanges& ranges);
+  bool fetching(const FarRanges& ranges) const;
   // Queues the held requests whose pages have landed ahead of every new request, in arrival
   // order (submit_landed).
   void release_held();
@@ -83,7 +84,7 @@ class ServerQueueSet final : public net::UdpHandler, public QueueSet {
   SetCounters counters_;
   struct Held {
     sched::Request* request;
-    FarRange range;
+    FarRanges ranges;
   };
   static constexpr uint32_t kMaxHeld = 64;
   std::array<Held, kMaxHeld> held_;
