@@ -44,17 +44,72 @@ static_assert(20 + 2 <= kMaxShortReply);  // an incr/decr result: a uint64 and \
 
 bool has_nul(std::string_view s) { return std::memchr(s.data(), '\0', s.size()) != nullptr; }
 
-// Writes decimal `v` at `p` (at most 20 bytes) and returns the end.
-char* put_u64(char* p, uint64_t v) {
-  char tmp[20];
-  int n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n > 0) *p++ = tmp[--n];
-  return p;
+// The next key of a get at or after `*pos`, read as next_token() reads it (runs of ' ' separate
+// keys; empty at the end of the line); advances `*pos` past it. `*nul` says whether the key
+// holds a NUL byte: one pass finds the key's end and any NUL together (every get key comes
+// here; a separate memchr per key cost more than the scan).
+[[gnu::always_inline]] inline std::string_view next_key(std::string_view line, size_t* pos,
+                                                        bool* nul) {
+  const char* d = line.data();
+  const size_t n = line.size();
+  size_t i = *pos;
+  while (i < n && d[i] == ' ') ++i;
+  size_t j = i;
+  while (j < n && d[j] != ' ' && d[j] != '\0') ++j;
+  *nul = j < n && d[j] == '\0';
+  if (*nul) {
+    while (j < n && d[j] != ' ') ++j;  // the whole token, as next_token() would take it
+  }
+  *pos = j;
+  return line.substr(i, j - i);
 }
+
+// "00".."99": two digits per division when writing decimals.
+constexpr std::array<char, 200> kDigitPairs = [] {
+  std::array<char, 200> a{};
+  for (size_t i = 0; i < 100; ++i) {
+    a[2 * i] = static_cast<char>('0' + i / 10);
+    a[2 * i + 1] = static_cast<char>('0' + i % 10);
+  }
+  return a;
+}();
+
+// How many decimal digits `v` takes (1-20). Flags and lengths are mostly short: the common
+// cases answer in a compare or two.
+unsigned decimal_digits(uint64_t v) {
+  unsigned n = 1;
+  for (;;) {
+    if (v < 10) return n;
+    if (v < 100) return n + 1;
+    if (v < 1000) return n + 2;
+    if (v < 10000) return n + 3;
+    v /= 10000;
+    n += 4;
+  }
+}
+
+// Writes decimal `v`, which takes exactly `digits` digits (decimal_digits), at `p`; returns the
+// end. Back to front, two digits at a time.
+char* put_u64(char* p, uint64_t v, unsigned digits) {
+  char* e = p + digits;
+  while (v >= 100) {
+    const size_t r = static_cast<size_t>(v % 100) * 2;
+    v /= 100;
+    e -= 2;
+    e[0] = kDigitPairs[r];
+    e[1] = kDigitPairs[r + 1];
+  }
+  if (v >= 10) {
+    e[-2] = kDigitPairs[v * 2];
+    e[-1] = kDigitPairs[v * 2 + 1];
+  } else {
+    e[-1] = static_cast<char>('0' + v);
+  }
+  return p + digits;
+}
+
+// Writes decimal `v` at `p` (at most 20 bytes) and returns the end.
+char* put_u64(char* p, uint64_t v) { return put_u64(p, v, decimal_digits(v)); }
 
 char* put_i64(char* p, int64_t v) {
   if (v >= 0) return put_u64(p, static_cast<uint64_t>(v));
@@ -230,6 +285,13 @@ Protocol::Flow Protocol::execute_line(std::string_view line, const char* data, c
       cmd == Command::kGats) {
     return do_get(cmd, line, pos, now, out) ? next : stop;
   }
+  return execute_tokens(cmd, line, data, end, now, out);
+}
+
+Protocol::Flow Protocol::execute_tokens(Command cmd, std::string_view line, const char* data,
+                                        const char* end, int64_t now, ReplyBuffer& out) {
+  const Flow next{data, false};
+  const Flow stop{end, true};
   const Tokens t(line);
   const bool is_storage = cmd == Command::kSet || cmd == Command::kAdd ||
                           cmd == Command::kReplace || cmd == Command::kAppend ||
@@ -398,14 +460,15 @@ Protocol::Flow Protocol::do_storage(Command cmd, const Tokens& t, const char* da
 // get|gets <key>*  /  gat|gats <exptime> <key>*
 bool Protocol::do_get(Command cmd, std::string_view line, size_t pos, int64_t now,
                       ReplyBuffer& out) {
+  const bool touch = cmd == Command::kGat || cmd == Command::kGats;
+  const bool with_cas = cmd == Command::kGets || cmd == Command::kGats;
   // The first argument: a key, or the exptime of gat/gats.
-  std::string_view arg = next_token(line, &pos);
+  bool nul = false;
+  std::string_view arg = touch ? next_token(line, &pos) : next_key(line, &pos, &nul);
   if (arg.empty()) {
     counters_.add(Stat::kUnknownCommands);
     return reply(out, "ERROR\r\n");
   }
-  const bool touch = cmd == Command::kGat || cmd == Command::kGats;
-  const bool with_cas = cmd == Command::kGets || cmd == Command::kGats;
   int64_t new_expiry = 0;
   if (touch) {
     int32_t exptime = 0;
@@ -413,36 +476,56 @@ bool Protocol::do_get(Command cmd, std::string_view line, size_t pos, int64_t no
       return client_error(false, out, "CLIENT_ERROR invalid exptime argument\r\n");
     }
     new_expiry = absolute_expiry(exptime, now);
-    arg = next_token(line, &pos);
+    arg = next_key(line, &pos, &nul);
   }
 
   const size_t mark = out.mark();
   bool fits = true;
-  for (std::string_view key = arg; !key.empty(); key = next_token(line, &pos)) {
-    if (key.size() > kKeyMaxLength || has_nul(key)) {
+  for (std::string_view key = arg; !key.empty();) {
+    if (key.size() > kKeyMaxLength || nul) {
       // memcached drops what it had stacked for this get and answers only the error.
       out.rollback(mark);
       counters_.add(Stat::kClientErrors);
       return out.append_reserved(kBadFormat);
     }
     auto emit = [&](const ItemView& v) {
-      // "VALUE <key> <flags> <bytes>[ <cas>]\r\n" is at most ~300 bytes: format it in one go.
-      char head[kKeyMaxLength + 64];
-      char* p = put(head, "VALUE ");
-      p = put(p, key.substr(0, kKeyMaxLength));  // checked above; bounded for the compiler
-      *p++ = ' ';
-      p = put_u64(p, v.flags);
-      *p++ = ' ';
-      p = put_u64(p, v.value.size());
-      if (with_cas) {
+      // "VALUE <key> <flags> <bytes>[ <cas>]\r\n" (at most ~300 bytes), the value and "\r\n".
+      // Sized first, so that when it all fits in the current datagram it is written there in
+      // place; otherwise it is formatted aside and appended in pieces.
+      const std::string_view k = key.substr(0, kKeyMaxLength);  // checked above; bounded
+      const unsigned flag_digits = decimal_digits(v.flags);
+      const unsigned len_digits = decimal_digits(v.value.size());
+      const unsigned cas_digits = with_cas ? decimal_digits(v.cas) : 0;
+      const size_t head_len = sizeof("VALUE ") - 1 + k.size() + 1 + flag_digits + 1 + len_digits +
+                              (with_cas ? 1 + cas_digits : 0) + kCrlf.size();
+      auto write_head = [&](char* p) {
+        p = put(p, "VALUE ");
+        p = put(p, k);
         *p++ = ' ';
-        p = put_u64(p, v.cas);
-      }
-      p = put(p, kCrlf);
+        p = put_u64(p, v.flags, flag_digits);
+        *p++ = ' ';
+        p = put_u64(p, v.value.size(), len_digits);
+        if (with_cas) {
+          *p++ = ' ';
+          p = put_u64(p, v.cas, cas_digits);
+        }
+        return put(p, kCrlf);
+      };
+      const size_t total = head_len + v.value.size() + kCrlf.size();
       // One value always fits, whatever the request's bound (its END included).
-      out.fit_first(static_cast<size_t>(p - head) + v.value.size() + kCrlf.size() + 5);
+      out.fit_first(total + 5);
+      if (char* const start = out.claim(total)) {
+        char* p = write_head(start);
+        FM_DCHECK(p == start + head_len);
+        std::memcpy(p, v.value.data(), v.value.size());
+        put(p + v.value.size(), kCrlf);
+        fits = true;
+        return;
+      }
+      char head[kKeyMaxLength + 64];
+      write_head(head);
       fits =
-          out.append(std::string_view(head, p - head)) && out.append(v.value) && out.append(kCrlf);
+          out.append(std::string_view(head, head_len)) && out.append(v.value) && out.append(kCrlf);
     };
     const Lookup r =
         touch ? store_.get_and_touch(key, new_expiry, now, emit) : store_.get(key, now, emit);
@@ -460,8 +543,10 @@ bool Protocol::do_get(Command cmd, std::string_view line, size_t pos, int64_t no
     if (r == Lookup::kExpired) counters_.add(Stat::kGetExpired);
     if (r == Lookup::kFlushed) counters_.add(Stat::kGetFlushed);
     if (!fits) break;
-    // Between keys no lock or pin is held: a long multi-key get may give way here.
-    sched::preempt_point();
+    key = next_key(line, &pos, &nul);
+    // Between keys no lock or pin is held: a long multi-key get may give way here (not after
+    // its last key, where only END is left to write).
+    if (!key.empty()) sched::preempt_point();
   }
   if (fits && out.append("END\r\n")) return true;
   out.rollback(mark);

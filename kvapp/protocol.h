@@ -126,6 +126,10 @@ class Protocol {
 
   Flow execute_line(std::string_view line, const char* data, const char* end, int64_t now,
                     ReplyBuffer& out);
+  // Every command but the gets: splits the line into Tokens and runs it. Out of line, so that
+  // execute_line's get path does not set up the Tokens' frame.
+  [[gnu::noinline]] Flow execute_tokens(Command cmd, std::string_view line, const char* data,
+                                        const char* end, int64_t now, ReplyBuffer& out);
   Flow do_storage(Command cmd, const Tokens& t, const char* data, const char* end, int64_t now,
                   ReplyBuffer& out);
   // `pos`: where the arguments start in `line` (after the command's name).

@@ -32,7 +32,10 @@ class ReplyBuffer {
   /// Empties the buffer for a new request whose ordinary appends may fill at most `bound` text
   /// bytes (never more than the slots minus the reserve).
   void begin(size_t bound) {
-    seek(0);
+    // seek(0) without its division: the first slot's text, after its frame header.
+    size_ = 0;
+    cursor_ = storage_.get() + kUdpFrameHeaderSize;
+    slot_left_ = per_slot_;
     limit_ = bound < total_ - kReplyReserve ? bound : total_ - kReplyReserve;
   }
   /// Lets the first thing in the reply pass the request's bound: when nothing has been written
@@ -55,6 +58,18 @@ class ReplyBuffer {
   bool append(std::span<const uint8_t> s) {
     return append_bytes(reinterpret_cast<const char*>(s.data()), s.size(), limit_);
   }
+  /// Takes `n` bytes in one piece for the caller to write, and returns where they go: null
+  /// (nothing taken) when they do not fit under the limit or would cross into the next
+  /// datagram, and then append() them instead. Lets a get write its VALUE line in place
+  /// rather than format it aside and copy it.
+  char* claim(size_t n) {
+    if (size_ > limit_ || n > limit_ - size_ || n > slot_left_) return nullptr;
+    char* p = reinterpret_cast<char*>(cursor_);
+    size_ += n;
+    cursor_ += n;
+    slot_left_ -= n;
+    return p;
+  }
   /// Appends into the reserve too; for the one error line that ends a truncated reply.
   bool append_reserved(std::string_view s) { return append_bytes(s.data(), s.size(), total_); }
 
@@ -63,7 +78,11 @@ class ReplyBuffer {
   void rollback(size_t mark) { seek(mark < size_ ? mark : size_); }
 
   /// Datagrams the current text needs.
-  size_t datagram_count() const { return datagrams_for(size_, slot_size_); }
+  size_t datagram_count() const {
+    // Most replies fit one datagram: no division for them.
+    if (size_ <= per_slot_) return size_ != 0 ? 1 : 0;
+    return datagrams_for(size_, slot_size_);
+  }
 
   /// Writes each datagram's frame header (`request_id`, sequence i, total n) and calls
   /// `fn(std::span<const uint8_t>)` for it in order. Returns n.
@@ -92,6 +111,13 @@ class ReplyBuffer {
     size_ += n;
     // The cursor, not size_, says where: no division per append. Past the bounds check above,
     // every byte lands in a slot, so the cursor only steps into a slot that exists.
+    if (n <= slot_left_) [[likely]] {
+      // Within the slot: one copy, whose length the compiler knows for a constant line.
+      std::memcpy(cursor_, p, n);
+      cursor_ += n;
+      slot_left_ -= n;
+      return true;
+    }
     while (n > slot_left_) {
       std::memcpy(cursor_, p, slot_left_);
       p += slot_left_;

@@ -114,15 +114,16 @@ bool ipv4_header_checksum_ok(const uint8_t* ip, size_t hlen) {
   return acc == 0xffff;
 }
 
-Classified drop(Classified c, DropReason r) {
+// The classify_* helpers fill the caller's result in place (classify() returns it by NRVO):
+// passing the 32-byte struct by value down three levels cost a copy at each.
+void drop(Classified& c, DropReason r) {
   c.kind = Classified::Kind::kDrop;
   c.reason = r;
-  return c;
 }
 
 // Bytes from `l4` (IP payload of `l4_len` bytes, validated against the frame by the caller).
-Classified classify_udp(Classified c, const uint8_t* l4, size_t l4_off, size_t l4_len,
-                        const Identity& me, bool verify_checksum) {
+void classify_udp(Classified& c, const uint8_t* l4, size_t l4_off, size_t l4_len,
+                  const Identity& me, bool verify_checksum) {
   if (l4_len < sizeof(UdpHdr)) return drop(c, DropReason::kTruncated);
   const uint16_t udp_len = load_be16(l4 + offsetof(UdpHdr, len));
   if (udp_len < sizeof(UdpHdr) || udp_len != l4_len) return drop(c, DropReason::kBadUdpLength);
@@ -138,10 +139,9 @@ Classified classify_udp(Classified c, const uint8_t* l4, size_t l4_off, size_t l
   c.kind = Classified::Kind::kUdp;
   c.payload_off = static_cast<uint16_t>(l4_off + sizeof(UdpHdr));
   c.payload_len = static_cast<uint16_t>(udp_len - sizeof(UdpHdr));
-  return c;
 }
 
-Classified classify_icmp(Classified c, const uint8_t* l4, size_t l4_off, size_t l4_len) {
+void classify_icmp(Classified& c, const uint8_t* l4, size_t l4_off, size_t l4_len) {
   // Every ICMP message, echo included, is at least 8 bytes.
   if (l4_len < sizeof(IcmpEchoHdr)) return drop(c, DropReason::kTruncated);
   if (l4[offsetof(IcmpEchoHdr, type)] != kIcmpEchoRequest || l4[offsetof(IcmpEchoHdr, code)] != 0) {
@@ -153,11 +153,10 @@ Classified classify_icmp(Classified c, const uint8_t* l4, size_t l4_off, size_t 
   c.kind = Classified::Kind::kIcmpEcho;
   c.payload_off = static_cast<uint16_t>(l4_off);
   c.payload_len = static_cast<uint16_t>(l4_len);
-  return c;
 }
 
-Classified classify_ipv4(Classified c, const uint8_t* ip, size_t avail, const Identity& me,
-                         bool verify_udp_checksum) {
+void classify_ipv4(Classified& c, const uint8_t* ip, size_t avail, const Identity& me,
+                   bool verify_udp_checksum) {
   if (avail < sizeof(Ipv4Hdr)) return drop(c, DropReason::kTruncated);
   const uint8_t version_ihl = ip[offsetof(Ipv4Hdr, version_ihl)];
   const size_t hlen = static_cast<size_t>(version_ihl & 0x0f) * 4;
@@ -188,7 +187,7 @@ Classified classify_ipv4(Classified c, const uint8_t* ip, size_t avail, const Id
   }
 }
 
-Classified classify_arp(Classified c, const uint8_t* arp, size_t avail, const Identity& me) {
+void classify_arp(Classified& c, const uint8_t* arp, size_t avail, const Identity& me) {
   if (avail < sizeof(ArpBody)) return drop(c, DropReason::kTruncated);
   const uint16_t op = load_be16(arp + offsetof(ArpBody, op));
   if (load_be16(arp + offsetof(ArpBody, htype)) != kArpHtypeEther ||
@@ -204,11 +203,10 @@ Classified classify_arp(Classified c, const uint8_t* arp, size_t avail, const Id
   c.payload_len = static_cast<uint16_t>(sizeof(ArpBody));
   if (op == kArpOpReply) {
     c.kind = Classified::Kind::kArpReply;
-    return c;
+    return;
   }
   if (c.dst_ip != me.ip) return drop(c, DropReason::kArpNotForUs);
   c.kind = Classified::Kind::kArpRequest;
-  return c;
 }
 
 // Quotes `text` for an error message, escaping what would garble a log line.
@@ -349,17 +347,24 @@ Classified classify(std::span<const uint8_t> frame, const Identity& me, bool ver
   const uint8_t* p = frame.data();
   const MacAddr dst = load_mac(p + offsetof(EthHdr, dst));
   c.src_mac = load_mac(p + offsetof(EthHdr, src));
-  if (dst != me.mac && !dst.is_broadcast()) return drop(c, DropReason::kNotOurMac);
+  if (dst != me.mac && !dst.is_broadcast()) {
+    drop(c, DropReason::kNotOurMac);
+    return c;
+  }
   const uint8_t* l3 = p + kEthHeaderLen;
   const size_t avail = frame.size() - kEthHeaderLen;
   switch (load_be16(p + offsetof(EthHdr, ether_type))) {
     case kEtherTypeIpv4:
-      return classify_ipv4(c, l3, avail, me, verify_udp_checksum);
+      classify_ipv4(c, l3, avail, me, verify_udp_checksum);
+      break;
     case kEtherTypeArp:
-      return classify_arp(c, l3, avail, me);
+      classify_arp(c, l3, avail, me);
+      break;
     default:
-      return drop(c, DropReason::kBadEthertype);
+      drop(c, DropReason::kBadEthertype);
+      break;
   }
+  return c;
 }
 
 size_t write_udp_headers(std::span<uint8_t> out, const UdpEndpoint& src, const UdpEndpoint& dst,
@@ -532,13 +537,17 @@ uint32_t checksum_partial(std::span<const uint8_t> data, uint32_t sum) {
   };
   // Four words a pass: a reply's UDP checksum covers ~70-1500 bytes, and the loop's own
   // compare and branch cost as much as the two additions of each word.
+  // One 8-byte load per word: a 32-byte memcpy into an array went through the stack.
+  auto load = [](const uint8_t* q) {
+    uint64_t w;
+    std::memcpy(&w, q, 8);
+    return w;
+  };
   for (; n >= 32; p += 32, n -= 32) {
-    uint64_t w[4];
-    std::memcpy(w, p, 32);
-    add(w[0]);
-    add(w[1]);
-    add(w[2]);
-    add(w[3]);
+    add(load(p));
+    add(load(p + 8));
+    add(load(p + 16));
+    add(load(p + 24));
   }
   for (; n >= 8; p += 8, n -= 8) {
     uint64_t w;

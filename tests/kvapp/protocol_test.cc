@@ -56,6 +56,26 @@ class ProtocolTest : public ::testing::Test {
 
 // --- version, verbosity, unknown -------------------------------------------------------------
 
+TEST(ParseCommand, EveryNameAndNothingElse) {
+  for (size_t i = 1; i < kCommandCount; ++i) {
+    const auto c = static_cast<Command>(i);
+    EXPECT_EQ(parse_command(command_name(c)), c) << command_name(c);
+    // A prefix, an extension or another case of a name is not that command.
+    const std::string name(command_name(c));
+    EXPECT_EQ(parse_command(name.substr(0, name.size() - 1)),
+              name == "gets" || name == "gats" ? static_cast<Command>(i - 1) : Command::kUnknown)
+        << name;
+    EXPECT_EQ(parse_command(name + "x"), Command::kUnknown) << name;
+    std::string upper = name;
+    upper[0] = static_cast<char>(upper[0] - 'a' + 'A');
+    EXPECT_EQ(parse_command(upper), Command::kUnknown) << name;
+  }
+  EXPECT_EQ(parse_command("bget"), Command::kGet);
+  EXPECT_EQ(parse_command(""), Command::kUnknown);
+  EXPECT_EQ(parse_command("unknown"), Command::kUnknown);
+  EXPECT_EQ(parse_command(std::string_view("get\0", 4)), Command::kUnknown);
+}
+
 TEST_F(ProtocolTest, Version) {
   EXPECT_EQ(c_.req("version\r\n"), "VERSION 1.6.18-farmem\r\n");
   EXPECT_EQ(c_.req("version extra tokens\r\n"), "VERSION 1.6.18-farmem\r\n");
@@ -211,6 +231,12 @@ TEST_F(ProtocolTest, KeyLengthLimit) {
   EXPECT_EQ(c_.req("get " + k250 + " " + std::string(251, 'k') + "\r\n"),
             "CLIENT_ERROR bad command line format\r\n");
   EXPECT_EQ(c_.req("get a\0b\r\n"s), "CLIENT_ERROR bad command line format\r\n");
+  // A NUL anywhere in any key of a get (first, last, later key, after a long run) is the error.
+  for (const std::string& line :
+       {"get \0\r\n"s, "get a\0\r\n"s, "get abcdefghijklmnop\0q\r\n"s, "get a b \0c\r\n"s,
+        "get " + k250 + " x\0\r\n", "gets a abcdefgh\0\r\n"s, "gat 10 a\0b\r\n"s}) {
+    EXPECT_EQ(c_.req(line), "CLIENT_ERROR bad command line format\r\n") << line;
+  }
   const std::string bad = "CLIENT_ERROR bad command line format\r\n";
   expect_rejected("touch " + std::string(251, 'k') + " 10\r\n", bad);
   expect_rejected("incr " + std::string(251, 'k') + " 10\r\n", bad);

@@ -91,6 +91,21 @@ TEST_P(StoreTest, DropLostForgetsExactlyTheItemsOnLostPages) {
     ASSERT_EQ(put(*s, "again" + std::to_string(i), value), StoreOutcome::kStored);
 }
 
+TEST(BytesEqualTest, EveryLengthAndEveryDifferingByte) {
+  // Lengths around each path (bytes, two 4-byte words, 8-byte words with an overlapping tail),
+  // a difference at every position, and nothing read past the end (the buffers end at `n`).
+  for (size_t n = 0; n <= 40; ++n) {
+    std::vector<unsigned char> a(n), b(n);
+    for (size_t i = 0; i < n; ++i) a[i] = b[i] = static_cast<unsigned char>('a' + i % 26);
+    EXPECT_TRUE(bytes_equal(a.data(), b.data(), n)) << n;
+    for (size_t i = 0; i < n; ++i) {
+      b[i] ^= 0x80;
+      EXPECT_FALSE(bytes_equal(a.data(), b.data(), n)) << n << " " << i;
+      b[i] ^= 0x80;
+    }
+  }
+}
+
 TEST(AbsoluteExpiryTest, MemcachedRules) {
   EXPECT_EQ(absolute_expiry(0, kNow), 0);                     // never
   EXPECT_EQ(absolute_expiry(1, kNow), kNow + 1);              // relative

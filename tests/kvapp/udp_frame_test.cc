@@ -1,12 +1,15 @@
-// Unit tests of the UDP frame header and of Session's datagram handling and reply splitting.
+// Unit tests of the UDP frame header, ReplyBuffer::claim, and Session's datagram handling and
+// reply splitting.
 #include "kvapp/udp_frame.h"
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "kv_test_util.h"
+#include "kvapp/reply_buffer.h"
 
 namespace fm::kv {
 namespace {
@@ -47,6 +50,38 @@ TEST(UdpFrameTest, ShortHeaderIsRejected) {
   EXPECT_TRUE((UdpFrameHeader{1, 0, 1, 0}.is_single_datagram()));
   EXPECT_FALSE((UdpFrameHeader{1, 1, 1, 0}.is_single_datagram()));
   EXPECT_FALSE((UdpFrameHeader{1, 0, 0, 0}.is_single_datagram()));
+}
+
+TEST(ReplyBufferTest, ClaimTakesBytesOnlyWithinTheSlotAndTheLimit) {
+  // Four 100-byte datagrams: 92 text bytes each, 368 in all, 240 under the limit.
+  ReplyBuffer rb(400, 100);
+  rb.begin(1000);
+  EXPECT_EQ(rb.datagram_count(), 0u);
+  char* p = rb.claim(90);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 'a', 90);
+  EXPECT_EQ(rb.size(), 90u);
+  EXPECT_EQ(rb.datagram_count(), 1u);
+  EXPECT_EQ(rb.claim(3), nullptr);  // would cross into the next datagram: nothing taken
+  EXPECT_EQ(rb.size(), 90u);
+  ASSERT_TRUE(rb.append(std::string_view("bcd")));  // append() crosses it
+  EXPECT_EQ(rb.datagram_count(), 2u);
+  p = rb.claim(2);
+  ASSERT_NE(p, nullptr);
+  std::memcpy(p, "ef", 2);
+  EXPECT_EQ(rb.text(), std::string(90, 'a') + "bcdef");
+  EXPECT_EQ(rb.claim(rb.room() + 1), nullptr);  // past the limit
+  // begin() starts over in the first datagram, and its bound limits claim() too.
+  rb.begin(10);
+  EXPECT_EQ(rb.claim(11), nullptr);
+  p = rb.claim(10);
+  ASSERT_NE(p, nullptr);
+  std::memcpy(p, "0123456789", 10);
+  EXPECT_EQ(rb.text(), "0123456789");
+  EXPECT_EQ(rb.claim(1), nullptr);
+  // After a reserved line went past the limit, nothing more is taken.
+  ASSERT_TRUE(rb.append_reserved("END\r\n"));
+  EXPECT_EQ(rb.claim(0), nullptr);
 }
 
 TEST(UdpFrameTest, DatagramsFor) {

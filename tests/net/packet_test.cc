@@ -1115,7 +1115,9 @@ TEST(IcmpEcho, ReplyWithAllZeroBodyHasAValidChecksum) {
     ASSERT_EQ(c.kind, Kind::kIcmpEcho);
     const size_t len = make_icmp_echo_reply_in_place(f, c, kServer);
     ASSERT_NO_FATAL_FAILURE(expect_echo_reply(request, f, len)) << data;
-    if (data == 0) EXPECT_EQ(get16(f, kUdpOff + 2), 0xffff);  // all-zero body: ~0 is 0xffff
+    if (data == 0) {
+      EXPECT_EQ(get16(f, kUdpOff + 2), 0xffff);  // all-zero body: ~0 is 0xffff
+    }
   }
 }
 
