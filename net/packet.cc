@@ -549,11 +549,7 @@ uint32_t checksum_partial(std::span<const uint8_t> data, uint32_t sum) {
     add(load(p + 16));
     add(load(p + 24));
   }
-  for (; n >= 8; p += 8, n -= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    add(w);
-  }
+  for (; n >= 8; p += 8, n -= 8) add(load(p));
   if (n >= 4) {
     uint32_t w;
     std::memcpy(&w, p, 4);

@@ -120,6 +120,27 @@ struct Rig {
 
 std::vector<char> page_of(char c) { return std::vector<char>(kPageSize, c); }
 
+/// Writes `v` into the first 8 bytes of `page` through `r`'s core 0 (a write pin).
+void region_put(Region& r, uint64_t page, uint64_t v) {
+  PagingCore& c = r.core(CoreId{0});
+  std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kWrite);
+  ASSERT_NE(p, nullptr);
+  std::memcpy(p, &v, 8);
+  r.unpin(c, page * kPageSize, 8, p);
+}
+
+/// The first 8 bytes of `page` through `r`'s core 0, or ~0 when the pin failed (a failure).
+uint64_t region_get(Region& r, uint64_t page) {
+  PagingCore& c = r.core(CoreId{0});
+  std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kRead);
+  EXPECT_NE(p, nullptr) << "page " << page;
+  if (p == nullptr) return ~0ull;
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  r.unpin(c, page * kPageSize, 8, p);
+  return v;
+}
+
 TEST(Placement, EveryReplicaOfEveryPageHasItsOwnSlot) {
   for (uint32_t n : {1u, 2u, 3u, 5u}) {
     for (uint32_t r = 1; r <= n; ++r) {
@@ -277,22 +298,8 @@ TEST(Replicated, ARegionLosesANodeAndNoValue) {
   auto region = Region::create(pages * kPageSize, 64, **t, 1, tsc_clock(), 4096);
   ASSERT_TRUE(region.is_ok()) << region.status().message();
   Region& r = **region;
-  PagingCore& c = r.core(CoreId{0});
-  auto put = [&](uint64_t page, uint64_t v) {
-    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kWrite);
-    ASSERT_NE(p, nullptr);
-    std::memcpy(p, &v, 8);
-    r.unpin(c, page * kPageSize, 8, p);
-  };
-  auto get = [&](uint64_t page) -> uint64_t {
-    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kRead);
-    EXPECT_NE(p, nullptr) << "page " << page;
-    if (p == nullptr) return ~0ull;
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    r.unpin(c, page * kPageSize, 8, p);
-    return v;
-  };
+  auto put = [&](uint64_t page, uint64_t v) { region_put(r, page, v); };
+  auto get = [&](uint64_t page) { return region_get(r, page); };
   for (uint64_t pg = 0; pg < pages; ++pg) put(pg, pg * 7 + 1);  // 512 pages, 64 frames: evictions
   raw[1]->kill();
   for (uint64_t pg = 0; pg < pages; ++pg) ASSERT_EQ(get(pg), pg * 7 + 1) << pg;
@@ -529,7 +536,9 @@ TEST(Recovery, PagesCopiedBackServeAndSeedTheNextRebuildBeforeTheNodeFinishes) {
   uint64_t served = 0;
   for (uint64_t p = 0; p < pages; ++p) {
     const uint64_t v = rig.get(p);
-    if (p < copied) ASSERT_EQ(v, 1000 + p) << p << " (copied " << copied << ")";
+    if (p < copied) {
+      ASSERT_EQ(v, 1000 + p) << p << " (copied " << copied << ")";
+    }
     if (v != ~0ull) {
       ASSERT_EQ(v, 1000 + p) << p;
       ++served;
@@ -565,7 +574,9 @@ TEST(Recovery, SeveralNodesRebuildAtOnce) {
   rig.current[2]->kill();
   rig.t->recovery_step(1);
   for (uint64_t p = 0; p < pages; ++p)
-    if (p % 3 == 1) ASSERT_EQ(rig.get(p), 7 * p + 3) << p;  // on nodes 1 and 2
+    if (p % 3 == 1) {
+      ASSERT_EQ(rig.get(p), 7 * p + 3) << p;  // on nodes 1 and 2
+    }
   EXPECT_EQ(rig.t->reads_lost(), pages / 3);  // only the lost pages' reads failed
 }
 
@@ -578,21 +589,8 @@ TEST(Recovery, PagesStillInLocalFramesAreWrittenBackNotDropped) {
   auto region = Region::create(pages * kPageSize, 32, *rig.t, 1, tsc_clock(), 4096);
   ASSERT_TRUE(region.is_ok()) << region.status().message();
   Region& r = **region;
-  PagingCore& c = r.core(CoreId{0});
-  auto put = [&](uint64_t page, uint64_t v) {
-    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kWrite);
-    ASSERT_NE(p, nullptr);
-    std::memcpy(p, &v, 8);
-    r.unpin(c, page * kPageSize, 8, p);
-  };
-  auto get = [&](uint64_t page) -> uint64_t {
-    std::byte* p = r.pin(c, page * kPageSize, 8, PinAccess::kRead);
-    if (p == nullptr) return ~0ull;
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    r.unpin(c, page * kPageSize, 8, p);
-    return v;
-  };
+  auto put = [&](uint64_t page, uint64_t v) { region_put(r, page, v); };
+  auto get = [&](uint64_t page) { return region_get(r, page); };
   for (uint64_t p = 0; p < pages; ++p) put(p, 3 * p + 1);  // 128 pages, 32 frames: written back
   for (uint64_t p = 0; p < 16; ++p) ASSERT_EQ(get(p), 3 * p + 1);  // resident and clean
   std::set<uint64_t> resident;
@@ -619,7 +617,9 @@ TEST(Recovery, PagesStillInLocalFramesAreWrittenBackNotDropped) {
   for (uint64_t p : resident) ASSERT_EQ(get(p), 3 * p + 1) << p;
   // Evict them (the forgotten pages read as the new node's zeros), then fetch them back.
   for (uint64_t p = 0; p < pages; ++p)
-    if (!resident.count(p)) ASSERT_EQ(get(p), 0u) << p;
+    if (!resident.count(p)) {
+      ASSERT_EQ(get(p), 0u) << p;
+    }
   for (uint64_t p : resident) ASSERT_EQ(get(p), 3 * p + 1) << p << " after its write-back";
   rig.t->set_lost_hook(nullptr);
   rig.t->set_lost_keeper(nullptr);
