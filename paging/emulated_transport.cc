@@ -35,6 +35,7 @@ EmulatedQueuePair::EmulatedQueuePair(EmulatedLink& link, std::byte* pool, uint64
       jitter_mean_(clock.from_ns(opts.jitter_ns)),
       jitter_kind_(opts.jitter),
       max_outstanding_(opts.max_outstanding),
+      move_bytes_(opts.move_bytes),
       rng_(seed * 0x9E3779B97F4A7C15ull + 1),
       ring_(round_pow2(opts.max_outstanding)),
       mask_(ring_.size() - 1) {}
@@ -81,7 +82,7 @@ uint32_t EmulatedQueuePair::poll(std::span<Completion> out) {
     Op& o = ring_[head_ & mask_];
     if (o.due > now) break;
     IoStatus st = alive ? o.status : IoStatus::kDisconnected;
-    if (st == IoStatus::kOk) {
+    if (st == IoStatus::kOk && move_bytes_) {
       // The bytes move now, when the real transfer would have landed: nobody sees them early.
       if (o.op == IoOp::kRead)
         std::memcpy(o.local, pool_ + o.remote, o.len);

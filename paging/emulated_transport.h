@@ -78,6 +78,7 @@ class EmulatedQueuePair final : public QueuePair {
   uint64_t jitter_mean_;
   JitterKind jitter_kind_;
   uint32_t max_outstanding_;
+  bool move_bytes_;
   uint64_t rng_;
   uint64_t last_due_ = 0;  // RC queue pairs complete in order
   std::vector<Op> ring_;

@@ -46,6 +46,10 @@ struct EmulatedOptions {
   uint32_t max_outstanding = 64;
   // Seed of the jitter generator (each queue pair derives its own).
   uint64_t seed = 1;
+  // Whether a completed READ/WRITE moves its bytes (the emulated DMA: a memcpy on the polling
+  // core). Benchmarks alone turn it off, to time the CPU a fault costs without the copy a real
+  // NIC does; no config key sets it (data would be lost).
+  bool move_bytes = true;
 };
 
 /// The libibverbs RC transport.
