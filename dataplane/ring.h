@@ -19,6 +19,7 @@ namespace fm {
 enum class RingMode : uint8_t {
   kSpSc,  // one producer core, one consumer core
   kMpSc,  // many producers (remote wake-ups), one consumer
+  kSpMc,  // one producer core, many consumers (its run queue, which idle cores steal from)
   kMpMc,  // many producers, many consumers (work stealing)
 };
 
@@ -30,6 +31,7 @@ class Ring {
     unsigned flags = 0;
     if (mode == RingMode::kSpSc) flags = RING_F_SP_ENQ | RING_F_SC_DEQ;
     if (mode == RingMode::kMpSc) flags = RING_F_SC_DEQ;
+    if (mode == RingMode::kSpMc) flags = RING_F_SP_ENQ;
     const ssize_t bytes = rte_ring_get_memsize(count);
     FM_CHECK_MSG(bytes > 0, "ring size must be a power of two");
     mem_ = static_cast<rte_ring*>(std::aligned_alloc(64, (size_t(bytes) + 63) & ~size_t(63)));

@@ -26,7 +26,7 @@ uint64_t calibrate() {
 
 Clock tsc_clock() {
   static const uint64_t hz = calibrate();
-  return Clock{[](void*) { return rte_rdtsc(); }, nullptr, hz};
+  return Clock{[](void*) { return rte_rdtsc(); }, nullptr, hz, true};
 }
 
 }  // namespace fm::paging

@@ -59,7 +59,7 @@ PostResult EmulatedQueuePair::post(IoOp op, uint64_t remote_offset, void* local,
   // A READ's data crosses the link memnode -> compute, a WRITE's the other way; either way the
   // bytes serialise on the one link, then the fixed latency (plus jitter) applies.
   const uint64_t sent = link_.reserve(now, len);
-  uint64_t due = sent + latency_ + jitter();
+  uint64_t due = sent + latency_ + (jitter_kind_ == JitterKind::kNone ? 0 : jitter());
   if (due < last_due_) due = last_due_;  // RC: completions in post order
   last_due_ = due;
   const bool in_bounds = remote_offset <= pool_bytes_ && len <= pool_bytes_ - remote_offset;

@@ -89,7 +89,10 @@ struct Region::Bounce {
 // PagingCore
 
 PagingCore::PagingCore(Region& region, CoreId id, std::unique_ptr<QueuePair> qp)
-    : region_(region), id_(id), qp_(std::move(qp)) {
+    : region_(region),
+      id_(id),
+      qp_(std::move(qp)),
+      ns_per_tick_(1e9 / double(region.clock().hz)) {
   hooks_ = sync_wait_hooks(*this);
   for (uint32_t i = 0; i < kBackgroundSlots; ++i) {
     slots_[i].io.slot = i;
@@ -102,13 +105,16 @@ uint32_t PagingCore::poll() {
   std::span<Completion> c(completions_);
   const uint32_t n = qp_->poll(c);
   if (n != 0) {
-    const uint64_t now = region_.clock().now();
+    uint64_t now = 0;  // read once, and only when a sampled transfer completed
     for (uint32_t i = 0; i < n; ++i) {
       auto* io = reinterpret_cast<IoWait*>(c[i].wr_id);
       io->status = c[i].status;
-      const auto ns = uint64_t(region_.clock().to_ns(now - io->posted_at));
-      const size_t b = std::min(LatencyBuckets::index(ns), kLatencyBucketCount - 1);
-      (io->op == IoOp::kRead ? counters_.read_latency : counters_.write_latency)[b].add();
+      if (io->timed) {
+        if (now == 0) now = region_.clock().now() | 1;
+        const auto ns = uint64_t(double(now - io->posted_at) * ns_per_tick_);
+        const size_t b = std::min(LatencyBuckets::index(ns), kLatencyBucketCount - 1);
+        (io->op == IoOp::kRead ? counters_.read_latency : counters_.write_latency)[b].add();
+      }
       if (io->on_done != nullptr) {
         io->on_done(*this, *io);
       } else if (io->waiter != nullptr && hooks_.on_complete != nullptr) {
@@ -128,7 +134,13 @@ uint32_t PagingCore::poll() {
 
 PostResult PagingCore::try_post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io) {
   io.op = op;
-  io.posted_at = region_.clock().now();
+  // The clock costs ~40 cycles a read here (RDTSC on these CPUs): the histograms time one
+  // transfer in kLatencySampleEvery, so a fault pays a fraction of the two reads.
+  io.timed = --latency_countdown_ == 0;
+  if (io.timed) {
+    latency_countdown_ = kLatencySampleEvery;
+    io.posted_at = region_.clock().now();
+  }
   return qp_->post(op, remote, local, len, reinterpret_cast<uint64_t>(&io));
 }
 
@@ -366,9 +378,14 @@ void Region::refill(PagingCore& core) {
   }
   // A bounded sweep: a few frames per one wanted (CLOCK finds one in ~2 when a fifth is hot),
   // so one refill never holds the core for long; the next poll goes on where this one stopped.
+  // The sweep claims its stretch of the hand at once and gives back what it did not look at
+  // (unless another core moved the hand meanwhile): two atomic operations a sweep, not one per
+  // frame looked at.
   const uint64_t budget = 4 * uint64_t(want) + 16;
-  for (uint64_t i = 0; i < budget && want > 0; ++i) {
-    const uint64_t h = hand_.fetch_add(1, std::memory_order_relaxed) % frames_;
+  const uint64_t start = hand_.fetch_add(budget, std::memory_order_relaxed);
+  uint64_t i = 0;
+  for (; i < budget && want > 0; ++i) {
+    const uint64_t h = (start + i) % frames_;
     uint64_t pg = frame_page_[h].load(std::memory_order_acquire);
     if (pg == 0) {
       if (frame_page_[h].compare_exchange_strong(pg, kClaimed, std::memory_order_acq_rel)) {
@@ -378,13 +395,20 @@ void Region::refill(PagingCore& core) {
       continue;
     }
     if (pg == kClaimed) continue;
-    if (frame_ref_[h].exchange(0, std::memory_order_relaxed) != 0) continue;
+    if (second_chance(h)) continue;
     bool posted = false, stop = false;
     if (evict_for(core, uint32_t(h), pg - 1, true, &posted, &stop)) {
       if (!posted) core.push_reserve(uint32_t(h));  // clean: free now
       --want;
     }
-    if (stop) break;  // every slot busy, the queue pair full, or the memory node gone
+    if (stop) {  // every slot busy, the queue pair full, or the memory node gone
+      ++i;
+      break;
+    }
+  }
+  if (i < budget) {
+    uint64_t end = start + budget;
+    hand_.compare_exchange_strong(end, start + i, std::memory_order_relaxed);
   }
   core.refilling_ = false;
 }
@@ -663,7 +687,7 @@ Region::PinFail Region::take_frame(uint32_t* frame_out) {
       continue;
     }
     if (pg == kClaimed) continue;
-    if (frame_ref_[h].exchange(0, std::memory_order_relaxed) != 0) continue;
+    if (second_chance(h)) continue;
     bool posted = false;
     if (evict_for(cur(), uint32_t(h), pg - 1, false, &posted, &write_failed)) {
       *frame_out = uint32_t(h);
@@ -676,6 +700,14 @@ Region::PinFail Region::take_frame(uint32_t* frame_out) {
     return PinFail::kUnavailable;
   }
   return PinFail::kNoFrame;
+}
+
+bool Region::second_chance(uint64_t frame) {
+  // A load and a store, not an exchange: a pin's store of 1 between the two is lost at worst,
+  // and the frame is evicted one pass of the hand early (CLOCK is an approximation anyway).
+  if (frame_ref_[frame].load(std::memory_order_relaxed) == 0) return false;
+  frame_ref_[frame].store(0, std::memory_order_relaxed);
+  return true;
 }
 
 bool Region::evict_for(PagingCore& core, uint32_t f, uint64_t page, bool background,

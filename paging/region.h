@@ -36,7 +36,8 @@ struct IoWait {
   std::atomic<bool> done{false};
   IoStatus status = IoStatus::kOk;
   IoOp op = IoOp::kRead;   // which latency histogram the completion goes to
-  uint64_t posted_at = 0;  // clock ticks, for the latency histograms
+  bool timed = false;      // one transfer in PagingCore::kLatencySampleEvery is timed
+  uint64_t posted_at = 0;  // clock ticks, for the latency histograms (when timed)
   void* waiter = nullptr;  // the scheduler's handle of a parked fiber (async mode)
   // Set on the region's own requests (background write-backs, prefetches): the completion
   // poller calls it instead of publishing `done`; `slot` names the request in its core's table.
@@ -57,7 +58,8 @@ struct WaitHooks {
 };
 
 /// Transfer latencies: 32 buckets per power of two (a bucket spans < 6.25% of its values),
-/// exact below 32 ns, everything from 2^32 ns (4.3 s) up in the last bucket.
+/// exact below 32 ns, everything from 2^32 ns (4.3 s) up in the last bucket. A sample: each
+/// core times one transfer in PagingCore::kLatencySampleEvery (its first, then every 8th).
 using LatencyBuckets = LogLinear<5>;
 constexpr size_t kLatencyBucketCount = LatencyBuckets::buckets(32);
 
@@ -85,8 +87,9 @@ struct PagingCounters {
   Counter prefetch_used;     // prefetched pages pinned before they were evicted again
   Counter prefetch_wasted;   // prefetched pages evicted before any pin (wasted fetches)
   Counter prefetch_no_frame;  // prefetches skipped: the reserve was empty or no slot was free
-  std::array<Counter, kLatencyBucketCount> read_latency;   // READ post -> completion polled
-  std::array<Counter, kLatencyBucketCount> write_latency;  // WRITE post -> completion polled
+  // READ / WRITE post -> completion polled, one transfer in PagingCore::kLatencySampleEvery.
+  std::array<Counter, kLatencyBucketCount> read_latency;
+  std::array<Counter, kLatencyBucketCount> write_latency;
 };
 
 class Region;
@@ -100,6 +103,8 @@ class PagingCore {
   /// frame reserve is at or below half its size, refills it (one bounded CLOCK sweep, dirty
   /// victims written back without waiting). Returns completions seen.
   uint32_t poll();
+  /// The latency histograms time one transfer in this many (a clock read costs ~40 cycles).
+  static constexpr uint32_t kLatencySampleEvery = 8;
   /// Poller hook for CoreLoop: `arg` is a PagingCore*.
   static uint32_t poll_hook(void* arg) { return static_cast<PagingCore*>(arg)->poll(); }
 
@@ -145,6 +150,8 @@ class PagingCore {
   Region& region_;
   CoreId id_;
   std::unique_ptr<QueuePair> qp_;
+  double ns_per_tick_;  // the region clock's (no division per completion)
+  uint32_t latency_countdown_ = 1;  // transfers until the next timed one (the first is)
   WaitHooks hooks_;
   PagingCounters counters_;
   // Free frames owned by this core (frame_page_ reads kClaimed): faults take from here first.
@@ -281,6 +288,8 @@ class Region {
   // waited for.
   bool evict_for(PagingCore& core, uint32_t frame, uint64_t page, bool background, bool* posted,
                  bool* write_failed);
+  // CLOCK's test of `frame`'s reference bit: true (and the bit cleared) if it was set.
+  bool second_chance(uint64_t frame);
   void install_frame(PagingCore& core, uint32_t frame);
   std::byte* frame_addr(uint32_t f) const { return frames_base_ + uint64_t(f) * kPageSize; }
 

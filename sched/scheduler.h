@@ -167,10 +167,10 @@ class CoreScheduler {
   Ring<Request> new_;           // MP (owner's NIC, dispatcher), MC (owner + stealers)
   Ring<Request> likely_fault_;  // the same, for requests the predictor expects to fault
   Ring<Request> landed_;        // the same, for requests whose prefetched pages landed: first
-  Ring<Fiber> ready_;           // MP (wakes), MC (owner + stealers)
-  Ring<Fiber> preempted_;       // fibers over their quantum: run after new requests
+  Ring<Fiber> ready_;           // SP (this set's poller: wakes, yields), MC (owner + stealers)
+  Ring<Fiber> preempted_;       // the same, for fibers over their quantum: after new requests
   std::atomic<uint32_t> in_flight_{0};
-  std::atomic<uint32_t> parked_{0};
+  std::atomic<uint32_t> parked_{0};  // one writer (this set's poller), read by any thread
   Counter enqueued_;
   std::atomic<bool> accepting_{true};
   uint32_t likely_fault_skips_ = 0;  // polls that passed the fault-likely queue over

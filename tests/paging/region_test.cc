@@ -321,5 +321,42 @@ TEST(Region, RegionLargerThanThePoolIsAClearError) {
   EXPECT_NE(r.status().message().find("kv.memory_mb"), std::string::npos);
 }
 
+// The transfer-latency histograms time one transfer in kLatencySampleEvery per core (its first,
+// then every 8th): 16 READs and 8 WRITEs of 1,000 ns give 2 READ samples and 1 WRITE sample,
+// each in the bucket of 1,000 ns.
+TEST(Region, LatencyHistogramsTimeOneTransferInEight) {
+  uint64_t now = 1'000'000;  // ns (manual clock at 1 GHz)
+  EmulatedOptions o;
+  o.latency_ns = 1000;
+  o.link_gbps = 1e9;  // no serialization: every transfer takes exactly the latency
+  auto t = EmulatedTransport::in_process(o, 1 << 20, manual_clock(&now));
+  ASSERT_TRUE(t.is_ok());
+  auto r = Region::create(1 << 20, 64, **t, 1, manual_clock(&now), 4096);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  PagingCore& c = (*r)->core(CoreId{0});
+  static_assert(PagingCore::kLatencySampleEvery == 8);
+  std::vector<std::byte> buf(kPageSize);
+  for (int i = 0; i < 24; ++i) {
+    IoWait io;
+    const IoOp op = i < 16 ? IoOp::kRead : IoOp::kWrite;
+    ASSERT_EQ(c.post(op, uint64_t(i) * kPageSize, buf.data(), kPageSize, io), PostResult::kOk);
+    EXPECT_EQ(c.poll(), 0u);  // not due yet
+    now += 1000;
+    ASSERT_EQ(c.poll(), 1u);
+    EXPECT_TRUE(io.done.load());
+    EXPECT_EQ(io.status, IoStatus::kOk);
+  }
+  const PagingTotals tot = (*r)->totals();
+  uint64_t reads = 0, writes = 0;
+  for (uint64_t v : tot.read_latency) reads += v;
+  for (uint64_t v : tot.write_latency) writes += v;
+  EXPECT_EQ(reads, 2u);
+  EXPECT_EQ(writes, 1u);
+  const uint64_t p50 = latency_percentile(tot.read_latency, 0.5);
+  EXPECT_GE(p50, 1000u);
+  EXPECT_LE(p50, 1063u);  // the bucket's upper edge: within 6.25%
+  EXPECT_EQ(latency_percentile(tot.write_latency, 0.5), p50);
+}
+
 }  // namespace
 }  // namespace fm::paging

@@ -13,7 +13,9 @@
 #   tools/bench/core_loop.sh                       # ~1-2 minutes
 #   FARMEM_RELEASE=1 PERF=1 tools/bench/core_loop.sh
 # Knobs: RATES (300000 600000 900000 1200000), DURATION (2.5 s a point), TRIALS (3), KEYS (200000),
-# EXP_LCORES / EXP_LOADGEN_LCORES (server 1, loadgen 0; tools/lib/farmem.sh), PERF (0).
+# EXP_LCORES / EXP_LOADGEN_LCORES (server 1, loadgen 0; tools/lib/farmem.sh), PERF (0), MODE
+# (no-fault; or a far mode of tools/experiments/table1.sh, e.g. async: 20% local, 3.3 us fetches
+# from a memnode started here — where a fault's cycles go at saturation, with PERF=1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib/farmem.sh
@@ -23,6 +25,7 @@ RATES=${RATES:-300000 600000 900000 1200000}
 DURATION=${DURATION:-2.5}  # >= 2: the counters are read 1 s and 2 s in (0.5 s of it warm-up)
 TRIALS=${TRIALS:-3}
 KEYS=${KEYS:-200000}
+MODE=${MODE:-no-fault}
 export IDLE_BACKOFF=${IDLE_BACKOFF:-false}
 
 fm_setup
@@ -31,10 +34,11 @@ mkdir -p "$OUT"
 [ "$TRIALS" -ge 1 ] || { echo "bench: TRIALS must be >= 1" >&2; exit 1; }
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 : >"$OUT/summary.txt"
-say "core loop: no-fault GETs (local mode), $KEYS keys of 128 B, one server core [${EXP_LCORES:-1}], loadgen [${EXP_LOADGEN_LCORES:-0}], idle back-off $IDLE_BACKOFF; rates $RATES, $DURATION s each, $TRIALS trials"
+[ "$MODE" = no-fault ] || fm_start_memnode 256
+say "core loop: $MODE GETs$([ "$MODE" = no-fault ] && echo " (local mode)" || echo " (20% local, ${LATENCY_NS:-3300} ns fetches)"), $KEYS keys of 128 B, one server core [${EXP_LCORES:-1}], loadgen [${EXP_LOADGEN_LCORES:-0}], idle back-off $IDLE_BACKOFF; rates $RATES, $DURATION s each, $TRIALS trials"
 last_rate=${RATES##* }
 for t in $(seq "$TRIALS"); do
-  fm_start_server "trial$t" "$(fm_mode_toml no-fault)" || exit 1
+  fm_start_server "trial$t" "$(fm_mode_toml "$MODE")" || exit 1
   preload=()
   for rate in $RATES; do
     name="t$t-$rate"
