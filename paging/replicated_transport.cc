@@ -126,10 +126,18 @@ class ReplicatedQueuePair final : public QueuePair {
   uint32_t poll(std::span<Completion> out) override {
     adopt();
     for (uint32_t n = 0; n < qps_.size(); ++n) drain_backlog(n);
-    std::array<Completion, 32> c;
-    for (uint32_t n = 0; n < qps_.size(); ++n) poll_child(*qps_[n], c);
+    // What finished earlier goes out first; what finishes while the children are polled goes
+    // straight into `out` while there is room (finish()), the rest waits in ready_.
+    uint32_t k = 0;
+    while (k < out.size() && !ready_.empty()) {
+      out[k++] = ready_.front();
+      ready_.pop_front();
+    }
+    out_ = out;
+    out_n_ = k;
+    for (uint32_t n = 0; n < qps_.size(); ++n) poll_child(*qps_[n], child_completions_);
     for (size_t i = 0; i < draining_.size();) {
-      poll_child(*draining_[i], c);
+      poll_child(*draining_[i], child_completions_);
       if (draining_[i]->outstanding() == 0) {
         draining_[i] = std::move(draining_.back());
         draining_.pop_back();
@@ -137,11 +145,8 @@ class ReplicatedQueuePair final : public QueuePair {
         ++i;
       }
     }
-    uint32_t k = 0;
-    while (k < out.size() && !ready_.empty()) {
-      out[k++] = ready_.front();
-      ready_.pop_front();
-    }
+    k = out_n_;
+    out_ = {};
     return k;
   }
 
@@ -232,6 +237,12 @@ class ReplicatedQueuePair final : public QueuePair {
   /// The least-loaded readable replica of `o` not tried yet (its node; `k_out` its replica
   /// index); kMaxNodes when none is left.
   uint32_t pick(const Op& o, uint32_t* k_out) const {
+    if (placement_.replicas == 1) {  // one copy: nothing to choose between
+      const uint32_t n = placement_.node_of(o.page, 0);
+      if (((o.tried >> n) & 1) || !owner_.has_copy(n, 0, o.page)) return kMaxNodes;
+      *k_out = 0;
+      return n;
+    }
     uint32_t best = kMaxNodes;
     uint64_t best_load = std::numeric_limits<uint64_t>::max();
     for (uint32_t k = 0; k < placement_.replicas; ++k) {
@@ -319,7 +330,11 @@ class ReplicatedQueuePair final : public QueuePair {
   }
 
   void finish(uint32_t slot, Op& o, IoStatus st) {
-    ready_.push_back(Completion{o.wr_id, st});
+    if (out_n_ < out_.size()) {
+      out_[out_n_++] = Completion{o.wr_id, st};  // inside poll(), behind everything in ready_
+    } else {
+      ready_.push_back(Completion{o.wr_id, st});
+    }
     free_.push_back(slot);
   }
 
@@ -341,6 +356,12 @@ class ReplicatedQueuePair final : public QueuePair {
   std::vector<std::deque<Child>> backlog_;
   std::deque<Completion> ready_;
   ReplicationCounters& counters_;
+  // The children's completions, polled into a buffer kept here: a local array of Completions
+  // (which have initializers) would be zeroed, 512 bytes, on every poll of every loop pass.
+  std::array<Completion, 32> child_completions_;
+  // poll()'s output while it polls the children (empty otherwise): finish() fills it in order.
+  std::span<Completion> out_;
+  uint32_t out_n_ = 0;
 };
 
 /// The recovery thread's copy pipeline: up to `window` pages in flight, to any rebuilding node,

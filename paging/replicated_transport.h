@@ -38,9 +38,18 @@ struct Placement {
   uint32_t nodes = 1;
   uint32_t replicas = 1;
 
-  uint32_t node_of(uint64_t page, uint32_t k) const { return uint32_t((page + k) % nodes); }
+  // A fetch asks both: no division with one node (kvserver's default), a 32-bit one below 2^32
+  // pages (a 64-bit DIV costs up to ~45 cycles on these CPUs).
+  uint32_t node_of(uint64_t page, uint32_t k) const {
+    if (nodes == 1) return 0;
+    const uint64_t v = page + k;
+    return v <= UINT32_MAX ? uint32_t(v) % nodes : uint32_t(v % nodes);
+  }
   uint64_t offset_of(uint64_t page, uint32_t k) const {
-    return ((page / nodes) * replicas + k) * kPageSize;
+    const uint64_t row = nodes == 1         ? page
+                         : page <= UINT32_MAX ? uint64_t(uint32_t(page) / nodes)
+                                              : page / nodes;
+    return (row * replicas + k) * kPageSize;
   }
   /// Bytes each node must lease for a region of `pages` pages.
   uint64_t lease_bytes(uint64_t pages) const {
