@@ -2,7 +2,8 @@
 # Instructions per request of fault_bench's fixed-size async benchmarks under callgrind — a
 # resident request, a miss with a clean victim, a miss with a dirty victim (with the default
 # frame reserve and without) — and how many of them are the emulated transport's page copies
-# (memcpy/memmove: a real RNIC's DMA). Each benchmark runs at 20,000 and 100,000 iterations; the
+# (memcpy/memmove: a real RNIC's DMA); the OneNodeLayer pair goes through the replicated layer with
+# one node as kvserver does by default, with no bytes moved. Each runs at 20,000 and 100,000 iterations; the
 # difference divided by 80,000 cancels the set-up. Instruction counts repeat run to run, unlike
 # times on these VMs.
 #
@@ -22,13 +23,13 @@ count() {  # NAME ITERATIONS
   valgrind --tool=callgrind --callgrind-out-file="$out" "$BENCH" \
     --benchmark_filter="^Fixed/$1/$2/" >/dev/null 2>&1
   local total copy
-  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); t = $1 } END { print t + 0 }')
-  copy=$(callgrind_annotate --inclusive=no --threshold=100 "$out" 2>/dev/null |
+  total=$(callgrind_annotate --auto=no "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); t = $1 } END { print t + 0 }')
+  copy=$(callgrind_annotate --auto=no --inclusive=no --threshold=100 "$out" 2>/dev/null |
     awk '/mem(cpy|move)/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
   echo "$total $copy"
 }
 echo "fault_bench instructions per request ($BENCH, $(git rev-parse --short HEAD)):"
-for name in Resident MissClean MissDirty MissDirtyNoReserve; do
+for name in Resident MissClean MissDirty MissDirtyNoReserve MissCleanOneNodeLayer MissDirtyOneNodeLayer; do
   read -r t1 c1 < <(count "$name" 20000)
   read -r t2 c2 < <(count "$name" 100000)
   awk -v n="$name" -v t1="$t1" -v t2="$t2" -v c1="$c1" -v c2="$c2" 'BEGIN {
