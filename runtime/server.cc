@@ -270,8 +270,6 @@ Status Server::run(UdpApp& app) {
     if (pc) {
       // Installed in both fault modes: the hooks read the mode, which may change while serving.
       im.fault_waits.push_back(std::make_unique<sched::FaultWait>(*pc, *cs));
-      // Completions are polled between fibers too, so a burst of new requests cannot delay them.
-      cs->set_between(&paging::PagingCore::poll_hook, pc);
     }
     im.sets.push_back(std::make_unique<ServerQueueSet>(pc, cs, app));
     im.stacks.push_back(
