@@ -107,6 +107,12 @@ class PagingCore {
   static constexpr uint32_t kLatencySampleEvery = 8;
   /// Poller hook for CoreLoop: `arg` is a PagingCore*.
   static uint32_t poll_hook(void* arg) { return static_cast<PagingCore*>(arg)->poll(); }
+  /// The same, but only while write-backs or prefetches are in flight (whose completions free
+  /// background slots and reserve frames): the scheduler's hook between fibers.
+  static uint32_t poll_background_hook(void* arg) {
+    auto* c = static_cast<PagingCore*>(arg);
+    return c->background_in_flight() != 0 ? c->poll() : 0;
+  }
 
   /// Posts one request, polling while the queue pair is full. kDead when the node is gone.
   PostResult post(IoOp op, uint64_t remote, void* local, uint32_t len, IoWait& io);

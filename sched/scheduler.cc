@@ -179,6 +179,7 @@ void CoreScheduler::run(Fiber* f) {
     f->parked_on = this;
     parked_.store(parked_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+  if (between_fn_) between_fn_(between_arg_);
 }
 
 void CoreScheduler::finish(Fiber* f) {
@@ -205,6 +206,7 @@ void CoreScheduler::run_to_completion(Request* r) {
   f->request = nullptr;
   counters_.finished.add();
   free_request(r);
+  if (between_fn_) between_fn_(between_arg_);
 }
 
 Fiber* CoreScheduler::idle_slot() {

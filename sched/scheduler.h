@@ -92,6 +92,14 @@ class CoreScheduler {
   uint32_t poll();
   static uint32_t poll_hook(void* arg) { return static_cast<CoreScheduler*>(arg)->poll(); }
 
+  /// A hook run after every fiber switch back to the scheduler (kvserver: poll the completion
+  /// queue while background transfers are in flight), so those completions are seen between
+  /// requests, not only once per loop. Control path.
+  void set_between(uint32_t (*fn)(void*), void* arg) {
+    between_fn_ = fn;
+    between_arg_ = arg;
+  }
+
   /// The shortest path, where no request can park (Scheduler::set_never_parks), preemption is
   /// off, dispatch is per core and nothing waits here: the caller may serve a new request at
   /// once, in the returned slot's app state, then call served_now(). nullptr: queue it as
@@ -168,6 +176,8 @@ class CoreScheduler {
   std::atomic<bool> accepting_{true};
   uint32_t likely_fault_skips_ = 0;  // polls that passed the fault-likely queue over
   Fiber* inline_slot_ = nullptr;     // the slot whose app state run_to_completion() uses
+  uint32_t (*between_fn_)(void*) = nullptr;
+  void* between_arg_ = nullptr;
   SchedCounters counters_;
   void* stacks_ = nullptr;
   size_t stacks_bytes_ = 0;
