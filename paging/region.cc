@@ -585,8 +585,9 @@ std::byte* Region::pin_page(uint64_t page, PinAccess access, bool whole_page, Pi
         if (access != PinAccess::kRead) nw |= kDirty;
         if (e.compare_exchange_weak(w, nw, std::memory_order_acq_rel)) {
           frame_ref_[frame_of(w)].store(1, std::memory_order_relaxed);
-          cur().counters().pins.add();
-          if (w & kPrefetched) cur().counters().prefetch_used.add();
+          PagingCore& c = cur();
+          c.counters().pins.add();
+          if (w & kPrefetched) c.counters().prefetch_used.add();
           return frame_addr(frame_of(w));
         }
         continue;
@@ -636,9 +637,10 @@ Region::PinFail Region::fault(uint64_t page, uint64_t old, PinAccess access, boo
     cur().counters().zero_fills.add();
   } else {
     IoWait io;
+    PagingCore& here = cur();
     const PostResult r =
-        cur().post(IoOp::kRead, remote_base_ + page * kPageSize, frame, kPageSize, io);
-    if (r == PostResult::kOk) cur().wait(io);
+        here.post(IoOp::kRead, remote_base_ + page * kPageSize, frame, kPageSize, io);
+    if (r == PostResult::kOk) here.wait(io);  // async: may resume on another core
     if (r != PostResult::kOk || io.status != IoStatus::kOk) {
       frame_page_[f].store(0, std::memory_order_release);  // give the frame back
       e.store(old, std::memory_order_release);
@@ -647,8 +649,9 @@ Region::PinFail Region::fault(uint64_t page, uint64_t old, PinAccess access, boo
                      r != PostResult::kOk ? "memory node unavailable" : "completion error");
       return PinFail::kUnavailable;
     }
-    cur().counters().faults.add();
-    cur().counters().bytes_read.add(kPageSize);
+    PagingCore& now = cur();
+    now.counters().faults.add();
+    now.counters().bytes_read.add(kPageSize);
   }
   frame_page_[f].store(page + 1, std::memory_order_release);
   frame_ref_[f].store(1, std::memory_order_relaxed);
