@@ -103,7 +103,7 @@ class PagingCore {
   /// frame reserve is at or below half its size, refills it (one bounded CLOCK sweep, dirty
   /// victims written back without waiting). Returns completions seen.
   uint32_t poll();
-  /// The latency histograms time one transfer in this many (a clock read costs ~40 cycles).
+  /// The latency histograms time one transfer in this many (a clock read costs ~25 cycles here).
   static constexpr uint32_t kLatencySampleEvery = 8;
   /// Poller hook for CoreLoop: `arg` is a PagingCore*.
   static uint32_t poll_hook(void* arg) { return static_cast<PagingCore*>(arg)->poll(); }

@@ -158,7 +158,7 @@ void CoreScheduler::run(Fiber* f) {
   tls_fiber = f;
   tls_sched = this;
   f->state = Fiber::State::kRunning;
-  // Only preemption reads it, and a clock read costs ~40 cycles here (RDTSC): none without a
+  // Only preemption reads it, and a clock read costs ~25 cycles here (RDTSC): none without a
   // quantum (switched on later, a fiber's first check may find its slice long over: it yields).
   if (parent_.preempt_cycles() != 0) f->slice_start = rte_rdtsc();
   f->ctx.resume();
