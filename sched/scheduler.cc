@@ -41,7 +41,11 @@ unsigned pow2_at_least(uint64_t v) {
 
 void fiber_entry(void* arg) {
   auto* f = static_cast<Fiber*>(arg);
-  f->owner->parent_app().serve(*f, *f->request);
+  for (;;) {  // never returns: ~Context unwinds it, suspended in yield(), at shutdown
+    f->owner->parent_app().serve(*f, *f->request);
+    f->state = Fiber::State::kServed;
+    f->ctx.yield();  // resumed by start_new() with the next request, maybe on another core
+  }
 }
 }  // namespace
 
@@ -96,7 +100,8 @@ CoreScheduler::CoreScheduler(Scheduler& parent, CoreId id, const SchedOptions& o
                  pow2_at_least(uint64_t(opts.max_in_flight) * 64 + 1), RingMode::kSpMc) {}
 
 CoreScheduler::~CoreScheduler() {
-  // Fibers first: one still parked unwinds its stack (Boost.Context) and needs it mapped.
+  // Fibers first: each one started waits suspended (parked, or between requests) and unwinds
+  // its stack (Boost.Context), which must still be mapped.
   fibers_.clear();
   if (stacks_) {
     // Boost's entry frames stay poisoned under ASan after a run jumps away; memory mapped here
@@ -164,7 +169,7 @@ void CoreScheduler::run(Fiber* f) {
   f->ctx.resume();
   tls_fiber = outer_fiber;
   tls_sched = outer_sched;
-  if (f->ctx.finished()) {
+  if (f->state == Fiber::State::kServed) {
     finish(f);
   } else if (f->state == Fiber::State::kRequeue) {
     // Queued only now that it is off this stack: a stealer may resume it at once.
@@ -226,7 +231,7 @@ bool CoreScheduler::start_new(Request* r) {
   f->waits = 0;
   counters_.started.add();
   counters_.queue_delay_cycles.add(rte_rdtsc() - r->arrival);
-  f->ctx.start(f->stack, f->stack_size, &fiber_entry, f);
+  if (f->ctx.finished()) f->ctx.start(f->stack, f->stack_size, &fiber_entry, f);  // its first
   run(f);
   return true;
 }
