@@ -57,6 +57,13 @@ ServerQueueSet::ServerQueueSet(paging::PagingCore* paging, sched::CoreScheduler*
   ctx_.predictions = &predictions_;
 }
 
+std::unique_ptr<sched::FaultWait> attach_paging(paging::PagingCore& paging,
+                                                sched::CoreScheduler& sched) {
+  auto hooks = std::make_unique<sched::FaultWait>(paging, sched);
+  sched.set_between(&paging::PagingCore::poll_background_hook, &paging);
+  return hooks;
+}
+
 void ServerQueueSet::set_stack(net::Stack* s) { ctx_.stack = s; }
 
 void ServerQueueSet::on_udp(net::Stack&, const net::UdpPeer& from,
@@ -83,13 +90,18 @@ void ServerQueueSet::on_udp(net::Stack&, const net::UdpPeer& from,
   std::memcpy(r->bytes + sizeof(h), payload.data(), payload.size());
   r->len = uint32_t(sizeof(h) + payload.size());
   const sched::Scheduler& sc = ctx_.sched->parent();
-  const bool prefetch = ctx_.paging != nullptr && sc.prefetch();
-  const sched::Predictor mode = prefetch ? sched::Predictor::kPageTable : sc.predictor();
-  FarRanges fetch;
-  r->likely_fault = mode != sched::Predictor::kNone &&
-                    app_.likely_fault(payload, mode, clock_.now(), history_local_,
-                                      prefetch ? &fetch : nullptr);
-  if (prefetch && r->likely_fault && hold(r, fetch)) return;
+  if (ctx_.paging != nullptr && sc.prefetch()) {
+    // Prefetch at dispatch: the page-table predictor names the ranges to fetch (the ranges
+    // live only on this path: the common one sets up no FarRanges per request).
+    FarRanges fetch;
+    r->likely_fault = app_.likely_fault(payload, sched::Predictor::kPageTable, clock_.now(),
+                                        history_local_, &fetch);
+    if (r->likely_fault && hold(r, fetch)) return;
+  } else {
+    const sched::Predictor mode = sc.predictor();
+    r->likely_fault = mode != sched::Predictor::kNone &&
+                      app_.likely_fault(payload, mode, clock_.now(), history_local_, nullptr);
+  }
   ctx_.sched->submit(r);  // a full queue drops and counts
 }
 

@@ -12,6 +12,7 @@
 #include "runtime/app.h"
 #include "runtime/stats.h"
 #include "sched/predictor.h"
+#include "sched/fault_wait.h"
 #include "sched/scheduler.h"
 
 namespace fm::rt {
@@ -38,6 +39,16 @@ class FiberApp final : public sched::App {
  private:
   UdpApp& app_;
 };
+
+/// Wires `sched` to `paging` as a far-memory core is wired: the FaultWait hooks (installed in
+/// both fault modes: they read the mode, which may change while serving) and a poll of the
+/// completion queue between fibers while write-backs or prefetches are in flight — theirs free
+/// background slots and reserve frames that a burst of new requests (and the next RX burst's
+/// prefetches) need; a fiber a completion wakes runs at the next scheduler poll either way, so
+/// with nothing in the background the loop pass's own poll does. Keep the result alive while
+/// the core serves. Control path.
+std::unique_ptr<sched::FaultWait> attach_paging(paging::PagingCore& paging,
+                                                sched::CoreScheduler& sched);
 
 /// NIC datagrams become scheduler requests; one pass polls NIC, completions and fibers.
 class ServerQueueSet final : public net::UdpHandler, public QueueSet {

@@ -267,15 +267,7 @@ Status Server::run(UdpApp& app) {
   for (uint16_t i = 0; i < im.ncores; ++i) {
     paging::PagingCore* pc = im.region ? &im.region->core(CoreId{i}) : nullptr;
     sched::CoreScheduler* cs = &im.scheduler->core(CoreId{i});
-    if (pc) {
-      // Installed in both fault modes: the hooks read the mode, which may change while serving.
-      im.fault_waits.push_back(std::make_unique<sched::FaultWait>(*pc, *cs));
-      // While write-backs or prefetches are in flight, completions are polled between fibers
-      // too: theirs free background slots and reserve frames that a burst of new requests
-      // (and the next RX burst's prefetches) need. A fiber a completion wakes runs at the next
-      // scheduler poll either way, so with nothing in the background the loop's own poll does.
-      cs->set_between(&paging::PagingCore::poll_background_hook, pc);
-    }
+    if (pc) im.fault_waits.push_back(attach_paging(*pc, *cs));
     im.sets.push_back(std::make_unique<ServerQueueSet>(pc, cs, app));
     im.stacks.push_back(
         std::make_unique<net::Stack>(*im.port, i, im.me, o.net, im.sets.back().get()));

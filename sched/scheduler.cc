@@ -150,8 +150,7 @@ void CoreScheduler::wake(Fiber* f) {
     // A fiber parks on the core that ran it, whose queue pair it posted on: the same set's
     // poller wakes it, the one writer of parked_ (a load and a store, no locked instruction).
     FM_DCHECK(f->parked_on == this);
-    f->parked_on->parked_.store(f->parked_on->parked_.load(std::memory_order_relaxed) - 1,
-                                std::memory_order_relaxed);
+    parked_.store(parked_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     f->parked_on = nullptr;
   }
   FM_CHECK_MSG(ready_.push(f), "ready queue overflow");

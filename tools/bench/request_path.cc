@@ -285,10 +285,7 @@ int run(const Args& a) {
   }
   paging::PagingCore* pc = a.far ? &region->core(CoreId{0}) : nullptr;
   std::unique_ptr<sched::FaultWait> fault_wait;
-  if (pc != nullptr) {
-    fault_wait = std::make_unique<sched::FaultWait>(*pc, cs);
-    cs.set_between(&paging::PagingCore::poll_background_hook, pc);
-  }
+  if (pc != nullptr) fault_wait = rt::attach_paging(*pc, cs);  // as rt::Server wires its cores
   // Its poll() points paging::current_core() at `pc` on every pass, as on a server core.
   rt::ServerQueueSet set(pc, &cs, app);
   const net::Identity me{(*port)->mac(), o.net.ip, o.net.udp_port};
