@@ -267,8 +267,6 @@ void CoreAllocator::apply(uint16_t target, uint64_t now, const char* action, dou
   // wake to pass it on.
   for (uint16_t i = 0; i < sets_.size(); ++i)
     if (!((mask >> i) & 1) && owns_any(i)) kick(i);
-  active_mask_.store(mask, std::memory_order_relaxed);
-  active_count_.store(uint16_t(std::popcount(mask)), std::memory_order_relaxed);
   last_decision_ = now;
   uint64_t seq;
   {
@@ -286,6 +284,10 @@ void CoreAllocator::apply(uint16_t target, uint64_t now, const char* action, dou
     d.utilisation = utilisation;
     d.reason = std::move(reason);
   }
+  // The count after the log entry: whoever sees the new count (dpctl, a test waiting for it)
+  // finds the decision that made it in the log (the log's mutex orders the two).
+  active_mask_.store(mask, std::memory_order_relaxed);
+  active_count_.store(uint16_t(std::popcount(mask)), std::memory_order_release);
   for (uint16_t i : added) wake(i, seq);
 }
 

@@ -112,7 +112,7 @@ class CoreAllocator {
   void set_automatic(bool on);
 
   uint16_t workers() const { return uint16_t(sets_.size()); }
-  uint16_t active() const { return active_count_.load(std::memory_order_relaxed); }
+  uint16_t active() const { return active_count_.load(std::memory_order_acquire); }
   uint16_t min() const { return min_.load(std::memory_order_relaxed); }
   uint16_t max() const { return max_.load(std::memory_order_relaxed); }
   bool automatic() const { return auto_.load(std::memory_order_relaxed); }
