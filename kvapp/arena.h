@@ -46,6 +46,10 @@ class Arena {
   /// it returned. Never waits or fails, so it may be called with a spinlock held.
   virtual void unpin(uint64_t offset, uint32_t len, std::byte* data) = 0;
 
+  /// Where offset 0 lives when every offset is always resident at base + offset (a local
+  /// arena), else nullptr: for prefetching item bytes without a pin.
+  virtual const std::byte* local_base() const { return nullptr; }
+
   /// True when pin() may have to fetch (and wait, or yield) or fail.
   virtual bool may_fault() const { return false; }
 
@@ -71,6 +75,7 @@ class LocalArena final : public Arena {
     return base_ + offset;
   }
   void unpin(uint64_t /*offset*/, uint32_t /*len*/, std::byte* /*data*/) override {}
+  const std::byte* local_base() const override { return base_; }
 
  private:
   LocalArena(std::byte* base, uint64_t size) : base_(base), size_(size) {}

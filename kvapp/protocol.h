@@ -59,6 +59,22 @@ bool for_each_get_key(std::string_view text, Fn&& fn) {
   return true;
 }
 
+/// The first key of a request whose first line starts "get " or "gets " (`text` is the
+/// datagram's text after the frame header), or empty. For the burst prefetch (Store::prefetch_key):
+/// cheaper than for_each_get_key, and where it reads a key differently from Protocol (one
+/// holding '\r', say) the lookup only misses the hash the prefetch kept.
+inline std::string_view first_get_key(std::string_view text) {
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  if (text.size() < 5 || p[0] != 'g' || p[1] != 'e' || p[2] != 't') return {};
+  p += p[3] == 's' ? 4 : 3;
+  if (p == end || *p != ' ') return {};
+  while (p != end && *p == ' ') ++p;
+  const char* const key = p;
+  while (p != end && *p != ' ' && *p != '\r' && *p != '\n') ++p;
+  return std::string_view(key, size_t(p - key));
+}
+
 /// Lets the server add its own lines (the runtime's: network, scheduler, paging) to every
 /// "stats" reply, after the kv app's and before END.
 class StatsHook {

@@ -75,6 +75,16 @@ bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predicto
   return fault;
 }
 
+void KvServerApp::prefetch(std::span<const uint8_t> payload) {
+  // A get's first key: a multi-get's others are looked up one after another anyway, and other
+  // commands are rare.
+  if (payload.size() <= kUdpFrameHeaderSize) return;
+  const std::string_view key = first_get_key(
+      std::string_view(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
+                       payload.size() - kUdpFrameHeaderSize));
+  if (!key.empty()) store_.prefetch_key(key);
+}
+
 void KvServerApp::write_stats(int64_t now_unix, StatSink& out) const {
   control_session_.write_stats(now_unix, out);
 }

@@ -29,6 +29,9 @@ class KvServerApp final : public rt::UdpApp {
              void* ctx) override;
   bool likely_fault(std::span<const uint8_t> payload, sched::Predictor mode, int64_t now_unix,
                     uint32_t& history, rt::FarRanges* fetch) override;
+  void prefetch(std::span<const uint8_t> payload) override;
+  void prefetch_burst() override { store_.prefetch_burst(); }
+  void burst_served() override { store_.end_burst(); }
   void write_stats(int64_t now_unix, StatSink& out) const override;
   bool forget_far(const std::function<bool(uint64_t offset, uint32_t len)>& gone,
                   int64_t now_unix) override {

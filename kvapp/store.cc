@@ -129,6 +129,7 @@ Store::Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr
     : options_(options),
       geometry_(std::move(geometry)),
       arena_(std::move(arena)),
+      local_base_(arena_->local_base()),
       hash_key_(key),
       started_at_(static_cast<int64_t>(std::time(nullptr))),
       slabs_(geometry_,
@@ -138,12 +139,94 @@ Store::Store(const StoreOptions& options, SlabGeometry geometry, std::unique_ptr
   slabs_.set_owner(&index_);
 }
 
-Store::~Store() = default;
-
 // ---------------------------------------------------------------------------------------------
 // Finding and holding items
 
-uint64_t Store::hash_of(std::string_view key) const { return hash_key(key, hash_key_); }
+namespace {
+// The keys of the burst being served on this thread and their hashes (Store::prefetch_key).
+struct BurstKeys {
+  const Store* owner = nullptr;
+  uint32_t n = 0;
+  uint32_t next = 0;  // served in the order announced: where the next lookup most likely is
+  const char* key[Store::kBurstKeys];
+  uint32_t len[Store::kBurstKeys];
+  uint64_t hash[Store::kBurstKeys];
+};
+thread_local BurstKeys tl_burst;
+}  // namespace
+
+uint64_t Store::hash_of(std::string_view key) const {
+  BurstKeys& b = tl_burst;
+  if (b.n != 0 && b.owner == this) {
+    // The same address and length as announced: the same bytes (they stay put until
+    // end_burst()). The next in order first, then the others (a multi-get's later keys, a
+    // request that was not a get, miss after a short scan).
+    const auto at = [&](uint32_t i) { return b.key[i] == key.data() && b.len[i] == key.size(); };
+    if (b.next < b.n && at(b.next)) return b.hash[b.next++];
+    for (uint32_t i = 0; i < b.n; ++i)
+      if (at(i)) return b.hash[i];
+  }
+  return hash_key(key, hash_key_);
+}
+
+void Store::prefetch_key(std::string_view key) {
+  BurstKeys& b = tl_burst;
+  if (b.owner != this) {
+    b.owner = this;
+    b.n = b.next = 0;
+  }
+  if (b.n == kBurstKeys || key.empty() || key.size() > kKeyMaxLength) return;  // never looked up
+  const uint64_t h = hash_key(key, hash_key_);
+  index_.prefetch(h);
+  b.key[b.n] = key.data();
+  b.len[b.n] = uint32_t(key.size());
+  b.hash[b.n] = h;
+  ++b.n;
+}
+
+void Store::prefetch_burst() {
+  const BurstKeys& b = tl_burst;
+  // One request alone has nothing to overlap its misses with: the stages would only add theirs.
+  if (b.owner != this || b.n < 2) return;
+  for (uint32_t i = 0; i < b.n; ++i) prefetch_chain(b.hash[i], false);
+  if (local_base_ == nullptr) return;
+  for (uint32_t i = 0; i < b.n; ++i) prefetch_chain(b.hash[i], true);
+}
+
+void Store::end_burst() {
+  BurstKeys& b = tl_burst;
+  if (b.owner == this) b.n = b.next = 0;
+}
+
+Store::~Store() {
+  // A store made later at this address must not find this one's hashes (tests make many).
+  BurstKeys& b = tl_burst;
+  if (b.owner == this) {
+    b.owner = nullptr;
+    b.n = b.next = 0;
+  }
+}
+
+void Store::prefetch_chain(uint64_t hash, bool item) {
+  Stripe& s = index_.stripe_for(hash);
+  if (!s.lock.try_lock()) return;
+  // Under the stripe lock the bucket array and the linked entry are this lookup's to read (a
+  // retired array is freed, and a slab's entries re-carved, only after its stripe was passed).
+  const uint32_t id = index_.bucket_for(hash);
+  if (id != kNil) {
+    const Entry& e = slabs_.entry(id);
+    if (!item) {
+      __builtin_prefetch(&e);
+    } else {
+      // The item's first lines (key, then value), up to four.
+      const uintptr_t first = reinterpret_cast<uintptr_t>(local_base_ + e.offset);
+      const uintptr_t last = first + std::min<uint32_t>(e.key_len + e.value_len, 256) - 1;
+      for (uintptr_t line = first & ~uintptr_t{63}; line <= last; line += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(line));
+    }
+  }
+  s.lock.unlock();
+}
 
 Lookup Store::acquire(std::string_view key, uint64_t hash, int64_t now, const KeySkips& skips,
                       Handle* h) {

@@ -254,6 +254,22 @@ class Store {
   /// Unix time at creation, for "stats uptime".
   int64_t started_at() const { return started_at_; }
 
+  /// Batched lookups (MICA, NSDI'14): a burst's keys are announced before any of its requests
+  /// is served, and each lookup's lines are prefetched in stages so the burst's cache misses
+  /// overlap instead of stalling one request at a time. prefetch_key() hashes the key,
+  /// prefetches its stripe and bucket, and remembers the hash on this thread until end_burst()
+  /// (the lookup when the request is served, of the same bytes at the same address, does not
+  /// hash it again). prefetch_burst() then prefetches each key's chain head entry and, once all
+  /// of those are on their way, the head item's bytes (local arenas only: far memory is never
+  /// touched). Each stage reads the chain under the key's stripe lock, taken with try_lock
+  /// (never waits; a busy stripe skips its prefetch). The keys' bytes must stay where they are,
+  /// unchanged, until end_burst(). Owner core; at most kBurstKeys keys a burst (more are only
+  /// hashed when served).
+  static constexpr uint32_t kBurstKeys = 32;
+  void prefetch_key(std::string_view key);
+  void prefetch_burst();
+  void end_burst();
+
   /// Arena offset and length of `key`'s chunk (key + value), for the fault predictor and tests
   /// of the page layout. Matches by hash and length only, so it never reads item memory (never
   /// faults). Returns false when no live item has that hash and length.
@@ -292,6 +308,10 @@ class Store {
     uint64_t cas = 0;
     int64_t expires_at = 0;
   };
+
+  // One stage of prefetch_burst() for the key hashed to `hash`: its chain head entry, or
+  // (`item`) the first lines of that entry's item.
+  void prefetch_chain(uint64_t hash, bool item);
 
   // How read_copy_retry() pins an item. incr/decr may rewrite an item of one page in place, so
   // it pins those for writing from the start (a pin cannot be upgraded under the lock). A larger
@@ -409,6 +429,7 @@ class Store {
   const StoreOptions options_;
   const SlabGeometry geometry_;
   std::unique_ptr<Arena> arena_;
+  const std::byte* const local_base_;  // arena_->local_base(), for prefetch_burst()
   const HashKey hash_key_;
   const int64_t started_at_;
   store_internal::SlabAllocator slabs_;  // after geometry_, which it reads

@@ -95,6 +95,14 @@ class HashIndex final : public ChunkOwner {
 
   Stripe& stripe_for(uint64_t hash) const { return stripes_[hash & stripe_mask_]; }
 
+  /// Prefetches `hash`'s stripe (for writing: its lock) and its bucket in the current array (one
+  /// not yet moved out of an old array is not: growth is rare). Reads only the array's address.
+  void prefetch(uint64_t hash) const {
+    const Table* cur = table_.load(std::memory_order_acquire);
+    __builtin_prefetch(&stripe_for(hash), 1);
+    __builtin_prefetch(&const_cast<Table*>(cur)->buckets()[hash & cur->mask]);
+  }
+
   /// The head of `hash`'s chain: in the old array while its bucket has not moved, else in the
   /// current one. Its stripe lock held (the only lock that guards both the bucket and the move).
   uint32_t& bucket_for(uint64_t hash) const {

@@ -73,6 +73,17 @@ class UdpHandler {
   /// One datagram to our port. `payload` is valid only during the call. Reply through
   /// stack.send_udp(). Runs on the core that owns `stack`; must not block.
   virtual void on_udp(Stack& stack, const UdpPeer& from, std::span<const uint8_t> payload) = 0;
+  /// A datagram that on_udp() will get later in this RX burst, once every frame of the burst has
+  /// been classified: a chance to prefetch what serving it will read, so that the burst's cache
+  /// misses overlap (MICA's batched lookups) instead of stalling one request at a time. Must
+  /// only read and prefetch: no reply, no state a later on_udp() depends on. Owner core.
+  virtual void on_udp_ahead(std::span<const uint8_t> /*payload*/) {}
+  /// After on_udp_ahead() of every datagram of the burst, before the first on_udp(): the later
+  /// stages of a pipelined prefetch (what the first stage's lines point to). Owner core.
+  virtual void on_burst_classified() {}
+  /// After the burst's last on_udp(): its payloads are about to be freed (whatever
+  /// on_udp_ahead() kept about them must go). Owner core.
+  virtual void on_burst_served() {}
 };
 
 /// The stack of one RX/TX queue pair, owned by one core at a time. Not thread-safe.
@@ -114,8 +125,15 @@ class Stack {
 
  private:
   void enqueue_tx(rte_mbuf* m);
-  /// Handles one received frame; true when the caller should free it (false: reused for TX).
-  bool handle(rte_mbuf* m);
+  /// A UDP datagram of the current burst, classified and accepted, not yet handed to the app.
+  struct Accepted {
+    UdpPeer from;
+    std::span<const uint8_t> payload;
+  };
+  /// Handles one received frame, except that a UDP datagram for the app is only recorded in
+  /// `*udp` (returns with *udp_taken set): poll() hands those over after the whole burst is
+  /// classified. True when the caller should free the frame (false: reused for TX).
+  bool handle(rte_mbuf* m, Accepted* udp, bool* udp_taken);
   void learn(Ipv4Addr ip, const MacAddr& mac);
 
   Port& port_;

@@ -57,6 +57,15 @@ class UdpApp {
     return false;
   }
 
+  /// A burst's requests, before any of them is served (net::UdpHandler's on_udp_ahead,
+  /// on_burst_classified, on_burst_served), on the receiving core: prefetch() for each request
+  /// datagram, prefetch_burst() once after the last, burst_served() once the burst's requests
+  /// were handed over (their payloads are then freed). kvserver prefetches each key's lookup in
+  /// stages (bucket, chain head, item) so the burst's cache misses overlap instead of stalling
+  /// one request at a time. Reads and prefetches only: no reply, no fault, no wait.
+  virtual void prefetch(std::span<const uint8_t> /*payload*/) {}
+  virtual void prefetch_burst() {}
+  virtual void burst_served() {}
   /// The app's own statistics (kvserver: memcached's "stats" lines before the runtime's), for
   /// the control socket's `stats`. Control thread; must not block the cores.
   virtual void write_stats(int64_t now_unix, StatSink& out) const = 0;

@@ -60,6 +60,9 @@ class ServerQueueSet final : public net::UdpHandler, public QueueSet {
   void set_stack(net::Stack* s);
 
   void on_udp(net::Stack&, const net::UdpPeer& from, std::span<const uint8_t> payload) override;
+  void on_udp_ahead(std::span<const uint8_t> payload) override { app_.prefetch(payload); }
+  void on_burst_classified() override { app_.prefetch_burst(); }
+  void on_burst_served() override { app_.burst_served(); }
   uint32_t poll() override;
   QueueProbe probe() const override;
   void set_accepting(bool on) override;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvapp/options.h"
+#include "kvapp/protocol.h"
 #include "kvapp/session.h"
 #include "kvapp/store.h"
 #include "kvapp/tuning.h"
@@ -183,14 +184,43 @@ std::string check_reply(std::string_view text) {
   return "";
 }
 
-void run(const Config& c, Session& session, std::span<const uint8_t> payload) {
+// The dataplane's burst prefetch (kvserver announces a burst's first get keys before serving
+// it): the key scan on hostile bytes, and the lookup through the hash it kept. Only in trees
+// that have it.
+template <typename S>
+concept HasBurstPrefetch = requires(S s, std::string_view k) { s.prefetch_key(k); };
+
+template <typename S>
+void announce(S& store, std::span<const uint8_t> payload) {
+  if constexpr (HasBurstPrefetch<S>) {
+    if (payload.size() > kUdpFrameHeaderSize) {
+      const std::string_view key = first_get_key(
+          std::string_view(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
+                           payload.size() - kUdpFrameHeaderSize));
+      FUZZ_CHECK(key.data() + key.size() <= reinterpret_cast<const char*>(payload.data()) +
+                                                  payload.size(),
+                 "first_get_key read past the datagram");
+      if (!key.empty()) store.prefetch_key(key);
+    }
+    store.prefetch_burst();
+  }
+}
+
+template <typename S>
+void end_burst(S& store) {
+  if constexpr (HasBurstPrefetch<S>) store.end_burst();
+}
+
+void run(const Config& c, Store& store, Session& session, std::span<const uint8_t> payload) {
   Emitted out;
+  announce(store, payload);
   const size_t n = session.handle_datagram(
       payload, kNow,
       [](void* ctx, std::span<const uint8_t> d) {
         static_cast<Emitted*>(ctx)->datagrams.emplace_back(d.begin(), d.end());
       },
       &out);
+  end_burst(store);
   FUZZ_CHECK(n == out.datagrams.size(), "returned %zu, emitted %zu", n, out.datagrams.size());
   if (payload.size() < kUdpFrameHeaderSize) {
     FUZZ_CHECK(n == 0, "a runt got %zu datagrams", n);
@@ -231,10 +261,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // An exactly sized copy, so a read past the datagram is a heap overflow ASan reports.
   const std::vector<uint8_t> payload(data + 1, data + size);
   if (c.persistent) {
-    run(c, *persistent.session, payload);
+    run(c, *persistent.store, *persistent.session, payload);
   } else {
     Served fresh = serve(c);
-    run(c, *fresh.session, payload);
+    run(c, *fresh.store, *fresh.session, payload);
     fresh.session.reset();  // before its store
   }
   return 0;

@@ -221,10 +221,16 @@ TEST_P(StoreGrowthTest, GrowsWhileOtherThreadsGetSetAndDelete) {
       for (int i = 0; i < kPerWriter; ++i) {
         const std::string k = "w" + std::to_string(t) + ":" + std::to_string(i);
         if (put(*s, k, k) != StoreOutcome::kStored) bad++;
-        // Read back an earlier key now and then: it must be found whichever array holds it.
+        // Read back an earlier key now and then: it must be found whichever array holds it,
+        // announced in a burst (the dataplane's prefetch stages read chains while the arrays
+        // double under them).
         if (i % 7 == 0) {
           const std::string e = "w" + std::to_string(t) + ":" + std::to_string(i / 2);
+          s->prefetch_key(e);
+          s->prefetch_key(k);
+          s->prefetch_burst();
           if (peek(*s, e) != e) bad++;
+          s->end_burst();
         }
       }
     });
@@ -434,6 +440,12 @@ TEST_P(StoreGrowthTest, SlabsMoveUnderConcurrentLoad) {
         const size_t size = (((i / 2000) + t) % 3 == 0) ? 40 : (((i / 2000) + t) % 3 == 1) ? 900 : 9000;
         const std::string k = "c" + std::to_string(rng() % 4000);
         if (rng() % 3 == 0) {
+          // Announced in a burst with another key first: the prefetch stages read chain heads
+          // while slabs move under them.
+          const std::string other = "c" + std::to_string(rng() % 4000);
+          s->prefetch_key(other);
+          s->prefetch_key(k);
+          s->prefetch_burst();
           s->get(k, now, [&](const ItemView& v) {
             // Values are the key repeated: a value from a reused chunk would not match.
             for (size_t j = 0; j < v.value.size(); ++j) {
@@ -443,6 +455,7 @@ TEST_P(StoreGrowthTest, SlabsMoveUnderConcurrentLoad) {
               }
             }
           });
+          s->end_burst();
         } else {
           std::string v;
           while (v.size() < size) v += k;

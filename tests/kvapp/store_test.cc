@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -89,6 +90,53 @@ TEST_P(StoreTest, DropLostForgetsExactlyTheItemsOnLostPages) {
   EXPECT_EQ(misses, dropped);
   for (int i = 0; i < 200; ++i)
     ASSERT_EQ(put(*s, "again" + std::to_string(i), value), StoreOutcome::kStored);
+}
+
+// A burst's keys announced before it is served (the dataplane's batched lookups): each is
+// found through the hash kept for its address, in any order; a view of other bytes or another
+// length at an announced address is hashed anew; once the burst ends nothing kept is used (the
+// RX frame that held a key may hold another one in the next burst).
+TEST_P(StoreTest, BurstPrefetchFindsAnnouncedKeysAndForgetsThemAtTheEnd) {
+  auto s = make_store();
+  ASSERT_EQ(put(*s, "alpha", "1"), StoreOutcome::kStored);
+  ASSERT_EQ(put(*s, "bravo", "2"), StoreOutcome::kStored);
+  ASSERT_EQ(put(*s, "charl", "3"), StoreOutcome::kStored);
+  ASSERT_EQ(put(*s, "alp", "short"), StoreOutcome::kStored);
+  char frame[3][5];
+  std::memcpy(frame[0], "alpha", 5);
+  std::memcpy(frame[1], "bravo", 5);
+  std::memcpy(frame[2], "charl", 5);
+  const auto key = [&](int i, size_t len = 5) { return std::string_view(frame[i], len); };
+  for (int i = 0; i < 3; ++i) s->prefetch_key(key(i));
+  s->prefetch_burst();
+  EXPECT_EQ(peek(*s, key(2)), "3");  // out of order
+  EXPECT_EQ(peek(*s, key(0)), "1");
+  EXPECT_EQ(peek(*s, key(1)), "2");
+  EXPECT_EQ(peek(*s, key(0, 3)), "short");  // the same address, another length
+  s->end_burst();
+  std::memcpy(frame[0], "bravo", 5);  // the next burst's frame, at the same address
+  EXPECT_EQ(peek(*s, key(0)), "2");
+  // More keys than a burst keeps: the rest are hashed when served.
+  std::vector<std::string> many;
+  for (uint32_t i = 0; i < Store::kBurstKeys + 8; ++i) many.push_back(i % 2 ? "alpha" : "charl");
+  for (const std::string& k : many) s->prefetch_key(k);
+  s->prefetch_burst();
+  for (uint32_t i = 0; i < many.size(); ++i) EXPECT_EQ(peek(*s, many[i]), i % 2 ? "1" : "3");
+  s->end_burst();
+}
+
+// Hashes are per store (each has its own random SipHash key): a key announced to one store is
+// hashed anew when another store on the same thread looks it up.
+TEST_P(StoreTest, BurstKeysBelongToTheStoreTheyWereAnnouncedTo) {
+  auto a = make_store();
+  auto b = make_store();
+  ASSERT_EQ(put(*b, "shared", "b"), StoreOutcome::kStored);
+  const std::string frame = "shared";
+  a->prefetch_key(frame);
+  a->prefetch_burst();
+  EXPECT_EQ(peek(*b, frame), "b");
+  EXPECT_EQ(peek(*a, frame), "<miss>");
+  a->end_burst();
 }
 
 TEST(BytesEqualTest, EveryLengthAndEveryDifferingByte) {
