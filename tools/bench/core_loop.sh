@@ -15,7 +15,8 @@
 # Knobs: RATES (300000 600000 900000 1200000), DURATION (2.5 s a point), TRIALS (3), KEYS (200000),
 # EXP_LCORES / EXP_LOADGEN_LCORES (server 1, loadgen 0; tools/lib/farmem.sh), PERF (0), MODE
 # (no-fault; or a far mode of tools/experiments/table1.sh, e.g. async: 20% local, 3.3 us fetches
-# from a memnode started here — where a fault's cycles go at saturation, with PERF=1).
+# from a memnode started here — where a fault's cycles go at saturation, with PERF=1), LG_EXTRA
+# (more loadgen arguments, e.g. "--late-us 50": a send later than that counts as late).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib/farmem.sh
@@ -35,7 +36,7 @@ mkdir -p "$OUT"
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 : >"$OUT/summary.txt"
 [ "$MODE" = no-fault ] || fm_start_memnode 256
-say "core loop: $MODE GETs$([ "$MODE" = no-fault ] && echo " (local mode)" || echo " (20% local, ${LATENCY_NS:-3300} ns fetches)"), $KEYS keys of 128 B, one server core [${EXP_LCORES:-1}], loadgen [${EXP_LOADGEN_LCORES:-0}], idle back-off $IDLE_BACKOFF; rates $RATES, $DURATION s each, $TRIALS trials"
+say "core loop: $MODE GETs$([ "$MODE" = no-fault ] && echo " (local mode)" || echo " (20% local, ${LATENCY_NS:-3300} ns fetches)"), $KEYS keys of 128 B, one server core [${EXP_LCORES:-1}], loadgen [${EXP_LOADGEN_LCORES:-0}], idle back-off $IDLE_BACKOFF; rates $RATES, $DURATION s each, $TRIALS trials${LG_EXTRA:+; loadgen $LG_EXTRA}"
 last_rate=${RATES##* }
 for t in $(seq "$TRIALS"); do
   fm_start_server "trial$t" "$(fm_mode_toml "$MODE")" || exit 1
@@ -43,7 +44,7 @@ for t in $(seq "$TRIALS"); do
   for rate in $RATES; do
     name="t$t-$rate"
     fm_loadgen_cmd --keys "$KEYS" --value-size 128 --rate "$rate" --duration "$DURATION" --warmup 0.5 \
-      ${preload[@]+"${preload[@]}"} --label "$name" --csv "$OUT/$name.csv" --quiet
+      ${preload[@]+"${preload[@]}"} --label "$name" --csv "$OUT/$name.csv" --quiet ${LG_EXTRA:-}
     fm_bg "$FM_WORK/$name.loadgen.log" "${FM_CMD[@]}"
     lg=$FM_PID
     # Progress lines ("rate R/s  1.0/2.5 s ...") mark the run's seconds.
