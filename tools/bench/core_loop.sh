@@ -12,6 +12,7 @@
 #
 #   tools/bench/core_loop.sh                       # ~1-2 minutes
 #   FARMEM_RELEASE=1 PERF=1 tools/bench/core_loop.sh
+#   NO_BUILD=1 FARMEM_BUILD=<build> ...      # another build's programs (A/B: run interleaved)
 # Knobs: RATES (300000 600000 900000 1200000), DURATION (2.5 s a point), TRIALS (3), KEYS (200000),
 # EXP_LCORES / EXP_LOADGEN_LCORES (server 1, loadgen 0; tools/lib/farmem.sh), PERF (0), MODE
 # (no-fault; or a far mode of tools/experiments/table1.sh, e.g. async: 20% local, 3.3 us fetches
