@@ -61,9 +61,16 @@ uint32_t Stack::poll() {
   uint16_t nu = 0;
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
-    bool taken = false;
-    if (handle(rx[i], &udp[nu].a, &taken)) rx[done++] = rx[i];
-    if (taken) handler_->on_udp_ahead(udp[nu++].a.payload);
+    switch (handle(rx[i], &udp[nu].a)) {
+      case Handled::kKept:
+        handler_->on_udp_ahead(udp[nu++].a.payload);
+        [[fallthrough]];  // freed after the second pass, with the others
+      case Handled::kFree:
+        rx[done++] = rx[i];
+        break;
+      case Handled::kReused:
+        break;
+    }
   }
   if (nu != 0) {
     handler_->on_burst_classified();
@@ -75,12 +82,12 @@ uint32_t Stack::poll() {
   return n;
 }
 
-bool Stack::handle(rte_mbuf* m, Accepted* udp, bool* udp_taken) {
+Stack::Handled Stack::handle(rte_mbuf* m, Accepted* udp) {
   counters_.rx_packets.add();
   counters_.rx_bytes.add(rte_pktmbuf_pkt_len(m));
   if (m->nb_segs != 1) {  // we configure no scatter: a chained mbuf is a frame we cannot hold
     counters_.drops[size_t(DropReason::kTruncated)].add();
-    return true;
+    return Handled::kFree;
   }
   auto* data = rte_pktmbuf_mtod(m, uint8_t*);
   std::span<uint8_t> frame(data, rte_pktmbuf_data_len(m));
@@ -103,8 +110,7 @@ bool Stack::handle(rte_mbuf* m, Accepted* udp, bool* udp_taken) {
       counters_.udp_in.add();
       new (udp) Accepted{UdpPeer{c.src_mac, c.src_ip, c.src_port},
                          frame.subspan(c.payload_off, c.payload_len)};
-      *udp_taken = true;
-      return true;  // freed after the burst's second pass
+      return Handled::kKept;
     }
     case Classified::Kind::kArpRequest: {
       learn(c.src_ip, c.arp_sender_mac);
@@ -128,7 +134,7 @@ bool Stack::handle(rte_mbuf* m, Accepted* udp, bool* udp_taken) {
       m->data_len = m->pkt_len = uint32_t(len);
       counters_.icmp_replies.add();
       enqueue_tx(m);
-      return false;  // the mbuf is reused for the reply
+      return Handled::kReused;
     }
     case Classified::Kind::kDrop:
       counters_.drops[size_t(c.reason)].add();
@@ -136,7 +142,7 @@ bool Stack::handle(rte_mbuf* m, Accepted* udp, bool* udp_taken) {
                      drop_reason_name(c.reason));
       break;
   }
-  return true;
+  return Handled::kFree;
 }
 
 void Stack::learn(Ipv4Addr ip, const MacAddr& mac) {

@@ -130,10 +130,14 @@ class Stack {
     UdpPeer from;
     std::span<const uint8_t> payload;
   };
+  enum class Handled : uint8_t {
+    kFree,    // done with: the caller frees the frame
+    kReused,  // the frame went out again (an ICMP echo reply built in place)
+    kKept,    // a datagram for the app, recorded in *udp: freed after the burst's second pass
+  };
   /// Handles one received frame, except that a UDP datagram for the app is only recorded in
-  /// `*udp` (returns with *udp_taken set): poll() hands those over after the whole burst is
-  /// classified. True when the caller should free the frame (false: reused for TX).
-  bool handle(rte_mbuf* m, Accepted* udp, bool* udp_taken);
+  /// `*udp`: poll() hands those over after the whole burst is classified.
+  Handled handle(rte_mbuf* m, Accepted* udp);
   void learn(Ipv4Addr ip, const MacAddr& mac);
 
   Port& port_;

@@ -20,16 +20,9 @@ ROUNDS=${ROUNDS:-5}
 CPU=${CPU:-${EXP_LCORES:-1}}
 MIN_TIME=${MIN_TIME:-0.3}
 fm_setup  # packages, and the build engine_bench (the noise floor) comes from
-if [ $# -eq 0 ]; then
-  # The default: a release build with tests in build-rt/, set up and brought up to date here.
-  [ -f build-rt/build.ninja ] ||
-    meson setup build-rt --buildtype=release -Dtests=enabled >/dev/null
-  [ -n "${NO_BUILD:-}" ] || ninja -C build-rt tests/paging/fault_bench >/dev/null
-  set -- build-rt/tests/paging/fault_bench
-fi
-for b in "$@"; do
-  [ -x "$b" ] || { echo "bench: $b is not built (ninja -C <build> tests/paging/fault_bench)" >&2; exit 1; }
-done
+# The default: a release build with tests in build-rt/, set up and brought up to date here.
+fm_bench_binaries build-rt tests/paging/fault_bench "--buildtype=release -Dtests=enabled" "$@"
+set -- "${FM_BENCHES[@]}"
 [ "$ROUNDS" -ge 1 ] || { echo "bench: ROUNDS must be >= 1" >&2; exit 1; }
 fm_workdir faultcpu
 raw=$FM_WORK/raw.txt
@@ -68,9 +61,5 @@ for b in sys.argv[2:]:
 PY
 echo "command: ROUNDS=$ROUNDS CPU=$CPU tools/bench/fault_cpu.sh $*"
 fm_machine_info
-for b in "$@"; do  # each benchmark's own build folder, and the commit it was built from
-  dir=${b%%/tests/*}
-  (FM_BIN=$dir FM_LIB="" fm_build_info)
-  echo "  $b: git $(git -C "$(dirname "$b")" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$(dirname "$b")" diff --quiet HEAD -- 2>/dev/null || echo ' (with changes not committed)')"
-done
+fm_bench_builds "$@"
 fm_noise_floor "$CPU"

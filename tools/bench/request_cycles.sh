@@ -18,15 +18,8 @@ CPU=${CPU:-${EXP_LCORES:-1}}
 REQUESTS=${REQUESTS:-400000}
 BURST=${BURST:-8}
 fm_setup  # packages, and the build engine_bench (the noise floor) comes from
-if [ $# -eq 0 ]; then
-  [ -f build-release/build.ninja ] ||
-    meson setup build-release --buildtype=release -Dtests=disabled >/dev/null
-  [ -n "${NO_BUILD:-}" ] || ninja -C build-release tools/bench/request_path >/dev/null
-  set -- build-release/tools/bench/request_path
-fi
-for b in "$@"; do
-  [ -x "$b" ] || { echo "bench: $b is not built (ninja -C <build> tools/bench/request_path)" >&2; exit 1; }
-done
+fm_bench_binaries build-release tools/bench/request_path "--buildtype=release -Dtests=disabled" "$@"
+set -- "${FM_BENCHES[@]}"
 [ "$ROUNDS" -ge 1 ] || { echo "bench: ROUNDS must be >= 1" >&2; exit 1; }
 fm_workdir reqcycles
 raw=$FM_WORK/raw.txt
@@ -59,9 +52,5 @@ for b in sys.argv[2:]:
 PY
 echo "command: ROUNDS=$ROUNDS CPU=$CPU REQUESTS=$REQUESTS BURST=$BURST tools/bench/request_cycles.sh $*"
 fm_machine_info
-for b in "$@"; do  # each binary's own build folder, and the commit it was built from
-  dir=${b%%/tools/*}
-  (FM_BIN=$dir FM_LIB="" fm_build_info)
-  echo "  $b: git $(git -C "$(dirname "$b")" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$(dirname "$b")" diff --quiet HEAD -- 2>/dev/null || echo ' (with changes not committed)')"
-done
+fm_bench_builds "$@"
 fm_noise_floor "$CPU"

@@ -491,6 +491,37 @@ PY
   fi
 }
 
+# fm_bench_binaries DIR TARGET "MESON_ARGS" [BIN...]: FM_BENCHES, the benchmark binaries a
+# micro-benchmark script runs (several: interleaved builds): the BINs given, each checked to be
+# built; none given, DIR/TARGET, with DIR set up (meson setup MESON_ARGS) when it is new and
+# TARGET brought up to date unless NO_BUILD is set.
+fm_bench_binaries() {
+  local dir=$1 target=$2 args=$3 b
+  shift 3
+  FM_BENCHES=("$@")
+  if [ ${#FM_BENCHES[@]} -eq 0 ]; then
+    # shellcheck disable=SC2086  # MESON_ARGS is a word list
+    [ -f "$dir/build.ninja" ] || meson setup "$dir" $args >/dev/null
+    [ -n "${NO_BUILD:-}" ] || ninja -C "$dir" "$target" >/dev/null
+    FM_BENCHES=("$dir/$target")
+  fi
+  for b in "${FM_BENCHES[@]}"; do
+    [ -x "$b" ] || { echo "bench: $b is not built (ninja -C <build> $target)" >&2; exit 1; }
+  done
+}
+
+# fm_bench_builds BIN...: for each benchmark binary, how its build folder (the path before
+# /tests/ or /tools/) was built (fm_build_info) and the commit its tree is at.
+fm_bench_builds() {
+  local b dir
+  for b in "$@"; do
+    dir=${b%%/tests/*}
+    dir=${dir%%/tools/*}
+    (FM_BIN=$dir FM_LIB="" fm_build_info)
+    echo "  $b: git $(git -C "$(dirname "$b")" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$(dirname "$b")" diff --quiet HEAD -- 2>/dev/null || echo ' (with changes not committed)')"
+  done
+}
+
 # fm_noise_floor [CPU]: this machine's noise floor on CPU (EXP_LOADGEN_LCORES's first, else 0):
 # the share of 2 s a tight TSC loop lost in stalls > 10 us (engine_bench --hiccups 2), one line.
 fm_noise_floor() {
