@@ -39,12 +39,13 @@ uint64_t now_ns() {
 class ReplicatedQueuePair final : public QueuePair {
  public:
   ReplicatedQueuePair(ReplicatedTransport& owner, CoreId core,
-                      std::vector<std::unique_ptr<QueuePair>> qps, uint32_t max_ops,
-                      ReplicationCounters& counters)
+                      std::vector<std::unique_ptr<QueuePair>> qps, std::vector<Transport*> conns,
+                      uint32_t max_ops, ReplicationCounters& counters)
       : owner_(owner),
         core_(core),
         qps_(std::move(qps)),
-        mailbox_(new std::atomic<QueuePair*>[qps_.size()]),
+        conn_(std::move(conns)),
+        mailbox_(new std::atomic<Delivery*>[qps_.size()]),
         placement_(owner.placement_),
         pages_(owner.pages_),
         ops_(max_ops),
@@ -62,9 +63,9 @@ class ReplicatedQueuePair final : public QueuePair {
 
   CoreId core() const { return core_; }
 
-  /// Recovery thread, under the owner's lock: node n's queue pair on its new connection.
-  void deliver(uint32_t n, std::unique_ptr<QueuePair> qp) {
-    delete mailbox_[n].exchange(qp.release(), std::memory_order_acq_rel);
+  /// Recovery thread, under the owner's lock: node n's queue pair on its new connection `conn`.
+  void deliver(uint32_t n, std::unique_ptr<QueuePair> qp, Transport* conn) {
+    delete mailbox_[n].exchange(new Delivery{std::move(qp), conn}, std::memory_order_acq_rel);
   }
 
   PostResult post(IoOp op, uint64_t remote_offset, void* local, uint32_t len,
@@ -125,28 +126,38 @@ class ReplicatedQueuePair final : public QueuePair {
 
   uint32_t poll(std::span<Completion> out) override {
     adopt();
-    for (uint32_t n = 0; n < qps_.size(); ++n) drain_backlog(n);
-    // What finished earlier goes out first; what finishes while the children are polled goes
-    // straight into `out` while there is room (finish()), the rest waits in ready_.
+    if (backlogged_ != 0) {
+      for (uint32_t n = 0; n < qps_.size(); ++n) drain_backlog(n);
+    }
+    // What finished earlier goes out first. Then each child is polled straight into what is
+    // left of `out` and its completions are turned into the caller's in place; what does not
+    // fit stays in the child's queue for the next poll.
     uint32_t k = 0;
     while (k < out.size() && !ready_.empty()) {
       out[k++] = ready_.front();
       ready_.pop_front();
     }
-    out_ = out;
-    out_n_ = k;
-    for (uint32_t n = 0; n < qps_.size(); ++n) poll_child(*qps_[n], child_completions_);
-    for (size_t i = 0; i < draining_.size();) {
-      poll_child(*draining_[i], child_completions_);
-      if (draining_[i]->outstanding() == 0) {
-        draining_[i] = std::move(draining_.back());
-        draining_.pop_back();
-      } else {
-        ++i;
+    for (uint32_t n = 0; n < qps_.size() && k < out.size(); ++n)
+      k = poll_child_into(*qps_[n], out, k);
+    if (!draining_.empty()) [[unlikely]] {
+      // Replaced children: drained whole (their completions are failures), the overflow into
+      // ready_.
+      out_ = out;
+      out_n_ = k;
+      from_old_ = true;
+      for (size_t i = 0; i < draining_.size();) {
+        poll_child(*draining_[i], child_completions_);
+        if (draining_[i]->outstanding() == 0) {
+          draining_[i] = std::move(draining_.back());
+          draining_.pop_back();
+        } else {
+          ++i;
+        }
       }
+      from_old_ = false;
+      k = out_n_;
+      out_ = {};
     }
-    k = out_n_;
-    out_ = {};
     return k;
   }
 
@@ -178,6 +189,32 @@ class ReplicatedQueuePair final : public QueuePair {
 
   static uint64_t tag(uint32_t slot, uint32_t node) { return (uint64_t(slot) << 8) | node; }
 
+  /// Polls child `q` into out[k...] and rewrites its completions there as the caller's: a read
+  /// that succeeded becomes its op's completion in place (the common case: no copy, no queue);
+  /// anything else goes through on_child(), which emits at most one completion for each child
+  /// completion, so the write position never passes the read position. Returns the new k.
+  uint32_t poll_child_into(QueuePair& q, std::span<Completion> out, uint32_t k) {
+    const uint32_t got = q.poll(out.subspan(k));
+    const uint32_t end = k + got;
+    uint32_t w = k;
+    for (uint32_t i = k; i < end; ++i) {
+      const Completion c = out[i];
+      const uint32_t slot = uint32_t(c.wr_id >> 8);
+      Op& o = ops_[slot];
+      if (o.op == IoOp::kRead && c.status == IoStatus::kOk) [[likely]] {
+        out[w++] = Completion{o.wr_id, IoStatus::kOk};
+        free_.push_back(slot);
+        continue;
+      }
+      out_ = out.first(i + 1);  // finish() writes at out_n_ <= i: never past what was read
+      out_n_ = w;
+      on_child(c);
+      w = out_n_;
+      out_ = {};
+    }
+    return w;
+  }
+
   void poll_child(QueuePair& q, std::array<Completion, 32>& c) {
     uint32_t got;
     while ((got = q.poll(c)) > 0) {
@@ -194,12 +231,14 @@ class ReplicatedQueuePair final : public QueuePair {
     if (g == seen_generation_) return;
     seen_generation_ = g;
     for (uint32_t n = 0; n < qps_.size(); ++n) {
-      QueuePair* q = mailbox_[n].exchange(nullptr, std::memory_order_acq_rel);
-      if (q == nullptr) continue;
+      std::unique_ptr<Delivery> d(mailbox_[n].exchange(nullptr, std::memory_order_acq_rel));
+      if (d == nullptr) continue;
       draining_.push_back(std::move(qps_[n]));
-      qps_[n].reset(q);
+      qps_[n] = std::move(d->qp);
+      conn_[n] = d->conn;
       std::deque<Child> stale;
       stale.swap(backlog_[n]);
+      backlogged_ -= uint32_t(stale.size());
       for (const Child& c : stale) ready_child_failure(c.wr_id);
     }
   }
@@ -215,6 +254,7 @@ class ReplicatedQueuePair final : public QueuePair {
       }
     }
     backlog_[n].push_back(c);
+    ++backlogged_;
   }
 
   void drain_backlog(uint32_t n) {
@@ -225,6 +265,7 @@ class ReplicatedQueuePair final : public QueuePair {
       if (r == PostResult::kFull) return;
       const uint64_t wr = c.wr_id;
       q.pop_front();
+      --backlogged_;
       if (r == PostResult::kDead) ready_child_failure(wr);
     }
   }
@@ -299,6 +340,7 @@ class ReplicatedQueuePair final : public QueuePair {
           counters_.reads_reissued.add();
           backlog_[n].push_back(Child{IoOp::kRead, placement_.offset_of(o.page, k) + o.in_page,
                                       o.local, o.len, tag(slot, n)});
+          ++backlogged_;
           return;
         }
         finish_lost(slot, o);
@@ -311,6 +353,9 @@ class ReplicatedQueuePair final : public QueuePair {
     if (o.sent < 255) ++o.sent;
     if (c.status == IoStatus::kOk) {
       ++o.written;
+      const uint32_t n = uint32_t(c.wr_id & 0xff);
+      if (!from_old_ && o.in_page == 0 && o.len == kPageSize)
+        owner_.landed_in_full(o.page, n, conn_[n]);
     } else if (c.status == IoStatus::kRemoteError || o.failure == IoStatus::kOk) {
       o.failure = c.status;
     }
@@ -345,8 +390,16 @@ class ReplicatedQueuePair final : public QueuePair {
 
   ReplicatedTransport& owner_;
   CoreId core_;
+  // A queue pair the recovery thread made on a node's new connection, waiting to be adopted.
+  struct Delivery {
+    std::unique_ptr<QueuePair> qp;
+    Transport* conn;
+  };
+
   std::vector<std::unique_ptr<QueuePair>> qps_;
-  std::unique_ptr<std::atomic<QueuePair*>[]> mailbox_;
+  std::vector<Transport*> conn_;  // the connection each of qps_ is on
+  std::unique_ptr<std::atomic<Delivery*>[]> mailbox_;
+  bool from_old_ = false;  // on_child() is handling a replaced child's completion
   std::vector<std::unique_ptr<QueuePair>> draining_;  // replaced children not yet empty
   uint32_t seen_generation_ = 0;
   Placement placement_;
@@ -354,6 +407,7 @@ class ReplicatedQueuePair final : public QueuePair {
   std::vector<Op> ops_;
   std::vector<uint32_t> free_;
   std::vector<std::deque<Child>> backlog_;
+  uint32_t backlogged_ = 0;  // entries in all of backlog_: poll() skips them while 0
   std::deque<Completion> ready_;
   ReplicationCounters& counters_;
   // The children's completions, polled into a buffer kept here: a local array of Completions
@@ -446,10 +500,12 @@ Result<std::unique_ptr<ReplicatedTransport>> ReplicatedTransport::create(
   t->wseq_.reset(new std::atomic<uint64_t>[t->pages_]);
   t->lost_.reset(new std::atomic<uint8_t>[t->pages_]);
   t->copied_.reset(new std::atomic<uint64_t>[t->pages_]);
+  t->rewritten_.reset(new std::atomic<uint64_t>[t->pages_]);
   for (uint64_t p = 0; p < t->pages_; ++p) {
     t->wseq_[p].store(0, std::memory_order_relaxed);
     t->lost_[p].store(0, std::memory_order_relaxed);
     t->copied_[p].store(0, std::memory_order_relaxed);
+    t->rewritten_[p].store(0, std::memory_order_relaxed);
   }
   return t;
 }
@@ -486,6 +542,17 @@ void ReplicatedTransport::write_done(uint64_t page, bool every_replica_full_page
   wseq_[page].fetch_add(1);
 }
 
+void ReplicatedTransport::landed_in_full(uint64_t page, uint32_t n, const Transport* conn) {
+  // Only a rebuild reads the mark, and a node rebuilds only after it came back.
+  if (NodeState(nodes_[n].state.load(std::memory_order_acquire)) != NodeState::kRebuilding) return;
+  const uint32_t k = uint32_t((n + placement_.nodes - page % placement_.nodes) % placement_.nodes);
+  const uint64_t bit = uint64_t(1) << k;
+  rewritten_[page].fetch_or(bit);
+  // The write went to `conn`: if the node has been replaced since (rejoin() stores the new
+  // connection, then clears the marks), this mark is about a lease that is gone.
+  if (nodes_[n].t.load() != conn) rewritten_[page].fetch_and(~bit);
+}
+
 Status ReplicatedTransport::register_local(void* base, uint64_t len) {
   for (uint32_t n = 0; n < node_count_; ++n) FM_RETURN_IF_ERROR(node(n).register_local(base, len));
   local_base_ = base;
@@ -496,17 +563,20 @@ Status ReplicatedTransport::register_local(void* base, uint64_t len) {
 Result<std::unique_ptr<QueuePair>> ReplicatedTransport::create_queue_pair(CoreId core) {
   std::lock_guard<std::mutex> g(mu_);
   std::vector<std::unique_ptr<QueuePair>> qps;
+  std::vector<Transport*> conns;
   uint64_t depth = 0;
   for (uint32_t n = 0; n < node_count_; ++n) {
     auto q = node(n).create_queue_pair(core);
     if (!q) return q.status();
     qps.push_back(std::move(q.value()));
+    conns.push_back(&node(n));
     depth += 64;
   }
   counters_.push_back(std::make_unique<ReplicationCounters>());
   // Room for every child's queue to be full, plus reads waiting in backlogs.
   const uint32_t max_ops = uint32_t(std::max<uint64_t>(depth, 256));
-  auto* qp = new ReplicatedQueuePair(*this, core, std::move(qps), max_ops, *counters_.back());
+  auto* qp = new ReplicatedQueuePair(*this, core, std::move(qps), std::move(conns), max_ops,
+                                     *counters_.back());
   qps_.push_back(qp);
   return std::unique_ptr<QueuePair>(qp);
 }
@@ -704,8 +774,15 @@ void ReplicatedTransport::rejoin(uint32_t n, std::unique_ptr<Transport> t) {
       }
       fresh.push_back(std::move(q.value()));
     }
-    for (size_t i = 0; i < qps_.size(); ++i) qps_[i]->deliver(n, std::move(fresh[i]));
-    node.t.store(t.get(), std::memory_order_release);
+    for (size_t i = 0; i < qps_.size(); ++i) qps_[i]->deliver(n, std::move(fresh[i]), t.get());
+    node.t.store(t.get());
+    // Full writes that landed on the old lease say nothing about the new one. Cleared after
+    // the connection is replaced: a core that marks a page after this saw the new connection
+    // (landed_in_full() checks it after marking, and takes the mark back for an old one).
+    for (uint64_t p = 0; p < pages_; ++p) {
+      const uint32_t k = uint32_t((n + placement_.nodes - p % placement_.nodes) % placement_.nodes);
+      if (k < placement_.replicas) rewritten_[p].fetch_and(~(uint64_t(1) << k));
+    }
     owned_.push_back(std::move(t));  // the dead connection stays until the end: queue pairs
                                      // may still drain it
     // Mailboxes, then the generation, then the state: a core that sees the node rebuilding
@@ -782,6 +859,13 @@ bool ReplicatedTransport::next_repair(uint32_t n, uint64_t* page, uint64_t* seq)
     if (!source && !lost(p) && copying(p, n)) {
       // Its only copy may be on its way to another rebuilding node: decide after that one.
       if (defer(p)) return false;
+      continue;
+    }
+    if (!source && ((rewritten_[p].load() >> k) & 1) != 0) {
+      // No copy to take, but the page was written in full to this node since it came back (and
+      // no write-back is in flight: checked above): it holds the page's data.
+      copied_[p].fetch_or(uint64_t(1) << k, std::memory_order_release);
+      node.repaired.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     if (!source || lost(p)) {

@@ -193,6 +193,9 @@ class ReplicatedTransport final : public Transport {
   void write_posted(uint64_t page) { wseq_[page].fetch_add(uint64_t(1) << 32); }
   void write_done(uint64_t page, bool every_replica_full_page);
   bool lost(uint64_t page) const { return lost_[page].load(std::memory_order_acquire) != 0; }
+  /// A write of the whole of `page` completed on node n's connection `conn` (a core, while
+  /// polling): while n rebuilds, it holds that page's data (next_repair()).
+  void landed_in_full(uint64_t page, uint32_t n, const Transport* conn);
   void unregister(ReplicatedQueuePair* qp);
   void forget_lost();  // the keeper, the lost hook, then the lost flags cleared
   void rejoin(uint32_t n, std::unique_ptr<Transport> t);
@@ -219,6 +222,10 @@ class ReplicatedTransport final : public Transport {
   // Bit k: replica k of the page was copied back to its node since that node rejoined (read only
   // while that node is rebuilding; cleared when it rejoins).
   std::unique_ptr<std::atomic<uint64_t>[]> copied_;
+  // Bit k: a write of the whole page completed on replica k's node, on its current connection,
+  // while that node was rebuilding (cleared when it rejoins). Where no other replica is left to
+  // copy from, the rebuild takes such a page as settled instead of lost.
+  std::unique_ptr<std::atomic<uint64_t>[]> rewritten_;
   std::atomic<uint64_t> pages_lost_{0}, pages_repaired_{0}, pages_forgotten_{0}, pages_kept_{0};
   std::atomic<uint32_t> generation_{0};  // bumped when a queue pair has a new child to adopt
 
