@@ -126,6 +126,7 @@ void read_kv(TableReader& r, kv::StoreOptions& s, kv::ProtocolOptions& p) {
   r.get("udp_max_payload", p.udp_max_payload, L::kUdpMaxPayloadMin, L::kUdpMaxPayloadMax);
   r.get("reply_buffer_kb", p.reply_buffer_kb, L::kReplyBufferKbMin, L::kReplyBufferKbMax);
   r.get("reply_bytes_max", p.reply_bytes_max, 0u, L::kReplyBytesMaxMax);
+  r.get("spin_ns", p.spin_ns, 0u, L::kSpinNsMax);
   r.reject_unknown();
 }
 
@@ -133,9 +134,9 @@ std::string kv_to_toml(const kv::StoreOptions& s, const kv::ProtocolOptions& p) 
   return fmt::format(
       "[kv]\nmemory_mb = {}\nitem_size_max = {}\nslab_growth_factor = {}\nevict = {}\n"
       "hash_power = {}\nhash_power_max = {}\nudp_max_payload = {}\nreply_buffer_kb = {}\n"
-      "reply_bytes_max = {}\n",
+      "reply_bytes_max = {}\nspin_ns = {}\n",
       s.memory_mb, s.item_size_max, s.slab_growth_factor, s.evict ? "true" : "false", s.hash_power,
-      s.hash_power_max, p.udp_max_payload, p.reply_buffer_kb, p.reply_bytes_max);
+      s.hash_power_max, p.udp_max_payload, p.reply_buffer_kb, p.reply_bytes_max, p.spin_ns);
 }
 
 }  // namespace

@@ -67,6 +67,9 @@ Status ProtocolOptions::validate() const {
                      std::to_string(kDefaultReplyBytesMax) + ") or at least " +
                      std::to_string(kMinReplyBytesMax) + " so a stats reply fits");
   }
+  if (spin_ns > Limits::kSpinNsMax) {
+    return error(Errc::kInvalidArgument, "kv.spin_ns must be <= 1000000 (1 ms)");
+  }
   const uint64_t slots = uint64_t{reply_buffer_kb} * 1024 / udp_max_payload;
   if (slots > 65535) {
     return error(Errc::kInvalidArgument,

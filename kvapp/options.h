@@ -18,6 +18,7 @@ struct Limits {
   static constexpr uint32_t kUdpMaxPayloadMin = 64, kUdpMaxPayloadMax = 65507;
   static constexpr uint32_t kReplyBufferKbMin = 4, kReplyBufferKbMax = 1u << 20;
   static constexpr uint32_t kReplyBytesMaxMax = 1u << 30;
+  static constexpr uint32_t kSpinNsMax = 1'000'000;  // 1 ms of synthetic work a request
 };
 
 /// Store configuration; config/ fills it from the [kv] table (keys named as the fields).
@@ -42,6 +43,8 @@ struct ProtocolOptions {
   uint32_t reply_buffer_kb = 2048;  // per-core reply buffer; must hold a get of the largest item
   uint32_t reply_bytes_max = 0;     // reply text per request datagram (bounds amplification)
                                     // beyond a get's first value; 0: 32 KiB
+  uint32_t spin_ns = 0;             // synthetic CPU work per request datagram, after serving it
+                                    // (a busy loop; 0: none): an app heavier than a lookup
 
   /// Checks every field; the message names the offending key. Control path.
   Status validate() const;

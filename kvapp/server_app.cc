@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <string_view>
 
+#include <rte_pause.h>
+
 #include "dataplane/check.h"
+#include "dataplane/tsc.h"
 #include "kvapp/protocol.h"
 #include "kvapp/tuning.h"
 
@@ -31,6 +34,7 @@ KvServerApp::KvServerApp(Store& store, const ProtocolOptions& protocol, rt::Serv
   // The history's own key: its slots must not be collidable either (a flood of crafted keys
   // would make every request look recent or every one a fault).
   FM_CHECK_MSG(random_hash_key(&history_key_), "libsodium could not initialize its RNG");
+  spin_cycles_ = uint64_t(double(protocol.spin_ns) * 1e-9 * double(tsc_hz_any()));
 }
 
 void* KvServerApp::fiber_state(CoreId, size_t) {
@@ -43,6 +47,12 @@ void* KvServerApp::fiber_state(CoreId, size_t) {
 void KvServerApp::serve(void* state, std::span<const uint8_t> payload, int64_t now_unix,
                         rt::ReplyFn reply, void* ctx) {
   static_cast<Session*>(state)->handle_datagram(payload, now_unix, reply, ctx);
+  if (spin_cycles_ != 0) [[unlikely]] {
+    // kv.spin_ns: the request's synthetic work, after its replies were handed over (they go
+    // out with the core's next TX burst, as any reply does).
+    const uint64_t until = rdtsc() + spin_cycles_;
+    while (rdtsc() < until) rte_pause();
+  }
 }
 
 bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predictor mode,

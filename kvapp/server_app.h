@@ -57,6 +57,7 @@ class KvServerApp final : public rt::UdpApp {
   Session control_session_;  // the control thread's, for dpctl's stats: the app's lines only
   sched::HistoryPredictor history_;
   HashKey history_key_;
+  uint64_t spin_cycles_ = 0;  // kv.spin_ns in TSC cycles
 };
 
 }  // namespace fm::kv

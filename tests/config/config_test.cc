@@ -174,6 +174,7 @@ TEST(ServerConfig, KvLimitsAreTheStoresLimits) {
       {"hash_power_max", L::kHashPowerMax, L::kHashPowerMax + 1, ""},
       {"memory_mb", L::kMemoryMbMin, 0, ""},
       {"reply_buffer_kb", L::kReplyBufferKbMin, L::kReplyBufferKbMin - 1, ""},
+      {"spin_ns", L::kSpinNsMax, int64_t(L::kSpinNsMax) + 1, ""},
   };
   for (const Case& c : cases) {
     const std::string extra = c.extra;

@@ -22,7 +22,8 @@
 # and at each call: EXP_LCORES (1; "1 0": worker 0 on CPU 1, worker 1 on CPU 0),
 # EXP_LOADGEN_LCORES (0), EXP_EAL_MB (EAL memory of kvserver and loadgen), EXP_MBUFS,
 # IDLE_BACKOFF (true), LATENCY_NS (3300), LOCAL_FRACTION (0.2), PREEMPT_US (5), ITEM_SIZE_MAX
-# (kvserver's default), FM_KEEP=1 or EXP_KEEP=1 (keep the work folder).
+# (kvserver's default), SPIN_NS (kv.spin_ns: synthetic work per request in every mode; unset: 0),
+# FM_KEEP=1 or EXP_KEEP=1 (keep the work folder).
 
 # shellcheck shell=bash disable=SC2034,SC2119,SC2120,SC1091  # FM_* are for the sourcing scripts
 FM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -300,7 +301,9 @@ TOML
 fm_mode_toml() {
   local base=${1%%+*} extra="" paging_extra="" v parts=()
   if [ "$base" = no-fault ]; then
-    printf '[kv]\nmemory_mb = 64\n[paging]\nmode = "local"\n'
+    printf '[kv]\nmemory_mb = 64\n'
+    [ -n "${SPIN_NS:-}" ] && printf 'spin_ns = %s\n' "$SPIN_NS"
+    printf '[paging]\nmode = "local"\n'
     return
   fi
   case "$1" in *+*) IFS=+ read -ra parts <<<"${1#*+}" ;; esac
@@ -317,6 +320,7 @@ fm_mode_toml() {
   done
   printf '[kv]\nmemory_mb = 64\n'
   [ -n "${ITEM_SIZE_MAX:-}" ] && printf 'item_size_max = %s\n' "$ITEM_SIZE_MAX"
+  [ -n "${SPIN_NS:-}" ] && printf 'spin_ns = %s\n' "$SPIN_NS"
   printf '[paging]\nmode = "far"\nlocal_fraction = %s\nmemnode = "unix:%s"\n' "${2:-${LOCAL_FRACTION:-0.2}}" "$FM_MNSOCK"
   printf '%b' "$paging_extra"
   printf '[paging.emulated]\nlatency_ns = %s\n[sched]\nfaults = "%s"\n' "${LATENCY_NS:-3300}" "$base"
