@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <string_view>
 
-#include <rte_pause.h>
-
 #include "dataplane/check.h"
 #include "dataplane/tsc.h"
 #include "kvapp/protocol.h"
@@ -49,9 +47,12 @@ void KvServerApp::serve(void* state, std::span<const uint8_t> payload, int64_t n
   static_cast<Session*>(state)->handle_datagram(payload, now_unix, reply, ctx);
   if (spin_cycles_ != 0) [[unlikely]] {
     // kv.spin_ns: the request's synthetic work, after its replies were handed over (they go
-    // out with the core's next TX burst, as any reply does).
+    // out with the core's next TX burst, as any reply does). No PAUSE in the loop: a dense PAUSE
+    // loop is what KVM's pause-loop exiting takes for a lock waiter, and the vCPU would exit to
+    // the host as the work it stands for never does.
     const uint64_t until = rdtsc() + spin_cycles_;
-    while (rdtsc() < until) rte_pause();
+    while (rdtsc() < until) {
+    }
   }
 }
 

@@ -14,6 +14,8 @@
 #   EXP_LCORES="1 2 3 4" EXP_LOADGEN_LCORES="5 6" LG_EXTRA="--queues 4" tools/experiments/table1.sh
 #                                                  (several server cores: tools/lib/farmem.sh)
 #   FARMEM_RELEASE=1 tools/experiments/table1.sh   (an optimized build without debug checks)
+#   SPIN_NS=5000 CAPACITY_RATES=20k:300k:10k tools/experiments/table1.sh 100000
+#                                                  (the paper's regime: ~5 us of work a request)
 # Knobs: TRIALS (3), CAPACITY_RATES (50k:1M:50k; "none": no sweep, the Tput column says so),
 # CAPACITY_DURATION (1 s a point), CAPACITY_BOUND_US (none: the capacity needs VALID and >= 99%
 # answered; a number also bounds the p99), CAPACITY_STOP_P99_US (50000: the sweep ends after the
@@ -64,7 +66,7 @@ run_mode() {  # label extra-toml trial
   [ "$CAPACITY_RATES" = none ] || fm_append_csv "$cap" "$CAP_CSV"
 }
 
-say "table1: $RATE req/s GETs for $DURATION s, $KEYS keys of 128 B (${KEY_DIST:-uniform}), fetch latency $LATENCY_NS ns, 20% local; $TRIALS interleaved trials of: $MODES"
+say "table1: $RATE req/s GETs for $DURATION s, $KEYS keys of 128 B (${KEY_DIST:-uniform}), fetch latency $LATENCY_NS ns, 20% local${SPIN_NS:+, $SPIN_NS ns of synthetic work a request (kv.spin_ns)}; $TRIALS interleaved trials of: $MODES"
 say "capacity: $([ "$CAPACITY_RATES" = none ] && echo "not measured (CAPACITY_RATES=none)" || echo "sweep $CAPACITY_RATES, $CAPACITY_DURATION s a point, ends past p99 $CAPACITY_STOP_P99_US us; bound ${CAPACITY_BOUND_US:-none}")"
 say "server CPUs [${EXP_LCORES:-1}], loadgen CPUs [${EXP_LOADGEN_LCORES:-0}], idle back-off ${IDLE_BACKOFF:-true}${LG_EXTRA:+, loadgen $LG_EXTRA}"
 for t in $(seq "$TRIALS"); do
