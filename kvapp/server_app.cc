@@ -20,6 +20,13 @@ uint32_t window_for(const rt::Server& server, uint32_t configured) {
   return uint32_t(std::max<uint64_t>(64, r ? r->frame_count() : 1024));
 }
 
+// A request datagram's text after its frame header; empty when there is none.
+std::string_view request_text(std::span<const uint8_t> payload) {
+  if (payload.size() <= kUdpFrameHeaderSize) return {};
+  return std::string_view(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
+                          payload.size() - kUdpFrameHeaderSize);
+}
+
 }  // namespace
 
 KvServerApp::KvServerApp(Store& store, const ProtocolOptions& protocol, rt::Server& server,
@@ -59,9 +66,8 @@ void KvServerApp::serve(void* state, std::span<const uint8_t> payload, int64_t n
 bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predictor mode,
                                int64_t now_unix, uint32_t& history, rt::FarRanges* fetch) {
   // Only get/gets are classified; other commands are predicted fault-free.
-  if (payload.size() <= kUdpFrameHeaderSize) return false;
-  const std::string_view text(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
-                              payload.size() - kUdpFrameHeaderSize);
+  const std::string_view text = request_text(payload);
+  if (text.empty()) return false;
   bool fault = false;
   for_each_get_key(text, [&](std::string_view key) {
     if (mode == sched::Predictor::kPageTable) {
@@ -89,10 +95,7 @@ bool KvServerApp::likely_fault(std::span<const uint8_t> payload, sched::Predicto
 void KvServerApp::prefetch(std::span<const uint8_t> payload) {
   // A get's first key: a multi-get's others are looked up one after another anyway, and other
   // commands are rare.
-  if (payload.size() <= kUdpFrameHeaderSize) return;
-  const std::string_view key = first_get_key(
-      std::string_view(reinterpret_cast<const char*>(payload.data()) + kUdpFrameHeaderSize,
-                       payload.size() - kUdpFrameHeaderSize));
+  const std::string_view key = first_get_key(request_text(payload));
   if (!key.empty()) store_.prefetch_key(key);
 }
 
