@@ -57,11 +57,17 @@ HashIndex::~HashIndex() {
   Table::destroy(retiring_);
 }
 
+void HashIndex::set_prefetch_hint(Table* t) {
+  hint_buckets_.store(reinterpret_cast<uintptr_t>(t->buckets()), std::memory_order_relaxed);
+  hint_mask_.store(t->mask, std::memory_order_relaxed);
+}
+
 bool HashIndex::init() {
   Table* table = Table::create(hash_power_);
   if (table == nullptr) return false;
   std::fill_n(table->buckets(), table->mask + 1, kNil);
   table_.store(table, std::memory_order_release);
+  set_prefetch_hint(table);
   grow_at_.store(grow_at_for(*table), std::memory_order_relaxed);
   return true;
 }
@@ -202,6 +208,7 @@ void HashIndex::start_expansion_locked() {
   // bucket moves only after all three are visible to whoever takes its stripe lock next.
   old_table_.store(cur, std::memory_order_release);
   table_.store(bigger, std::memory_order_release);
+  set_prefetch_hint(bigger);
   grow_at_.store(grow_at_for(*bigger), std::memory_order_relaxed);
   expand_phase_.store(kMigrating, std::memory_order_release);
 }

@@ -96,11 +96,15 @@ class HashIndex final : public ChunkOwner {
   Stripe& stripe_for(uint64_t hash) const { return stripes_[hash & stripe_mask_]; }
 
   /// Prefetches `hash`'s stripe (for writing: its lock) and its bucket in the current array (one
-  /// not yet moved out of an old array is not: growth is rare). Reads only the array's address.
+  /// not yet moved out of an old array is not: growth is rare). Without a lock, so it reads no
+  /// table (one may be freed under it), only the index's own copy of the current array's
+  /// address and mask; a pair torn by a doubling only prefetches a useless line (a prefetch
+  /// never faults).
   void prefetch(uint64_t hash) const {
-    const Table* cur = table_.load(std::memory_order_acquire);
     __builtin_prefetch(&stripe_for(hash), 1);
-    __builtin_prefetch(&const_cast<Table*>(cur)->buckets()[hash & cur->mask]);
+    const uintptr_t buckets = hint_buckets_.load(std::memory_order_relaxed);
+    const uint64_t mask = hint_mask_.load(std::memory_order_relaxed);
+    __builtin_prefetch(reinterpret_cast<const void*>(buckets + (hash & mask) * sizeof(uint32_t)));
   }
 
   /// The head of `hash`'s chain: in the old array while its bucket has not moved, else in the
@@ -243,6 +247,7 @@ class HashIndex final : public ChunkOwner {
   // takes over its reference and state. Stripe held.
   void unchain_locked(Stripe& s, uint32_t id);
   uint64_t grow_at_for(const Table& t) const;
+  void set_prefetch_hint(Table* t);  // after table_ changes (hint_buckets_, hint_mask_)
   [[gnu::cold, gnu::noinline]] void expand_step();
   void start_expansion_locked();
   void migrate_buckets_locked();
@@ -261,6 +266,9 @@ class HashIndex final : public ChunkOwner {
   // Read by every command (one line, written only when a doubling starts or ends).
   alignas(64) std::atomic<Table*> table_{nullptr};
   std::atomic<Table*> old_table_{nullptr};
+  // table_'s bucket array and mask, for prefetch() (which holds no lock): set with table_.
+  std::atomic<uintptr_t> hint_buckets_{0};
+  std::atomic<uint64_t> hint_mask_{0};
   std::atomic<uint8_t> expand_phase_{0};  // 0 idle, 1 moving buckets, 2 sweeping stripes
   std::atomic<uint64_t> grow_at_{0};      // linked items past which the table doubles
   // The grower's own line: try_locked by helpers only while a doubling is due or under way.
